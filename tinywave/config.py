@@ -1,0 +1,244 @@
+"""Typed dataclass configs: YAML files plus dotted ``key=value`` overrides.
+
+Every subcommand has one dataclass config (nested dataclasses for sections). A run's
+configuration is resolved in three layers: the dataclass defaults, then an optional
+YAML file, then command-line overrides (``loss.kl_weight=0.5``). Unknown keys are an
+error that names the key and the closest valid one; values are coerced to the field's
+type or rejected with the expected type in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key a user wrote is wrong; the message says how to fix it."""
+
+
+def field(default: Any = dataclasses.MISSING, *, help: str = "", **kw: Any) -> Any:
+    """A dataclass field with a help string (shown by ``tinywave <cmd> --help``)."""
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kw)
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"{hint} Valid keys: {', '.join(sorted(valid))}."
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML-parsed value to the annotated type ``tp`` or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: cannot be {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=where + ".")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v != ""] if value else []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r} (write it as [a, b] or a,b)")
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r} (write it as {{a: 1}})")
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if typing.get_origin(tp) is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(as_float)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return "" if value is None else str(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a plain dict, recursively; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = _type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{prefix}{key}'.{_suggest(str(key), names)}")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config as plain data (for JSON/YAML next to checkpoints and reports)."""
+    return dataclasses.asdict(cfg)
+
+
+def _set_dotted(tree: dict[str, Any], cls: type, dotted: str, raw: str) -> None:
+    parts = dotted.split(".")
+    node, node_cls = tree, cls
+    for i, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(node_cls)]
+        if part not in names:
+            where = ".".join(parts[:i])
+            full = f"{where}.{part}" if where else part
+            raise ConfigError(f"unknown config key '{full}'.{_suggest(part, names)}")
+        tp = _type_hints(node_cls)[part]
+        if i == len(parts) - 1:
+            node[part] = _parse_value(raw)
+            return
+        sub = _dataclass_of(tp)
+        if sub is None:
+            raise ConfigError(f"'{'.'.join(parts[: i + 1])}' is a value, not a section: write {'.'.join(parts[: i + 1])}=VALUE")
+        node = node.setdefault(part, {})
+        node_cls = sub
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    if dataclasses.is_dataclass(tp):
+        return tp
+    for arg in typing.get_args(tp):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def _parse_value(raw: str) -> Any:
+    """Parse an override's value as YAML (``3``, ``1e-4``, ``[1, 2]``, ``true``, text)."""
+    try:
+        return yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist; pass an existing YAML file to --config (see configs/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Resolve a config: dataclass defaults <- YAML file <- ``key=value`` overrides."""
+    tree: dict[str, Any] = read_yaml(yaml_path) if yaml_path else {}
+    tree.pop("_base_", None)
+    over: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. optim.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        if not key:
+            raise ConfigError(f"override '{item}' has an empty key; write key=value")
+        _set_dotted(over, cls, key.strip(), raw)
+    return from_dict(cls, _merge(tree, over))
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """Rows (key, type, default, help) for every leaf field, for ``--help``."""
+    rows = []
+    hints = _type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        sub = _dataclass_of(tp)
+        if sub is not None:
+            rows += describe(sub, prefix + f.name + ".")
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = "(required)"
+        type_name = getattr(tp, "__name__", str(tp).replace("typing.", ""))
+        rows.append((prefix + f.name, type_name, default, f.metadata.get("help", "")))
+    return rows
+
+
+def field_type(cls: type, dotted: str) -> Any:
+    """The annotated type of a dotted key, or None if it does not exist."""
+    node = cls
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        hints = _type_hints(node)
+        if part not in hints:
+            return None
+        if i == len(parts) - 1:
+            return hints[part]
+        node = _dataclass_of(hints[part])
+        if node is None:
+            return None
+    return None
