@@ -65,7 +65,8 @@ def test_inverse_defaults():
     # pitch without style: a common style is chosen
     assert set(string_to_units("[Pi5][Hu2]", seed=1)["style"]) <= {71, 68, 98}
     assert string_to_units("[Pi5][Pi6][Hu2]", duplicate_hubert_for_multiple_pitch=True)["hubert"] == [2]
-    assert string_to_units("[Hu2][Pi5][Pi6]", duplicate_hubert_for_multiple_pitch=True) == {"hubert": [2, 2], "pitch": [5, 6], "style": string_to_units("[Hu2][Pi5][Pi6]", True)["style"]}
+    out = string_to_units("[Hu2][Pi5][Pi6]", duplicate_hubert_for_multiple_pitch=True, seed=0)
+    assert out["hubert"] == [2, 2] and out["pitch"] == [5, 6] and len(out["style"]) == 2
     # text around tokens and cut-off tokens are ignored
     assert string_to_units("hi[Hu4]there[Text]x[Hu12")["hubert"] == [4]
 
