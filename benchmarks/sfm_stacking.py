@@ -1,0 +1,195 @@
+"""Benchmark: SFM distillation with each stacking operator on the same step budget.
+
+    .venv/bin/python benchmarks/sfm_stacking.py                  # ~10-15 min on 2 CPU cores
+    .venv/bin/python benchmarks/sfm_stacking.py --quick          # a smoke run (~2 min)
+
+Steps (all cached under --work, so a rerun skips what exists):
+1. a spoken corpus and probe sets synthesized with espeak-ng (tinywave.sfm.synth);
+2. a small HuBERT-style teacher pretrained by masked prediction of MFCC k-means units
+   (`tinywave sfm pretrain`), probed against a random-init encoder of the same shape;
+3. the teacher's targets AND its CNN features are computed once per step and shared by
+   every run (stated: cached teacher targets; the students' CNN is the teacher's, frozen),
+   so the measured time is the student's own training time, the part stacking shrinks;
+4. for op in none / top / gradual / middle / interleaved: a layer-to-layer student
+   (3 -> 12 layers; top: 3 -> 6 -> 12) trained for the same number of steps with the
+   Prop-1 schedule, then probed (KS accuracy, SID accuracy, PR PER).
+
+Printed: wall time (student training seconds) to reach the full-depth run's final loss
+(moving average), speed-up vs none, final losses and probe metrics, and the targets of
+the issue (interleaved >= 1.2x faster than none, probes within 2 % relative of none and
+better than top and gradual). Figures are measured side by side in one run; nothing here
+is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TINYWAVE_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from tinywave.cli import main as cli  # noqa: E402
+from tinywave.files import load_jsonl  # noqa: E402
+from tinywave.sfm.data import load_bank, sample_batch  # noqa: E402
+from tinywave.sfm.distill import GrowthPlan, LoopSettings, TeacherTargets, distill  # noqa: E402
+from tinywave.sfm.models import build_student, freeze, load_encoder, student_config  # noqa: E402
+from tinywave.sfm.probes import ProbeSettings, probe_task  # noqa: E402
+from tinywave.sfm.student import Student, uniform_targets  # noqa: E402
+from tinywave.sfm.synth import synth_corpus, synth_probes  # noqa: E402
+from tinywave.stacking import final_depth, growth_steps, plan_growth  # noqa: E402
+
+OPS = ("none", "top", "gradual", "middle", "interleaved")
+
+
+def prepare(work: Path, a: argparse.Namespace) -> tuple[Path, Path, Path]:
+    corpus = work / "corpus"
+    if not (corpus / "manifest.jsonl").is_file():
+        synth_corpus(corpus, a.utterances, seed=0)
+    if not (corpus / "probes" / "pr" / "test.jsonl").is_file():
+        synth_probes(corpus, per_class=a.per_class, n_pr=a.n_pr, seed=0)
+    teacher = work / "teacher"
+    if not (teacher / "teacher" / "config.json").is_file():
+        t0 = time.perf_counter()
+        cli(["sfm", "pretrain", "--manifest", str(corpus / "manifest.jsonl"), "--out", str(teacher),
+             f"model.hidden_size={a.teacher_width}", f"model.num_layers={a.teacher_layers}", "model.heads=4",
+             f"model.intermediate_size={4 * a.teacher_width}", "model.conv_channels=64", f"train.steps={a.teacher_steps}",
+             "train.batch_size=8", "train.crop_seconds=1.5", "train.lr=1e-3", "train.warmup=50", "n_units=50"])
+        print(f"teacher pretraining: {time.perf_counter() - t0:.0f} s")
+    return corpus / "manifest.jsonl", corpus / "probes", teacher / "teacher"
+
+
+def probe(encoder, probes: Path, epochs: int) -> dict[str, float]:
+    out = {}
+    for task in ("ks", "sid", "pr"):
+        res = probe_task(encoder, probes, task, ProbeSettings(epochs=epochs, lr=1e-2, seed=0))
+        out[task] = res["per"] if task == "pr" else res["accuracy"]
+    return out
+
+
+def run_op(op: str, teacher, bank, cache: dict, a: argparse.Namespace, work: Path) -> dict:
+    init, stages = (a.depth, 1) if op == "none" else (a.init, a.stages if op != "top" else a.top_stages)
+    assert final_depth(op, init, stages) == a.depth, (op, init, stages)
+    plan = GrowthPlan(op, growth_steps(a.steps, stages, "prop1") if stages > 1 else [],
+                      plan_growth(op, init, stages), a.optimizer)
+    encoder = build_student(teacher, student_config(teacher, a.width, init, 4, 4 * a.width), True, seed=0)
+    freeze(encoder.feature_extractor)
+    layers = a.targets
+    student = Student(encoder, "layer2layer", layers, teacher.config.hidden_size, uniform_targets(init, layers))
+    out = work / "runs" / op
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    settings = LoopSettings(steps=a.steps, batch_size=8, crop_samples=32000, lr=1e-3, warmup=40, seed=0,
+                            log_every=10**9, save_every=10**9, keep=1)
+    summary = distill(student, TeacherTargets(teacher, layers, cache, share_front_end=True), bank, plan, settings, out)
+    rows = load_jsonl(out / "log.jsonl")
+    return {"op": op, "plan": plan.steps, "rows": rows, "summary": summary, "probe": probe(student.encoder.eval(), a.probes, a.epochs)}
+
+
+def smooth(values: list[float], window: int) -> np.ndarray:
+    v = np.asarray(values)
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    out = np.empty_like(v)
+    for i in range(len(v)):
+        lo = max(0, i + 1 - window)
+        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
+    return out
+
+
+def time_to_reach(rows: list[dict], target: float, window: int) -> float | None:
+    s = smooth([r["loss"] for r in rows], window)
+    hit = np.nonzero(s <= target)[0]
+    return None if len(hit) == 0 else float(rows[int(hit[0])]["train_seconds"])
+
+
+def report(results: dict[str, dict], a: argparse.Namespace, teacher_probe: dict, random_probe: dict) -> dict:
+    ref_rows = results["none"]["rows"]
+    ref_loss = float(smooth([r["loss"] for r in ref_rows], a.window)[-1])
+    ref_time = time_to_reach(ref_rows, ref_loss, a.window)
+    table = {}
+    print(f"\nreference: full-depth (none) final loss {ref_loss:.4f} (moving average over {a.window} steps)")
+    print(f"{'op':<12}{'total s':>9}{'t->ref s':>10}{'speed-up':>10}{'final loss':>12}{'KS acc':>9}{'SID acc':>9}{'PR PER':>9}")
+    for op, r in results.items():
+        total = r["rows"][-1]["train_seconds"]
+        reach = time_to_reach(r["rows"], ref_loss, a.window)
+        speed = None if reach is None else ref_time / reach
+        final = float(smooth([x["loss"] for x in r["rows"]], a.window)[-1])
+        p = r["probe"]
+        table[op] = {"total_seconds": total, "seconds_to_ref": reach, "speedup": speed, "final_loss": final, **p,
+                     "total_speedup": ref_rows[-1]["train_seconds"] / total, "growth_steps": r["plan"]}
+        print(f"{op:<12}{total:>9.1f}{(reach or float('nan')):>10.1f}{(speed or float('nan')):>9.2f}x{final:>12.4f}"
+              f"{p['ks']:>9.3f}{p['sid']:>9.3f}{p['pr']:>9.3f}")
+    print(f"{'teacher':<12}{'':>51}{teacher_probe['ks']:>9.3f}{teacher_probe['sid']:>9.3f}{teacher_probe['pr']:>9.3f}")
+    print(f"{'random init':<12}{'':>51}{random_probe['ks']:>9.3f}{random_probe['sid']:>9.3f}{random_probe['pr']:>9.3f}")
+    inter, none = table["interleaved"], table["none"]
+    rel = {t: abs(inter[t] - none[t]) / max(abs(none[t]), 1e-9) for t in ("ks", "sid", "pr")}
+    better = {f"{t} vs {o}": (inter[t] < table[o][t]) if t == "pr" else (inter[t] > table[o][t])
+              for o in ("top", "gradual") for t in ("ks", "sid", "pr")}
+    print("\ntargets:")
+    print(f"  interleaved speed-up to the full-depth loss: {inter['speedup'] or float('nan'):.2f}x (target >= 1.2x); "
+          f"whole-run time ratio none/interleaved: {inter['total_speedup']:.2f}x")
+    if inter["seconds_to_ref"] is not None:
+        t = a.teacher_seconds * (inter["seconds_to_ref"] / inter["total_seconds"])  # teacher share up to that point
+        online = (none["seconds_to_ref"] + a.teacher_seconds) / (inter["seconds_to_ref"] + t)
+        print(f"  the same with an online teacher (its {a.teacher_seconds:.0f} s added pro rata): {online:.2f}x")
+    print("  probes within 2 % (relative) of none: " + ", ".join(f"{t} {100 * v:.1f} %" for t, v in rel.items()))
+    print("  interleaved better than: " + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in better.items()))
+    return {"table": table, "reference_loss": ref_loss, "relative_probe_gap": rel, "better": better,
+            "teacher_probe": teacher_probe, "random_init_probe": random_probe}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/tinywave-bench-sfm", help="cache folder (corpus, teacher, runs)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, figures mean little")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--ops", default=",".join(OPS))
+    ap.add_argument("--optimizer", default="copy")
+    a = ap.parse_args()
+    a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.teacher_width, a.teacher_layers = 240, 24, 120, 400, 192, 4
+    a.width, a.depth, a.init, a.stages, a.top_stages, a.targets = 128, 12, 3, 4, 3, [2, 3, 4]
+    a.epochs, a.window = 60, 20
+    if a.quick:
+        a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.steps, a.epochs, a.window = 40, 6, 20, 20, 40, 10, 5
+        a.work = a.work + "-quick"
+    logging.basicConfig(level=logging.WARNING)
+    torch.manual_seed(0)
+    work = Path(a.work)
+    manifest, a.probes, teacher_dir = prepare(work, a)
+    teacher = freeze(load_encoder(teacher_dir))
+    t0 = time.perf_counter()
+    teacher_probe = probe(teacher, a.probes, a.epochs)
+    torch.manual_seed(0)
+    random_probe = probe(type(teacher)(teacher.config).eval(), a.probes, a.epochs)
+    print(f"teacher probes {teacher_probe}; random-init encoder {random_probe} ({time.perf_counter() - t0:.0f} s)")
+    bank = load_bank(manifest)
+    cache: dict = {}
+    t0 = time.perf_counter()
+    targets = TeacherTargets(teacher, a.targets, cache, share_front_end=True)
+    for step in range(a.steps):  # the same batches every run sees (a pure function of seed and step)
+        targets(step, sample_batch(bank, 8, 32000, 0, step, 320))
+    a.teacher_seconds = time.perf_counter() - t0
+    print(f"teacher targets + CNN features for {a.steps} steps: {a.teacher_seconds:.1f} s (a fixed cost of every run)")
+    results = {}
+    for op in a.ops.split(","):
+        t1 = time.perf_counter()
+        results[op] = run_op(op, teacher, bank, cache, a, work)
+        print(f"{op}: done in {time.perf_counter() - t1:.0f} s (student training {results[op]['rows'][-1]['train_seconds']:.1f} s)")
+    print(f"all runs: {time.perf_counter() - t0:.0f} s")
+    summary = report(results, a, teacher_probe, random_probe)
+    (work / "results.json").write_text(json.dumps(summary, indent=1))
+    print(f"\nresults -> {work / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Every shipped teacher/distillation YAML loads into its recipe's config; --help lists every key."""
+
+from pathlib import Path
+
+import pytest
+
+from tinywave.cli import main
+from tinywave.config import load_config
+from tinywave.recipes import distill, train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPE_OF = {
+    "teacher-tiny.yaml": train, "teacher-7b.yaml": train, "teacher-correct-lora.yaml": train,
+    "distill-tiny.yaml": distill, "distill-baseline-ce.yaml": distill, "spiritlm-base-2b.yaml": distill,
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_OF))
+def test_shipped_config_loads(name):
+    cfg = load_config(RECIPE_OF[name].Config, CONFIGS / name)
+    assert cfg.train.steps > 0 and cfg.train.precision in ("fp32", "bf16")
+    if RECIPE_OF[name] is distill:
+        assert cfg.student.init in ("pruned", "random") and cfg.loss.ce_weight > 0
+
+
+def test_spiritlm_config_keeps_the_papers_shape():
+    cfg = load_config(distill.Config, CONFIGS / "spiritlm-base-2b.yaml")
+    assert cfg.student.n_layers == 10 and cfg.student.width == 0
+    teacher = load_config(train.Config, CONFIGS / "teacher-7b.yaml").model
+    assert (teacher.n_layers, teacher.width, teacher.heads, teacher.ffn) == (32, 4096, 32, 11008)
+
+
+def test_baseline_config_runs_no_teacher_loss():
+    cfg = load_config(distill.Config, CONFIGS / "distill-baseline-ce.yaml", ["student.init=random"])
+    assert (cfg.loss.kl_weight, cfg.loss.hidden_weight, cfg.loss.attn_weight) == (0, 0, 0) and cfg.student.init == "random"
+
+
+@pytest.mark.parametrize("command, key", [("distill", "loss.kl_weight"), ("train", "lora.r"), ("export", "checkpoint")])
+def test_help_lists_keys(capsys, command, key):
+    assert main([command, "--help"]) == 0
+    assert key in capsys.readouterr().out

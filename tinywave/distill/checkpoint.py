@@ -1,0 +1,119 @@
+"""Training checkpoints: one folder per saved step, written atomically.
+
+``RUN/checkpoints/step_00000042/`` holds
+
+* the model, written by the recipe's ``save_model(folder)``: a plain Hugging Face
+  folder (``config.json``, ``model.safetensors``, tokenizer files, ``speech_tokenizer/``)
+  or a peft adapter folder (``adapter_config.json``, ``adapter_model.safetensors``);
+  extra trained tensors (projections) as ``projections.safetensors``;
+* ``optimizer.pt``, ``scheduler.pt``, ``rng.pt``: state dicts saved with ``torch.save``
+  and read back with ``torch.load(weights_only=True)``;
+* ``state.json``: step, data position, tokens seen, elapsed time, the tail of the loss history;
+* ``config.yaml``: the resolved run configuration.
+
+A folder is either complete or absent (``tinywave.files.atomic_dir``), so the newest
+``step_*`` folder is always a valid place to resume from.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from tinywave.files import atomic_dir
+
+STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng.pt", "state.json", "config.yaml")
+_STEP_RE = re.compile(r"^step_(\d{8})$")
+
+
+def checkpoint_root(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _STEP_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP_RE.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or the newest checkpoint of a run folder."""
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(
+            f"{path} is neither a checkpoint folder (no state.json) nor a run folder with checkpoints/step_*; "
+            "pass the train.out folder of a run or one of its checkpoints/step_* folders"
+        )
+    return latest
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    save_model: Callable[[Path], None],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    config: dict[str, Any],
+    keep: int = 2,
+) -> Path:
+    """Write ``checkpoints/step_<step>`` atomically, then drop all but the ``keep`` newest."""
+    folder = checkpoint_root(run_dir) / f"step_{step:08d}"
+    with atomic_dir(folder) as tmp:
+        save_model(tmp)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1) + "\n")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if keep > 0:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """Restore optimizer, scheduler and RNG from a checkpoint; returns its state.json."""
+    folder = Path(folder)
+    missing = [name for name in STATE_FILES if not (folder / name).is_file()]
+    if missing:
+        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        raise FileNotFoundError(f"checkpoint {folder} is missing {missing} (it holds {present}); resume from another step_* folder or start a new run")
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    rng = torch.load(folder / "rng.pt", weights_only=True)
+    torch.set_rng_state(rng["torch"])
+    random.setstate(_as_random_state(rng["python"]))
+    return json.loads((folder / "state.json").read_text())
+
+
+def _as_random_state(state: Any) -> tuple:
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+def read_state(folder: str | Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / "state.json").read_text())
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    return yaml.safe_load((Path(folder) / "config.yaml").read_text()) or {}

@@ -1,0 +1,93 @@
+"""Run logs: a progress bar with each loss, ``train_log.jsonl``, TensorBoard events, a PNG of the curves.
+
+On resume the JSONL log is cut back to the checkpoint's step and TensorBoard purges
+later events, so a resumed run's curves continue exactly where the checkpoint left them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from tinywave.files import JsonlAppender, atomic_write_bytes, atomic_write_text, load_jsonl
+from tinywave.progress import bar
+
+LOG_NAME = "train_log.jsonl"
+PLOT_NAME = "loss_curves.png"
+NOT_LOSSES = {"step", "lr", "grad_norm", "tokens", "tokens_per_s", "tokens_seen", "elapsed_s"}
+
+
+def loss_keys(records: list[dict[str, Any]]) -> list[str]:
+    """The loss names present in a log, ``loss`` (the weighted total) first."""
+    keys: list[str] = []
+    for r in records:
+        keys += [k for k in r if k not in NOT_LOSSES and k not in keys]
+    return sorted(keys, key=lambda k: (k != "loss", k))
+
+
+class RunLogger:
+    def __init__(self, out_dir: str | Path, start_step: int, total_steps: int, tensorboard: bool = True):
+        self.out_dir = Path(out_dir)
+        self.log_path = self.out_dir / LOG_NAME
+        self._truncate_after(start_step)
+        self.jsonl = JsonlAppender(self.log_path)
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+        self.bar = bar(total=total_steps, initial=start_step, desc="train", unit="step")
+
+    def _truncate_after(self, step: int) -> None:
+        if not self.log_path.exists():
+            return
+        kept = [r for r in load_jsonl(self.log_path) if r.get("step", 0) <= step]
+        atomic_write_text(self.log_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def step(self, record: dict[str, Any], write: bool) -> None:
+        """Advance the bar by one step; write the record to JSONL/TensorBoard when ``write``."""
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{record[k]:.4g}" for k in loss_keys([record])}, refresh=False)
+        if not write:
+            return
+        self.jsonl.write(record)
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.tb.add_scalar(key if key in NOT_LOSSES else f"loss/{key}", value, record["step"])
+
+    def close(self) -> None:
+        self.bar.close()
+        self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def plot_loss_curves(log_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:
+    """One panel per loss (each on its own scale) from a JSONL log; returns the PNG path (None if empty)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = load_jsonl(log_path) if Path(log_path).exists() else []
+    keys = loss_keys(records)
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(png_path, buf.getvalue())
+    return Path(png_path)

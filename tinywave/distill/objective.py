@@ -1,0 +1,112 @@
+"""The training objective: student forward pass and the weighted sum of the four losses.
+
+``DistillObjective(batch, normalizer)`` returns every loss separately (for logs) and
+their weighted sum under ``"loss"``. With only the CE weight set and no teacher it is
+plain language-model training (``tinywave train`` and the CE-only baselines): the
+teacher is never run when every teacher-dependent weight is 0.
+
+Layer pairs ``(student, teacher)`` drive the hidden-state and attention losses; each
+of those is averaged over the pairs. When the student is narrower than the teacher a
+bias-free linear projection per pair maps student hidden states to the teacher's width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tinywave.distill.losses import IGNORE_INDEX, attention_loss, chunked_vocab_losses, hidden_loss
+from tinywave.distill.teacher import TeacherBatch, TeacherTargets
+from tinywave.models.attention import backbone, capture
+
+
+@dataclass
+class LossWeights:
+    ce: float = 1.0
+    kl: float = 0.0
+    hidden: float = 0.0
+    attn: float = 0.0
+    temperature: float = 1.0
+    hidden_kind: str = "mse"
+    chunk_size: int = 1024
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.kl > 0 or self.hidden > 0 or self.attn > 0
+
+    def check(self) -> None:
+        for name in ("ce", "kl", "hidden", "attn"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss.{name}_weight={getattr(self, name)} is negative; loss weights must be >= 0")
+        if self.ce == 0 and not self.needs_teacher:
+            raise ValueError("every loss weight is 0: nothing to train; set loss.ce_weight or a distillation weight above 0")
+        if self.temperature <= 0:
+            raise ValueError(f"loss.temperature={self.temperature} must be > 0 (typical: 1-4)")
+
+
+def make_projections(pairs: list[tuple[int, int]], student_width: int, teacher_width: int) -> nn.ModuleDict:
+    """One bias-free Linear(student_width -> teacher_width) per student layer of the map."""
+    return nn.ModuleDict({str(s): nn.Linear(student_width, teacher_width, bias=False) for s, _ in pairs})
+
+
+class DistillObjective(nn.Module):
+    def __init__(
+        self,
+        student: nn.Module,
+        weights: LossWeights,
+        layer_map: list[tuple[int, int]] = (),
+        teacher: TeacherTargets | None = None,
+        projections: nn.ModuleDict | None = None,
+    ):
+        super().__init__()
+        weights.check()
+        if weights.needs_teacher and teacher is None:
+            raise ValueError("kl/hidden/attn losses need a teacher; set teacher.dir or set those weights to 0")
+        if (weights.hidden > 0 or weights.attn > 0) and not layer_map:
+            raise ValueError("hidden/attn losses need a layer_map with at least one [student, teacher] pair")
+        self.student, self.weights, self.teacher = student, weights, teacher
+        self.pairs = [(int(s), int(t)) for s, t in layer_map]
+        self.projections = projections if projections is not None else nn.ModuleDict()
+
+    def _student_layers(self, active: float) -> list[int]:
+        return [s for s, _ in self.pairs] if active > 0 else []
+
+    def forward(self, batch: dict[str, torch.Tensor], normalizer: float) -> dict[str, torch.Tensor]:
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]  # (B, T) each
+        w = self.weights
+        with capture(self.student, self._student_layers(w.hidden), self._student_layers(w.attn)) as got:
+            out = backbone(self.student)(input_ids=ids, attention_mask=mask, use_cache=False)
+        teacher = self.teacher(ids, mask) if w.needs_teacher else TeacherBatch()
+        tmask = labels != IGNORE_INDEX  # (B, T) real target tokens
+        rows = tmask.flatten().nonzero().squeeze(1)  # (N,) flat positions of real targets
+        hidden = out.last_hidden_state.flatten(0, 1)[rows]  # (N, D)
+        head = self.student.get_output_embeddings().weight  # (V, D)
+        ce, kl = chunked_vocab_losses(
+            hidden, head, labels.flatten()[rows], teacher.logits if w.kl > 0 else None, rows,
+            w.temperature, w.chunk_size, normalizer,
+        )
+        losses = {"ce": ce}
+        if w.kl > 0:
+            losses["kl"] = kl
+        if w.hidden > 0:
+            losses["hidden"] = self._hidden(got.hidden, teacher, tmask, normalizer)
+        if w.attn > 0:
+            losses["attn"] = self._attention(got.attn_logp, teacher, tmask, mask.bool(), normalizer)
+        weight_of = {"ce": w.ce, "kl": w.kl, "hidden": w.hidden, "attn": w.attn}
+        losses["loss"] = sum(weight_of[k] * v for k, v in losses.items() if weight_of[k] > 0)
+        return losses
+
+    def _hidden(self, student: dict[int, torch.Tensor], teacher: TeacherBatch, tmask: torch.Tensor, normalizer: float) -> torch.Tensor:
+        per_pair = []
+        for s, t in self.pairs:
+            h = student[s]  # (B, T, Ds)
+            if str(s) in self.projections:
+                h = self.projections[str(s)](h)  # (B, T, Dt)
+            per_pair.append(hidden_loss(h, teacher.hidden[t], tmask, self.weights.hidden_kind, normalizer))
+        return torch.stack(per_pair).mean()
+
+    def _attention(self, student: dict[int, torch.Tensor], teacher: TeacherBatch, tmask: torch.Tensor, kmask: torch.Tensor, normalizer: float) -> torch.Tensor:
+        per_pair = [attention_loss(student[s], teacher.attn_logp[t], tmask, kmask, normalizer) for s, t in self.pairs]
+        return torch.stack(per_pair).mean()

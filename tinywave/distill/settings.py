@@ -1,0 +1,45 @@
+"""Typed settings of the trainer, shared by ``tinywave train`` and ``tinywave distill``.
+
+They are the ``data``, ``optim`` and ``train`` sections of both recipes' configs and the
+typed arguments of :func:`tinywave.distill.trainer.fit`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinywave.config import field
+
+
+@dataclass
+class DataSettings:
+    shards: str = field("", help="training shard folder (`tinywave data build --out`)")
+    batch_size: int = field(8, help="sequences per micro-batch")
+    seq_len: int = field(0, help="expected row length of the shards (0: accept the shards' own)")
+
+
+@dataclass
+class OptimSettings:
+    lr: float = field(3e-4, help="peak learning rate (AdamW)")
+    betas: list[float] = field([0.9, 0.95], help="AdamW betas")
+    weight_decay: float = field(0.1, help="AdamW weight decay (matrices only; norms and biases are not decayed)")
+    warmup_steps: int = field(10, help="linear warm-up steps before the cosine decay")
+    min_lr_ratio: float = field(0.1, help="final learning rate as a fraction of optim.lr")
+    grad_clip: float = field(1.0, help="clip the global gradient norm to this value (0: no clipping)")
+    accum_steps: int = field(1, help="micro-batches accumulated per optimizer step")
+
+
+@dataclass
+class RunSettings:
+    out: str = field("", help="run folder: checkpoints/, model/, train_log.jsonl, tensorboard/, loss_curves.png")
+    steps: int = field(100, help="optimizer steps of the whole run")
+    seed: int = field(0, help="seed for initialisation and data order")
+    precision: str = field("fp32", help="fp32 or bf16 (autocast)")
+    device: str = field("auto", help="auto, cpu or cuda")
+    log_every: int = field(1, help="write a log line every N steps")
+    ckpt_every: int = field(50, help="checkpoint every N steps (and always at the end)")
+    keep_checkpoints: int = field(2, help="keep the N newest checkpoints (0: keep all)")
+    resume: bool = field(False, help="continue from the newest checkpoint in train.out")
+    max_minutes: float = field(0.0, help="checkpoint and stop after this much wall time (0: no limit)")
+    stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (0: no limit)")
+    tensorboard: bool = field(True, help="write TensorBoard events under train.out/tensorboard")

@@ -1,0 +1,53 @@
+"""CPU deployment: load a model directory in fp32 or bf16, optionally int8-quantize its linears.
+
+Dynamic int8 quantization (weights int8, activations quantized on the fly) replaces every
+``nn.Linear`` with ``torch.ao.nn.quantized.dynamic.Linear``. ``torch.ao.quantization`` is
+deprecated in favour of torchao, which is not a dependency here; the call is kept behind
+:func:`quantize_int8` so one place changes when it goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def check_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported on CPU here; choose one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of all ``nn.Linear`` layers (fp32 models only)."""
+    if next(model.parameters()).dtype != torch.float32:
+        raise ValueError("int8 dynamic quantization needs an fp32 model; use dtype=fp32 with int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation notice of torch.ao.quantization
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def prepare(model: torch.nn.Module, dtype: str = "fp32", int8: bool = False) -> torch.nn.Module:
+    """Eval mode, the dtype, and optional int8 linears."""
+    model = model.eval().to(check_dtype(dtype))
+    return quantize_int8(model) if int8 else model
+
+
+def load_causal_lm(path: str | Path, dtype: str = "fp32", int8: bool = False) -> torch.nn.Module:
+    """A plain Hugging Face causal-LM directory, ready for CPU decoding."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model directory {path} has no config.json; pass a Hugging Face model directory (e.g. from `tinywave export`)")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=check_dtype(dtype), local_files_only=True)
+    return prepare(model, dtype, int8)

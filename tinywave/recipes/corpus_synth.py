@@ -1,0 +1,66 @@
+"""Recipe: synthesize the embedded spoken story corpus with espeak-ng.
+
+    tinywave corpus synth --out data/corpus --stories 400 --seed 0 --workers 2
+    tinywave corpus synth --out /tmp/tiny --small          # a few stories, for tests
+
+Writes ``OUT/wavs/*.wav`` (16 kHz mono), ``OUT/manifest.jsonl`` (one whole story per
+item, with word timings) and ``OUT/corpus.json`` (settings and totals). Same seed,
+same bytes; a rerun resumes where an interrupted one stopped. Stories that share a
+sentence with the benchmarks of the same seed (`tinywave corpus benchmarks`) are never
+spoken here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinywave.config import field, to_dict
+from tinywave.corpus.training import DEFAULT_STORIES, SMALL_STORIES
+from tinywave.corpus.voices import DEFAULT_TRAINING_VOICES, TRAINING_POOL
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Config:
+    out: str = field("", help="output folder (wavs/, manifest.jsonl, corpus.json)")
+    stories: int = field(DEFAULT_STORIES, help=f"number of stories (~18 s each; {DEFAULT_STORIES} is about 2 hours)")
+    seed: int = field(0, help="seed of the stories, their voices, pitch and rate; must match `corpus benchmarks --seed`")
+    small: bool = field(False, help=f"tiny corpus for tests ({SMALL_STORIES} stories), overrides --stories")
+    workers: int = field(2, help="synthesis processes")
+    voices: list[str] = field(list(DEFAULT_TRAINING_VOICES), help=f"training voices, used in turn; choose from {TRAINING_POOL}")
+
+
+def run(cfg: Config) -> int:
+    from tinywave.corpus.espeak import Synthesizer
+    from tinywave.corpus.synth import run_jobs
+    from tinywave.corpus.training import JOURNAL, plan_corpus, write_corpus_manifest
+    from tinywave.corpus.voices import check_training_voices
+    from tinywave.files import atomic_write_json
+
+    if not cfg.out:
+        raise ValueError("--out is required: the corpus folder to write")
+    n = SMALL_STORIES if cfg.small else cfg.stories
+    if n < 1:
+        raise ValueError(f"--stories {n}: ask for at least one story")
+    voices = check_training_voices(cfg.voices)
+    root = Path(cfg.out)
+    # 1. plan: stories disjoint from the benchmarks of this seed, voices in turn
+    plan = plan_corpus(cfg.seed, n, voices)
+    # 2. speak (parallel, resumable)
+    stats = run_jobs([p.job for p in plan], root, JOURNAL, cfg.workers, desc="corpus")
+    # 3. manifest and summary in plan order
+    items = write_corpus_manifest(root, plan, stats.metas)
+    seconds = sum(it.extra["seconds"] for it in items)
+    atomic_write_json(root / "corpus.json", {
+        "format": "tinywave-corpus-v1", "config": to_dict(cfg), "stories": len(items), "seconds": round(seconds, 2),
+        "espeak": Synthesizer().version, "voices": voices, "failed": stats.failed,
+    })
+    log.info("corpus -> %s: %d stories, %.2f h of audio (%d rendered now, %d already there)",
+             root, len(items), seconds / 3600, stats.rendered, stats.skipped)
+    if stats.failed:
+        log.error("%d stories failed (see corpus.json); rerun the same command to retry them", len(stats.failed))
+        return 1
+    return 0

@@ -1,0 +1,195 @@
+"""Recipe: layer-aligned distillation of a teacher into a student.
+
+    tinywave distill --config configs/distill-tiny.yaml teacher.dir=runs/teacher/model \
+        data.shards=runs/shards train.out=runs/student loss.kl_weight=0.5
+
+The student keeps a subset of the teacher's layers (uniform spacing by default) and
+learns from CE on the ground truth + KL on temperature-softened logits (x T^2) +
+hidden-state loss + attention-map loss per mapped layer pair, each with its own
+weight. The CE-only baselines are this recipe with kl/hidden/attn weights 0 and
+``student.init=pruned`` or ``random`` (the teacher is then never run).
+Writes ``train.out/model`` (a plain HF folder) when the run completes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+
+from tinywave.config import field, to_dict
+from tinywave.distill.settings import DataSettings, OptimSettings, RunSettings
+
+log = logging.getLogger(__name__)
+PROJECTIONS_FILE = "projections.safetensors"
+
+
+@dataclass
+class TeacherSection:
+    dir: str = field("", help="teacher model folder: a Llama-family HF causal LM with the speech vocabulary")
+    dtype: str = field("float32", help="teacher weights dtype: float32 or bfloat16")
+
+
+@dataclass
+class StudentSection:
+    n_layers: int = field(2, help="number of student layers")
+    keep_layers: list[int] = field([], help="teacher layer copied into each student layer (empty: uniform spacing)")
+    width: int = field(0, help="student hidden size (0: the teacher's); a narrower student gets learned projections")
+    init: str = field("pruned", help="pruned: copy kept teacher layers, embeddings, norm, head; random: fresh init (baseline)")
+    dir: str = field("", help="start from this student model folder instead of building one from the teacher")
+
+
+@dataclass
+class LossSection:
+    ce_weight: float = field(1.0, help="weight of the ground-truth cross-entropy")
+    kl_weight: float = field(1.0, help="weight of KL(teacher || student) on softened logits (x T^2)")
+    temperature: float = field(2.0, help="softmax temperature T of the KL loss")
+    hidden_weight: float = field(1.0, help="weight of the hidden-state loss (mean over mapped pairs)")
+    hidden_kind: str = field("mse", help="hidden-state loss: mse or cosine")
+    attn_weight: float = field(1.0, help="weight of the attention-map KL (mean over mapped pairs)")
+    chunk_size: int = field(1024, help="tokens per chunk of the vocabulary losses (bounds the logits' memory)")
+    projections: bool = field(True, help="learn a bias-free projection per pair when student and teacher widths differ")
+
+
+@dataclass
+class Config:
+    teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "the teacher"})
+    student: StudentSection = dc_field(default_factory=StudentSection, metadata={"help": "the student"})
+    layer_map: list[list[int]] = field([], help="[[student, teacher], ...] pairs for the hidden/attn losses (empty: each student layer <-> its kept teacher layer)")
+    loss: LossSection = dc_field(default_factory=LossSection, metadata={"help": "loss weights"})
+    data: DataSettings = dc_field(default_factory=DataSettings, metadata={"help": "training shards"})
+    optim: OptimSettings = dc_field(default_factory=OptimSettings, metadata={"help": "optimizer"})
+    train: RunSettings = dc_field(default_factory=RunSettings, metadata={"help": "run"})
+
+
+def _student_plan(cfg: Config, n_teacher: int) -> list[int]:
+    """Teacher layer behind each student layer: keep_layers, else uniform spacing."""
+    from tinywave.models.student import check_keep_layers, uniform_layer_map
+
+    if cfg.student.keep_layers:
+        check_keep_layers(cfg.student.keep_layers, cfg.student.n_layers, n_teacher)
+        return list(cfg.student.keep_layers)
+    return uniform_layer_map(n_teacher, cfg.student.n_layers)
+
+
+def _make_student(cfg: Config, teacher, keep: list[int], resume_from: Path | None):
+    """(student, its tokenizer folder): the checkpoint's on resume, student.dir, or built from the teacher."""
+    from tinywave.models.hf import load_causal_lm
+    from tinywave.models.student import build_student
+
+    if resume_from is not None:
+        return load_causal_lm(resume_from), resume_from
+    if cfg.student.dir:
+        return load_causal_lm(cfg.student.dir), Path(cfg.student.dir)
+    width = cfg.student.width or None
+    return build_student(teacher, cfg.student.n_layers, keep, width, cfg.student.init), Path(cfg.teacher.dir)
+
+
+def _layer_pairs(cfg: Config, keep: list[int], n_student: int, n_teacher: int) -> list[tuple[int, int]]:
+    from tinywave.models.student import check_layer_map
+
+    pairs = [tuple(p) for p in cfg.layer_map] if cfg.layer_map else [(i, keep[i]) for i in range(min(n_student, len(keep)))]
+    check_layer_map(pairs, n_student, n_teacher)
+    return pairs
+
+
+def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None):
+    from safetensors.torch import load_file
+
+    from tinywave.distill.objective import make_projections
+
+    s_width, t_width = student.config.hidden_size, teacher.config.hidden_size
+    if s_width == t_width or cfg.loss.hidden_weight == 0:
+        return None
+    if not cfg.loss.projections:
+        raise ValueError(f"student width {s_width} differs from the teacher's {t_width}: the hidden loss needs loss.projections=true (or loss.hidden_weight=0)")
+    proj = make_projections(pairs, s_width, t_width)
+    if resume_from is not None:
+        proj.load_state_dict(load_file(str(Path(resume_from) / PROJECTIONS_FILE)))
+    return proj
+
+
+def _objective(cfg: Config, student, teacher, pairs, resume_from: Path | None, device):
+    """(DistillObjective on ``device``, projections or None) for the configured loss weights."""
+    import torch
+
+    from tinywave.distill.objective import DistillObjective, LossWeights
+    from tinywave.distill.teacher import OnlineTeacher
+    from tinywave.models.attention import use_mapped_attention
+
+    loss = cfg.loss
+    weights = LossWeights(loss.ce_weight, loss.kl_weight, loss.hidden_weight, loss.attn_weight, loss.temperature, loss.hidden_kind, loss.chunk_size)
+    weights.check()
+    mapped = [t for _, t in pairs]
+    targets = None
+    if weights.needs_teacher:
+        hidden, attn = (mapped if w > 0 else [] for w in (loss.hidden_weight, loss.attn_weight))
+        targets = OnlineTeacher(teacher.to(device), hidden, attn, logits=loss.kl_weight > 0)
+    if loss.attn_weight > 0:
+        use_mapped_attention(student)
+    projections = _projections(cfg, pairs, student, teacher, resume_from)
+    objective = DistillObjective(student.to(device, torch.float32).train(), weights, pairs, targets, projections)
+    return objective.to(device), projections
+
+
+def run(cfg: Config) -> int:
+    import torch
+    from safetensors.torch import save_file
+
+    from tinywave.data.shards import ShardDataset
+    from tinywave.distill.data import BatchStream
+    from tinywave.distill.trainer import fit, resolve_device, resume_point
+    from tinywave.models.attention import decoder_layers
+    from tinywave.models.checks import check_same_vocabulary, check_shards_fit, check_tokenizer_fits
+    from tinywave.models.export import export_model
+    from tinywave.models.hf import load_causal_lm, write_model_dir
+    from tinywave.text.vocab import load_tokenizer, vocab_fingerprint
+
+    if not cfg.teacher.dir or not cfg.data.shards:
+        raise ValueError("distill needs teacher.dir (the teacher model folder) and data.shards (the shard folder)")
+    resume_from = resume_point(cfg.train, to_dict(cfg))
+    torch.manual_seed(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+
+    # 1. teacher and its vocabulary (the reference every other check compares with)
+    teacher = load_causal_lm(cfg.teacher.dir, cfg.teacher.dtype)
+    tokenizer = load_tokenizer(cfg.teacher.dir)
+    check_tokenizer_fits(teacher, tokenizer, f"teacher {cfg.teacher.dir}")
+    fingerprint = vocab_fingerprint(tokenizer)
+    n_teacher = len(decoder_layers(teacher))
+
+    # 2. student (built from the teacher, or loaded), same vocabulary
+    keep = _student_plan(cfg, n_teacher)
+    student, student_src = _make_student(cfg, teacher, keep, resume_from)
+    check_same_vocabulary(teacher, student, fingerprint, vocab_fingerprint(load_tokenizer(student_src)), str(student_src))
+    n_student = len(decoder_layers(student))
+
+    # 3. layer map, validated and printed
+    pairs = _layer_pairs(cfg, keep, n_student, n_teacher)
+    log.info("layer map (student <- teacher): %s", ", ".join(f"{s} <- {t}" for s, t in pairs) or "none")
+
+    # 4. data, refused unless built with the teacher's vocabulary
+    dataset = ShardDataset(cfg.data.shards, expected_fingerprint=fingerprint)
+    check_shards_fit(dataset.index, dataset.seq_len, cfg.data.seq_len, {"teacher": teacher, "student": student}, cfg.data.shards)
+    stream = BatchStream(dataset, cfg.data.batch_size, cfg.train.seed)
+
+    # 5. objective: the teacher runs only when a teacher-dependent loss is on
+    objective, projections = _objective(cfg, student, teacher, pairs, resume_from, device)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    log.info("student: %.2fM trainable parameters; teacher %s", sum(p.numel() for p in params) / 1e6,
+             "online" if objective.teacher else "not run (CE only)")
+
+    # 6. train
+    def save_model(folder: Path) -> None:
+        write_model_dir(student, tokenizer, folder, speech_src=cfg.teacher.dir)
+        if projections is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in projections.state_dict().items()}, str(folder / PROJECTIONS_FILE))
+
+    result = fit(objective, params, stream, cfg.optim, cfg.train, save_model, to_dict(cfg), resume_from)
+
+    # 7. the student as a plain HF folder
+    if result.finished and result.checkpoint is not None:
+        export_model(result.checkpoint, Path(cfg.train.out) / "model")
+        log.info("student -> %s", Path(cfg.train.out) / "model")
+    return 0

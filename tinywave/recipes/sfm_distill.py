@@ -1,0 +1,160 @@
+"""Recipe: distil a HuBERT-like teacher into a small student, optionally growing its depth.
+
+    tinywave sfm distill --config configs/sfm-stacking.yaml --teacher runs/sfm-teacher/teacher \
+        --manifest corpus/manifest.jsonl --out runs/sfm-student stacking.op=interleaved
+
+Students (``student.kind``): ``distilhubert`` (teacher CNN + few layers, heads regressing
+teacher layers from the last layer; L1 - log sigmoid(cos)) or ``layer2layer`` (deeper,
+narrower; each target's student layer regresses its teacher layer through a projection;
+MSE(output) + w * MSE(intermediate)). Stacking (``stacking.op``): none, top, gradual,
+middle, interleaved; the student starts with ``stacking.init_layers`` and grows at the
+stage boundaries of ``stacking.schedule`` (equal | prop1) to ``student.num_layers``.
+
+Writes OUT/log.jsonl, OUT/checkpoints/ (a rerun resumes, across growth steps too),
+OUT/loss.png, OUT/summary.json and OUT/student/: a plain HF HubertModel directory (usable
+as an s3prl upstream, a probe upstream and by the HuBERT unit extractor) with the
+heads in heads.safetensors and the targets/growth history in sfm_student.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinywave.config import field, to_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudentSection:
+    kind: str = field("layer2layer", help="layer2layer | distilhubert")
+    hidden_size: int = field(96, help="student width")
+    num_layers: int = field(6, help="final student depth (after all growth stages)")
+    heads: int = field(4, help="attention heads")
+    intermediate_size: int = field(384, help="feed-forward width")
+    teacher_layers: list[int] = field([2, 4, 6], help="teacher hidden-state indices to regress (k = output of layer k)")
+    init_from_teacher: bool = field(True, help="copy the teacher's first layers when the widths match (DistilHuBERT)")
+    freeze_front_end: bool = field(False, help="keep the copied CNN front end frozen")
+
+
+@dataclass
+class StackingSection:
+    op: str = field("interleaved", help="none | top | gradual | middle | interleaved")
+    init_layers: int = field(3, help="starting depth (ignored for op=none, which starts at student.num_layers)")
+    stages: int = field(2, help="growth stages (the model grows stages-1 times)")
+    schedule: str = field("prop1", help="equal | prop1 (stage s lasts in proportion to s)")
+    optimizer: str = field("copy", help="on growth: reset the optimizer, or copy each original layer's state to its copies")
+
+
+@dataclass
+class TrainSection:
+    steps: int = field(1000, help="optimizer steps")
+    batch_size: int = field(8, help="crops per step")
+    crop_seconds: float = field(2.0, help="random crop length")
+    lr: float = field(5e-4, help="peak learning rate (AdamW)")
+    warmup: int = field(50, help="linear warmup steps")
+    weight_decay: float = field(0.01, help="AdamW weight decay on matrices")
+    intermediate_weight: float = field(0.5, help="w in MSE(output) + w * MSE(intermediate) (layer2layer)")
+    seed: int = field(0, help="seed for init and batches")
+    log_every: int = field(25, help="log a line every N steps")
+    save_every: int = field(100, help="checkpoint every N steps")
+    keep: int = field(2, help="checkpoints kept")
+    stop_at: int = field(0, help="stop after this step (simulated pre-emption; the next run resumes); 0: run to the end")
+
+
+@dataclass
+class Config:
+    teacher: str = field("", help="teacher directory (HubertModel / WavLMModel / Wav2Vec2Model, Hugging Face format)")
+    manifest: str = field("", help="training manifest (JSON lines; docs/FORMATS.md)")
+    out: str = field("", help="output directory")
+    max_items: int = field(0, help="use at most this many utterances (0: all)")
+    student: StudentSection = field(default_factory=StudentSection, help="student")
+    stacking: StackingSection = field(default_factory=StackingSection, help="depth growth")
+    train: TrainSection = field(default_factory=TrainSection, help="training")
+
+
+def growth_plan(cfg: Config):
+    """(initial depth, GrowthPlan) from the config; checks the plan reaches student.num_layers."""
+    from tinywave.sfm.distill import GrowthPlan
+    from tinywave.stacking import OPTIMIZER_MODES, final_depth, growth_steps, plan_growth
+
+    s = cfg.stacking
+    if s.optimizer not in OPTIMIZER_MODES:
+        raise ValueError(f"stacking.optimizer={s.optimizer!r}; choose one of {list(OPTIMIZER_MODES)}")
+    if s.op == "none":
+        return cfg.student.num_layers, GrowthPlan("none", [], [], s.optimizer)
+    reached = final_depth(s.op, s.init_layers, s.stages)
+    if reached != cfg.student.num_layers:
+        raise ValueError(f"stacking.op={s.op} from {s.init_layers} layers in {s.stages} stages reaches {reached} layers, "
+                         f"not student.num_layers={cfg.student.num_layers}; change stacking.init_layers/stages or num_layers")
+    steps = growth_steps(cfg.train.steps, s.stages, s.schedule)
+    return s.init_layers, GrowthPlan(s.op, steps, plan_growth(s.op, s.init_layers, s.stages), s.optimizer)
+
+
+def build(cfg: Config, teacher, depth: int):
+    """A fresh student at ``depth`` layers (targets spread uniformly for layer2layer)."""
+    from tinywave.sfm.models import build_student, student_config
+    from tinywave.sfm.student import Student, uniform_targets
+
+    st = cfg.student
+    config = student_config(teacher, st.hidden_size, depth, st.heads, st.intermediate_size)
+    encoder = build_student(teacher, config, st.init_from_teacher, cfg.train.seed)
+    targets = uniform_targets(depth, st.teacher_layers) if st.kind == "layer2layer" else {}
+    return Student(encoder, st.kind, st.teacher_layers, teacher.config.hidden_size, targets)
+
+
+def _check(cfg: Config, teacher) -> None:
+    if not cfg.teacher or not cfg.manifest or not cfg.out:
+        raise ValueError("--teacher, --manifest and --out are required")
+    n = teacher.config.num_hidden_layers
+    bad = [t for t in cfg.student.teacher_layers if not 1 <= t <= n]
+    if bad or not cfg.student.teacher_layers:
+        raise ValueError(f"student.teacher_layers {cfg.student.teacher_layers}: each must be in 1..{n} (the teacher has {n} layers)")
+
+
+def run(cfg: Config) -> int:
+    from tinywave.files import atomic_dir, atomic_write_json
+    from tinywave.sfm.data import load_bank
+    from tinywave.sfm.distill import LoopSettings, TeacherTargets, distill, plot_losses, resume
+    from tinywave.sfm.models import freeze, load_encoder, same_front_end
+
+    if not cfg.teacher:
+        raise ValueError("--teacher is required: a HuBERT-family model directory (e.g. from `tinywave sfm pretrain`)")
+    # 1. frozen teacher, data, growth plan
+    teacher = freeze(load_encoder(cfg.teacher))
+    _check(cfg, teacher)
+    out = Path(cfg.out)
+    bank = load_bank(cfg.manifest, cfg.max_items)
+    init_depth, plan = growth_plan(cfg)
+    # 2. student: resumed at its recorded (possibly grown) depth, or fresh at the initial depth
+    resumed = resume(out)
+    if resumed is not None:
+        student, state, ckpt = resumed
+        log.info("resuming from %s: step %d, depth %d", ckpt, state["step"], student.depth)
+    else:
+        student, state, ckpt = build(cfg, teacher, init_depth), None, None
+        atomic_write_json(out / "config.json", to_dict(cfg))
+    if cfg.student.freeze_front_end:
+        freeze(student.encoder.feature_extractor)
+    # 3. train, growing at the planned steps
+    t = cfg.train
+    settings = LoopSettings(steps=t.steps, batch_size=t.batch_size, crop_samples=int(t.crop_seconds * 16000), lr=t.lr,
+                            warmup=t.warmup, weight_decay=t.weight_decay, seed=t.seed,
+                            intermediate_weight=t.intermediate_weight, log_every=t.log_every,
+                            save_every=t.save_every, keep=t.keep, stop_at=t.stop_at)
+    share = cfg.student.freeze_front_end and same_front_end(teacher, student.encoder)  # run the CNN once for both
+    targets = TeacherTargets(teacher, cfg.student.teacher_layers, share_front_end=share)
+    summary = distill(student, targets, bank, plan, settings, out,
+                      state, ckpt)
+    plot_losses(out / "log.jsonl", plan.steps, out / "loss.png", f"sfm distill: {plan.op}, {student.kind}")
+    if not summary["finished"]:
+        log.info("stopped at step %d of %d; rerun the same command to resume", summary["step"], t.steps)
+        return 0
+    # 4. export the student (plain HF HubertModel dir + heads + targets)
+    with atomic_dir(out / "student") as tmp:
+        student.save(tmp)
+    atomic_write_json(out / "summary.json", {**summary, "growth_steps": plan.steps, "history": student.history})
+    log.info("student (%d layers) -> %s; final loss %.4f", student.depth, out / "student", summary["loss"])
+    return 0

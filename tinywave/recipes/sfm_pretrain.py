@@ -1,0 +1,112 @@
+"""Recipe: train a small HuBERT-style teacher by masked prediction of unit targets.
+
+    tinywave sfm pretrain --manifest corpus/manifest.jsonl --out runs/sfm-teacher
+    tinywave sfm pretrain --manifest m.jsonl --out runs/t --units runs/units train.steps=2000
+
+HuBERT's first iteration: targets are k-means clusters of MFCC frames (fitted here on
+the manifest, saved to OUT/units/), or the ``hubert`` stream of a speech tokenizer
+directory given with ``--units``. The teacher is written to OUT/teacher/ as a plain
+Hugging Face directory (loads with ``HubertModel.from_pretrained``); the unit classifier
+sits beside it in ``unit_head.safetensors``. A rerun resumes from OUT/checkpoints/.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinywave.config import field, to_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSection:
+    hidden_size: int = field(192, help="transformer width")
+    num_layers: int = field(4, help="transformer layers")
+    heads: int = field(4, help="attention heads")
+    intermediate_size: int = field(768, help="feed-forward width")
+    conv_channels: int = field(128, help="channels of each CNN layer (HuBERT-Base strides, 20 ms frames)")
+
+
+@dataclass
+class TrainSection:
+    steps: int = field(1500, help="optimizer steps")
+    batch_size: int = field(8, help="crops per step")
+    crop_seconds: float = field(2.0, help="random crop length")
+    lr: float = field(5e-4, help="peak learning rate (AdamW)")
+    warmup: int = field(150, help="linear warmup steps")
+    mask_prob: float = field(0.65, help="fraction of frames covered by masked spans (HuBERT: ~0.8 starts x 10)")
+    mask_span: int = field(5, help="frames per masked span")
+    seed: int = field(0, help="seed for init, batches and masks")
+    save_every: int = field(250, help="checkpoint every N steps (for resume)")
+
+
+@dataclass
+class Config:
+    manifest: str = field("", help="training manifest (JSON lines with audio paths; docs/FORMATS.md)")
+    out: str = field("", help="output directory (teacher/, units/, log.jsonl, checkpoints/)")
+    units: str = field("", help="speech tokenizer directory whose 'hubert' stream gives the targets; empty: MFCC k-means")
+    n_units: int = field(50, help="k-means clusters for the built-in MFCC targets")
+    max_items: int = field(0, help="use at most this many utterances (0: all)")
+    model: ModelSection = field(default_factory=ModelSection, help="teacher size")
+    train: TrainSection = field(default_factory=TrainSection, help="training")
+
+
+def _labeler(cfg: Config, bank):
+    from tinywave.sfm.units import MfccUnits, SharedUnits
+
+    if cfg.units:
+        if not Path(cfg.units).is_dir():
+            raise FileNotFoundError(f"--units {cfg.units} is not a directory; pass a `tinywave units train` output or leave it empty")
+        return SharedUnits(cfg.units)
+    units_dir = Path(cfg.out) / "units"
+    if (units_dir / "centroids.npy").is_file():
+        return MfccUnits.load(units_dir)
+    units = MfccUnits.fit(bank.wavs, cfg.n_units, cfg.train.seed)
+    units.save(units_dir)
+    return units
+
+
+def run(cfg: Config) -> int:
+    import torch
+
+    from tinywave.files import atomic_dir, atomic_write_json
+    from tinywave.sfm.data import load_bank
+    from tinywave.sfm.models import teacher_config
+    from tinywave.sfm.optim import latest_checkpoint, read_trainer_state
+    from tinywave.sfm.pretrain import MaskedUnitModel, PretrainSettings, load_checkpoint, pretrain, utterance_labels
+    from transformers import HubertModel
+
+    if not cfg.manifest or not cfg.out:
+        raise ValueError("--manifest and --out are required (a training manifest and an output directory)")
+    out = Path(cfg.out)
+    # 1. audio and unit targets (per utterance, one label per encoder frame)
+    bank = load_bank(cfg.manifest, cfg.max_items)
+    labeler = _labeler(cfg, bank)
+    m = cfg.model
+    config = teacher_config(m.hidden_size, m.num_layers, m.heads, m.intermediate_size, m.conv_channels)
+    labels = utterance_labels(bank, labeler, config)
+    n_units = labeler.n_units or int(max(int(x.max()) for x in labels) + 1)
+    # 2. the model: resumed from the last checkpoint, or fresh
+    ckpt = latest_checkpoint(out / "checkpoints")
+    if ckpt is not None:
+        model, start = load_checkpoint(ckpt, n_units), read_trainer_state(ckpt)["step"]
+        log.info("resuming teacher pretraining from %s (step %d)", ckpt, start)
+    else:
+        torch.manual_seed(cfg.train.seed)
+        model, start = MaskedUnitModel(HubertModel(config), n_units), 0
+    # 3. masked prediction
+    t = cfg.train
+    settings = PretrainSettings(steps=t.steps, batch_size=t.batch_size, crop_samples=int(t.crop_seconds * 16000),
+                                lr=t.lr, warmup=t.warmup, mask_prob=t.mask_prob, mask_span=t.mask_span, seed=t.seed,
+                                save_every=t.save_every)
+    summary = pretrain(model, bank, labels, settings, out, start, ckpt)
+    # 4. export the teacher as a plain HF directory
+    with atomic_dir(out / "teacher") as tmp:
+        model.save(tmp)
+    atomic_write_json(out / "pretrain_summary.json", {**summary, "n_units": n_units, "utterances": len(bank),
+                                                      "config": to_dict(cfg)})
+    log.info("teacher -> %s (masked-unit loss %.3f, accuracy %.3f)", out / "teacher", summary["loss"], summary["masked_acc"])
+    return 0

@@ -1,0 +1,222 @@
+"""Training the unit HiFi-GAN: unit extraction, segment batches, the loss step, evaluation.
+
+The generator learns from random segments of (raw unit frames, waveform) pairs with a
+multi-resolution STFT loss plus a log-mel L1 loss; the duration predictor learns
+log(1 + run length) of deduplicated units. Quality is measured as mel-cepstral
+distortion against the ground-truth audio of held-out utterances.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tinywave.vocoder.hifigan import UnitHiFiGAN
+from tinywave.vocoder.spectral import MelSpec, mel_cepstral_distortion, multi_resolution_stft_loss
+from tinywave.vocoder.units import Units, deduplicate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Utterance:
+    """One training utterance: raw unit frames (not deduplicated), its audio and speaker index."""
+
+    id: str
+    wav: np.ndarray  # (T,) 16 kHz float32
+    units: Units
+    speaker: int
+
+
+def extract_units(items: list[Any], tokenizer: Any, speakers: list[str], cache: Path | None = None,
+                  errors: list[dict[str, Any]] | None = None) -> list[Utterance]:
+    """Encode every manifest item with ``tokenizer.encode_units``; a JSONL cache makes reruns instant.
+
+    Items whose audio cannot be read are reported in ``errors`` and skipped.
+    """
+    from tinywave.audio.io import AudioError, load_audio
+    from tinywave.files import JsonlAppender, load_jsonl
+    from tinywave.progress import bar
+
+    cached = {o["id"]: o for o in load_jsonl(cache)} if cache is not None and cache.is_file() else {}
+    out: list[Utterance] = []
+    writer = JsonlAppender(cache) if cache is not None else None
+    try:
+        for item in bar(items, desc="units", unit="utt"):
+            try:
+                wav, _ = load_audio(item.audio)
+            except AudioError as exc:
+                if errors is not None:
+                    errors.append({"id": item.id, "where": str(item.audio), "reason": exc.reason, "detail": exc.detail})
+                continue
+            streams = cached.get(item.id)
+            if streams is None:
+                streams = {k: [int(v) for v in vals] for k, vals in tokenizer.encode_units(wav).items() if k in ("hubert", "pitch", "style")}
+                if writer is not None:
+                    writer.write({"id": item.id, **streams})
+            units = Units(tuple(streams["hubert"]), _opt(streams.get("pitch")), _opt(streams.get("style")), False)
+            speaker = speakers.index(item.speaker) if item.speaker in speakers else 0
+            out.append(Utterance(item.id, wav, units, speaker))
+    finally:
+        if writer is not None:
+            writer.close()
+    return out
+
+
+def _opt(values: list[int] | None) -> tuple[int, ...] | None:
+    return None if values is None else tuple(values)
+
+
+class SegmentSampler:
+    """Random fixed-length (units, audio) segments; pitch/style are expanded to one code per unit frame."""
+
+    def __init__(self, utts: list[Utterance], segment_units: int, hop: int, f0_ratio: int, style_ratio: int, seed: int):
+        self.utts = [u for u in utts if len(u.units) >= 2]
+        if not self.utts:
+            raise ValueError("no utterance has at least 2 unit frames; the corpus is empty or the audio too short")
+        self.segment, self.hop, self.f0_ratio, self.style_ratio = segment_units, hop, f0_ratio, style_ratio
+        self.rng = random.Random(seed)
+
+    def _one(self, utt: Utterance) -> tuple[list[int], list[int] | None, list[int] | None, np.ndarray]:
+        n = len(utt.units)
+        start = self.rng.randrange(max(n - self.segment, 0) + 1)
+        idx = [min(start + i, n - 1) for i in range(self.segment)]  # short utterances repeat their last frame
+        audio = np.zeros(self.segment * self.hop, dtype=np.float32)
+        chunk = utt.wav[start * self.hop : (start + self.segment) * self.hop]
+        audio[: len(chunk)] = chunk
+
+        def expand(stream: tuple[int, ...] | None, ratio: int) -> list[int] | None:
+            return None if stream is None else [stream[min(i // ratio, len(stream) - 1)] for i in idx]
+
+        return [utt.units.hubert[i] for i in idx], expand(utt.units.pitch, self.f0_ratio), expand(utt.units.style, self.style_ratio), audio
+
+    def sample(self, batch: int) -> dict[str, torch.Tensor | None]:
+        picks = [self.rng.choice(self.utts) for _ in range(batch)]
+        rows = [self._one(u) for u in picks]
+
+        def stack(k: int) -> torch.Tensor | None:
+            return None if rows[0][k] is None else torch.tensor([r[k] for r in rows], dtype=torch.long)
+
+        return {"code": stack(0), "f0_code": stack(1), "style_code": stack(2),
+                "speaker": torch.tensor([u.speaker for u in picks]), "audio": torch.from_numpy(np.stack([r[3] for r in rows]))}
+
+
+def duration_batch(utts: list[Utterance], batch: int, rng: random.Random, max_units: int = 200) -> tuple[torch.Tensor, ...]:
+    """Deduplicated codes (B, N), targets log(1 + run length) (B, N) and a mask (B, N)."""
+    picks = [deduplicate(rng.choice(utts).units) for _ in range(batch)]
+    n = max(1, min(max_units, max(len(u) for u, _ in picks)))
+    codes = torch.zeros(batch, n, dtype=torch.long)
+    target = torch.zeros(batch, n)
+    mask = torch.zeros(batch, n, dtype=torch.bool)
+    for i, (u, runs) in enumerate(picks):
+        k = min(len(u), n)
+        codes[i, :k] = torch.tensor(u.hubert[:k])
+        target[i, :k] = torch.log1p(torch.from_numpy(runs[:k]).float())
+        mask[i, :k] = True
+    return codes, target, mask
+
+
+class VocoderLoss(torch.nn.Module):
+    """Multi-resolution STFT loss + ``mel_weight`` x log-mel L1 (both on (B, T) waveforms)."""
+
+    def __init__(self, mel_weight: float = 1.0):
+        super().__init__()
+        self.mel = MelSpec()
+        self.mel_weight = mel_weight
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        stft = multi_resolution_stft_loss(pred, target)
+        mel = F.l1_loss(self.mel(pred), self.mel(target))
+        return {"stft": stft, "mel": mel, "total": stft + self.mel_weight * mel}
+
+
+def loss_step(model: UnitHiFiGAN, loss_fn: VocoderLoss, batch: dict[str, torch.Tensor | None],
+              dur: tuple[torch.Tensor, ...] | None) -> dict[str, torch.Tensor]:
+    """Waveform losses on one segment batch, plus the duration loss when ``dur`` is given."""
+    code = batch["code"]
+    ones = torch.ones(code.shape[1], dtype=torch.long)  # streams are already one code per unit frame
+    speaker = batch["speaker"] if model.spkr is not None else None
+    style = torch.zeros_like(batch["speaker"]) if model.style is not None else None
+    pred = model(code, batch["f0_code"], batch["style_code"], speaker, style, durations=ones)  # (B, 1, S * hop)
+    losses = loss_fn(pred.squeeze(1), batch["audio"])
+    if dur is not None and model.dur_predictor is not None:
+        codes, target, mask = dur
+        log_dur = model.dur_predictor(model.dict(codes).detach())  # (B, N)
+        losses["duration"] = F.mse_loss(log_dur[mask], target[mask])
+        losses["total"] = losses["total"] + losses["duration"]
+    return losses
+
+
+def iterate_steps(start: int, steps: int, minutes: float, clock: Callable[[], float]) -> Iterator[int]:
+    """Step numbers from ``start`` until ``steps`` or until ``minutes`` of wall time have passed (0: no limit)."""
+    t0 = clock()
+    for step in range(start, steps):
+        if minutes > 0 and clock() - t0 > 60.0 * minutes:
+            log.info("time budget of %.1f min reached at step %d", minutes, step)
+            return
+        yield step
+
+
+def evaluate_mcd(vocoders: dict[str, Any], utts: list[Utterance], with_durations: bool = True) -> dict[str, float]:
+    """Mean MCD (dB) against ground truth per vocoder: from raw frames, and from deduplicated units + durations."""
+    scores: dict[str, list[float]] = {}
+    for utt in utts:
+        dedup, _ = deduplicate(utt.units)
+        for name, voc in vocoders.items():
+            ref = utt.wav[: len(utt.units) * voc.hop]
+            scores.setdefault(name, []).append(mel_cepstral_distortion(ref, voc.vocode(utt.units, utt.speaker)))
+            if with_durations:
+                syn = voc.vocode(dedup, utt.speaker)
+                scores.setdefault(f"{name}+durations", []).append(mel_cepstral_distortion(ref, syn))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def lr_at(step: int, steps: int, peak: float, warmup: int = 50) -> float:
+    """Linear warm-up then cosine decay to 5% of ``peak``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, extra: dict[str, Any]) -> None:
+    """Model + optimizer tensors (safetensors) and the loop state (JSON), each written atomically."""
+    from safetensors.torch import save
+
+    from tinywave.files import atomic_write_bytes, atomic_write_json
+
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = opt.state_dict()
+    for idx, slots in state["state"].items():
+        for key, value in slots.items():
+            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    atomic_write_bytes(path / "checkpoint.safetensors", save(tensors))
+    atomic_write_json(path / "checkpoint.json", {"step": step, "param_groups": state["param_groups"], **extra})
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
+    """Restore what :func:`save_checkpoint` wrote; returns (next step, extra state)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    meta = json.loads((path / "checkpoint.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(path / "checkpoint.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            slots.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": slots, "param_groups": meta.pop("param_groups")})
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta.pop("step")), meta
