@@ -106,46 +106,57 @@ def smooth(values: list[float], window: int) -> np.ndarray:
     return out
 
 
-def time_to_reach(rows: list[dict], target: float, window: int) -> float | None:
+def time_to_reach(rows: list[dict], target: float, window: int, clock: str) -> float | None:
     s = smooth([r["loss"] for r in rows], window)
     hit = np.nonzero(s <= target)[0]
-    return None if len(hit) == 0 else float(rows[int(hit[0])]["train_seconds"])
+    return None if len(hit) == 0 else float(rows[int(hit[0])][clock])
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return format(float("nan") if x is None else x, spec)
 
 
 def report(results: dict[str, dict], a: argparse.Namespace, teacher_probe: dict, random_probe: dict) -> dict:
     ref_rows = results["none"]["rows"]
     ref_loss = float(smooth([r["loss"] for r in ref_rows], a.window)[-1])
-    ref_time = time_to_reach(ref_rows, ref_loss, a.window)
     table = {}
     print(f"\nreference: full-depth (none) final loss {ref_loss:.4f} (moving average over {a.window} steps)")
-    print(f"{'op':<12}{'total s':>9}{'t->ref s':>10}{'speed-up':>10}{'final loss':>12}{'KS acc':>9}{'SID acc':>9}{'PR PER':>9}")
+    print("times: wall = student training wall seconds; cpu = process CPU seconds (robust to other jobs)")
+    print(f"{'op':<12}{'wall s':>8}{'cpu s':>8}{'wall->ref':>10}{'cpu->ref':>10}{'speed-up':>10}{'(cpu)':>8}"
+          f"{'final loss':>11}{'KS acc':>8}{'SID acc':>8}{'PR PER':>8}")
     for op, r in results.items():
-        total = r["rows"][-1]["train_seconds"]
-        reach = time_to_reach(r["rows"], ref_loss, a.window)
-        speed = None if reach is None else ref_time / reach
-        final = float(smooth([x["loss"] for x in r["rows"]], a.window)[-1])
-        p = r["probe"]
-        table[op] = {"total_seconds": total, "seconds_to_ref": reach, "speedup": speed, "final_loss": final, **p,
-                     "total_speedup": ref_rows[-1]["train_seconds"] / total, "growth_steps": r["plan"]}
-        print(f"{op:<12}{total:>9.1f}{(reach or float('nan')):>10.1f}{(speed or float('nan')):>9.2f}x{final:>12.4f}"
-              f"{p['ks']:>9.3f}{p['sid']:>9.3f}{p['pr']:>9.3f}")
-    print(f"{'teacher':<12}{'':>51}{teacher_probe['ks']:>9.3f}{teacher_probe['sid']:>9.3f}{teacher_probe['pr']:>9.3f}")
-    print(f"{'random init':<12}{'':>51}{random_probe['ks']:>9.3f}{random_probe['sid']:>9.3f}{random_probe['pr']:>9.3f}")
+        row = {"final_loss": float(smooth([x["loss"] for x in r["rows"]], a.window)[-1]), **r["probe"],
+               "growth_steps": r["plan"]}
+        for clock in ("train_seconds", "cpu_seconds"):
+            ref_time = time_to_reach(ref_rows, ref_loss, a.window, clock)
+            reach = time_to_reach(r["rows"], ref_loss, a.window, clock)
+            row[f"{clock}_total"] = r["rows"][-1][clock]
+            row[f"{clock}_to_ref"] = reach
+            row[f"{clock}_speedup"] = None if reach is None else ref_time / reach
+            row[f"{clock}_total_ratio"] = ref_rows[-1][clock] / r["rows"][-1][clock]
+        table[op] = row
+        print(f"{op:<12}{row['train_seconds_total']:>8.1f}{row['cpu_seconds_total']:>8.1f}"
+              f"{_fmt(row['train_seconds_to_ref'], '>10.1f')}{_fmt(row['cpu_seconds_to_ref'], '>10.1f')}"
+              f"{_fmt(row['train_seconds_speedup'], '>9.2f')}x{_fmt(row['cpu_seconds_speedup'], '>7.2f')}x"
+              f"{row['final_loss']:>11.4f}{row['ks']:>8.3f}{row['sid']:>8.3f}{row['pr']:>8.3f}")
+    for name, p in (("teacher", teacher_probe), ("random init", random_probe)):
+        print(f"{name:<12}{'':>65}{p['ks']:>8.3f}{p['sid']:>8.3f}{p['pr']:>8.3f}")
     inter, none = table["interleaved"], table["none"]
     rel = {t: abs(inter[t] - none[t]) / max(abs(none[t]), 1e-9) for t in ("ks", "sid", "pr")}
     better = {f"{t} vs {o}": (inter[t] < table[o][t]) if t == "pr" else (inter[t] > table[o][t])
-              for o in ("top", "gradual") for t in ("ks", "sid", "pr")}
+              for o in ("top", "gradual") if o in table for t in ("ks", "sid", "pr")}
     print("\ntargets:")
-    print(f"  interleaved speed-up to the full-depth loss: {inter['speedup'] or float('nan'):.2f}x (target >= 1.2x); "
-          f"whole-run time ratio none/interleaved: {inter['total_speedup']:.2f}x")
-    if inter["seconds_to_ref"] is not None:
-        t = a.teacher_seconds * (inter["seconds_to_ref"] / inter["total_seconds"])  # teacher share up to that point
-        online = (none["seconds_to_ref"] + a.teacher_seconds) / (inter["seconds_to_ref"] + t)
-        print(f"  the same with an online teacher (its {a.teacher_seconds:.0f} s added pro rata): {online:.2f}x")
+    print(f"  interleaved speed-up to the full-depth loss: wall {_fmt(inter['train_seconds_speedup'], '.2f')}x, "
+          f"cpu {_fmt(inter['cpu_seconds_speedup'], '.2f')}x (target >= 1.2x); whole-run time ratio none/interleaved: "
+          f"wall {inter['train_seconds_total_ratio']:.2f}x, cpu {inter['cpu_seconds_total_ratio']:.2f}x")
+    if inter["cpu_seconds_to_ref"] is not None:
+        share = a.teacher_cpu * inter["cpu_seconds_to_ref"] / inter["cpu_seconds_total"]  # teacher work up to then
+        online = (none["cpu_seconds_to_ref"] + a.teacher_cpu) / (inter["cpu_seconds_to_ref"] + share)
+        print(f"  the same with an online teacher (its {a.teacher_cpu:.0f} cpu s added pro rata): {online:.2f}x")
     print("  probes within 2 % (relative) of none: " + ", ".join(f"{t} {100 * v:.1f} %" for t, v in rel.items()))
     print("  interleaved better than: " + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in better.items()))
     return {"table": table, "reference_loss": ref_loss, "relative_probe_gap": rel, "better": better,
-            "teacher_probe": teacher_probe, "random_init_probe": random_probe}
+            "teacher_probe": teacher_probe, "random_init_probe": random_probe, "teacher_cpu_seconds": a.teacher_cpu}
 
 
 def main() -> None:
@@ -158,11 +169,12 @@ def main() -> None:
     a = ap.parse_args()
     a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.teacher_width, a.teacher_layers = 240, 24, 120, 400, 192, 4
     a.width, a.depth, a.init, a.stages, a.top_stages, a.targets = 128, 12, 3, 4, 3, [2, 3, 4]
-    a.epochs, a.window = 60, 20
+    a.epochs, a.window = 40, 20
     if a.quick:
         a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.steps, a.epochs, a.window = 40, 6, 20, 20, 40, 10, 5
         a.work = a.work + "-quick"
     logging.basicConfig(level=logging.WARNING)
+    sys.stdout.reconfigure(line_buffering=True)
     torch.manual_seed(0)
     work = Path(a.work)
     manifest, a.probes, teacher_dir = prepare(work, a)
@@ -174,17 +186,20 @@ def main() -> None:
     print(f"teacher probes {teacher_probe}; random-init encoder {random_probe} ({time.perf_counter() - t0:.0f} s)")
     bank = load_bank(manifest)
     cache: dict = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     targets = TeacherTargets(teacher, a.targets, cache, share_front_end=True)
     for step in range(a.steps):  # the same batches every run sees (a pure function of seed and step)
         targets(step, sample_batch(bank, 8, 32000, 0, step, 320))
-    a.teacher_seconds = time.perf_counter() - t0
-    print(f"teacher targets + CNN features for {a.steps} steps: {a.teacher_seconds:.1f} s (a fixed cost of every run)")
+    a.teacher_cpu = time.process_time() - c0
+    print(f"teacher targets + CNN features for {a.steps} steps: {time.perf_counter() - t0:.1f} s wall, "
+          f"{a.teacher_cpu:.1f} s cpu (a fixed cost of every run, cached)")
     results = {}
     for op in a.ops.split(","):
         t1 = time.perf_counter()
         results[op] = run_op(op, teacher, bank, cache, a, work)
-        print(f"{op}: done in {time.perf_counter() - t1:.0f} s (student training {results[op]['rows'][-1]['train_seconds']:.1f} s)")
+        last = results[op]["rows"][-1]
+        print(f"{op}: done in {time.perf_counter() - t1:.0f} s (student training {last['train_seconds']:.1f} s wall, "
+              f"{last['cpu_seconds']:.1f} s cpu); probes {results[op]['probe']}")
     print(f"all runs: {time.perf_counter() - t0:.0f} s")
     summary = report(results, a, teacher_probe, random_probe)
     (work / "results.json").write_text(json.dumps(summary, indent=1))

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import resource
 import subprocess
 import tempfile
 import time
@@ -68,13 +69,20 @@ def train(manifest: Path, out: Path, expressive: bool, workers: int) -> float:
     return dt
 
 
-def job(manifest: Path, tok: Path, out: Path, workers: int) -> tuple[float, float]:
-    """(audio seconds, wall seconds) of the real tokenize job, pool start-up included."""
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (the pool's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def job(manifest: Path, tok: Path, out: Path, workers: int) -> tuple[float, float, float]:
+    """(audio seconds, wall seconds, CPU seconds) of the real tokenize job, pool start-up included."""
     from tinywave.data.tokenize_job import tokenize_corpus
 
+    cpu0 = cpu_seconds()
     dt, s = timed(tokenize_corpus, manifest, tok, out, workers=workers, resume=False)
     assert s.bad == 0 and s.tokenized > 0
-    return s.audio_seconds, dt
+    return s.audio_seconds, dt, cpu_seconds() - cpu0
 
 
 def breakdown(manifest: Path, tok_dir: Path, n: int = 12) -> dict[str, float]:
@@ -126,12 +134,15 @@ def main() -> None:
     fit = {"units": train(manifest, root / "tok_units", False, args.workers),
            "units+pitch+style": train(manifest, root / "tok_full", True, args.workers)}
     print("fit (units train, k=128):", ", ".join(f"{k} {v:.1f} s" for k, v in fit.items()))
-    print(f"\ntokenize job, {args.workers} workers (spawn and tokenizer loading included):")
+    print(f"\ntokenize job, {args.workers} workers (spawn and tokenizer loading included); load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores (a shared machine gives each job only part of them):")
     for name, tok in (("units", root / "tok_units"), ("units+pitch+style", root / "tok_full")):
-        audio, wall = job(manifest, tok, root / f"tokens_{name}.jsonl", args.workers)
-        rtf = audio / wall
+        audio, wall, cpu = job(manifest, tok, root / f"tokens_{name}.jsonl", args.workers)
+        rtf, per_cpu = audio / wall, audio / cpu
         print(f"  {name:18s} {audio:7.1f} s audio in {wall:6.2f} s = {rtf:6.0f}x real time; "
               f"target {TARGETS[name]:.0f}x -> ratio {rtf / TARGETS[name]:.2f} ({'met' if rtf >= TARGETS[name] else 'MISSED'})")
+        print(f"  {'':18s} {cpu:6.2f} CPU-s = {per_cpu:6.0f}x real time per CPU-second; "
+              f"{args.workers} idle cores -> {args.workers * per_cpu:.0f}x, ratio {args.workers * per_cpu / TARGETS[name]:.2f}")
     print("\none process, real-time factor of each step (x real time):")
     for k, v in breakdown(manifest, root / "tok_full").items():
         print(f"  {k:16s} {v:8.0f}x")

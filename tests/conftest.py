@@ -14,3 +14,12 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent")
     return SHARED
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test models run fastest on one thread; several threads thrash on a 2-core box."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield

@@ -65,3 +65,19 @@ def test_cli_unknown_key_is_clean_error(capsys, tmp_path):
     assert main(["vocab", "--out", str(tmp_path / "v"), "vocab_sise=10"]) == 2
     err = capsys.readouterr().err
     assert "vocab_sise" in err and "vocab_size" in err and "Traceback" not in err
+
+
+def test_yaml_base_inheritance(tmp_path):
+    (tmp_path / "base.yaml").write_text("steps: 5\noptim:\n  lr: 0.1\n")
+    (tmp_path / "child.yaml").write_text("_base_: base.yaml\noptim:\n  lr: 0.2\n")
+    cfg = load_config(Cfg, tmp_path / "child.yaml")
+    assert cfg.steps == 5 and cfg.optim.lr == 0.2
+
+
+def test_section_default_instance():
+    @dataclass
+    class C2:
+        optim: Optim = field(Optim(lr=0.5))
+
+    a, b = C2(), C2()
+    assert a.optim.lr == 0.5 and a.optim is not b.optim

@@ -85,7 +85,7 @@ def test_distill_resume_continues_the_same_curve(ws, tmp_path):
     assert distill(ws, tmp_path / "cut", "train.steps=4", "train.stop_after_steps=2") == 0
     assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step_00000002"]
     assert not (tmp_path / "cut" / "model").exists()  # not finished yet
-    assert distill(ws, tmp_path / "cut", "train.steps=4", "train.resume=true") == 0
+    assert distill(ws, tmp_path / "cut", "train.steps=4", "--resume") == 0
     full, cut = curve(tmp_path / "full"), curve(tmp_path / "cut")
     assert [r["step"] for r in cut] == [1, 2, 3, 4]
     assert set(LOSSES) <= set(full[0])

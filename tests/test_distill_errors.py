@@ -65,6 +65,7 @@ CASES = {
     "missing teacher": (lambda ws: [f"teacher.dir={ws['root'] / 'nope'}"], "model directory .*nope does not exist"),
     "fp16": (lambda ws: ["train.precision=fp16"], "use fp32 or bf16"),
     "negative weight": (lambda ws: ["loss.kl_weight=-1"], "must be >= 0"),
+    "unknown hidden loss": (lambda ws: ["loss.hidden_kind=l1"], "loss.hidden_kind='l1' is not known"),
 }
 
 

@@ -142,6 +142,14 @@ def test_non_finite_loss_stops_without_saving(tmp_path, shards):
     assert list_checkpoints(tmp_path) == []
 
 
+def test_max_minutes_checkpoints_and_stops(tmp_path, shards):
+    model = tiny_model()
+    res = fit(DistillObjective(model, LossWeights(ce=1.0)), list(model.parameters()), BatchStream(shards, 2, seed=0), OptimSettings(),
+              run_settings(tmp_path, steps=5, ckpt_every=10, max_minutes=1e-9), lambda d: None, {})
+    assert res.step == 1 and not res.finished
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000001"]
+
+
 def test_resume_point_refuses_to_overwrite(tmp_path):
     assert resume_point(run_settings(tmp_path, resume=True)) is None
     model = tiny_model()

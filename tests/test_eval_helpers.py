@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -25,6 +26,15 @@ from tinywave.text.vocab import encode_text, train_bpe_tokenizer
 
 RATE = 16000
 TEXTS = ["the cat sat on the mat", "a dog ran to the park and the cat followed it home", "she went home"] * 10
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and a busy shared machine makes OpenMP barriers costly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class EnergyTokenizer:
@@ -89,12 +99,18 @@ def save_model_dir(folder: Path, seed: int = 0, max_positions: int = 256) -> Pat
 # ---------------------------------------------------------------- reference computation
 
 
+_PLAIN: dict[tuple, float] = {}  # (model, ids, score_from) -> summed log-probability
+
+
 @torch.no_grad()
 def reference_ll(model, ids: list[int], score_from: int = 1, reduce: str = "mean") -> float:
-    """One plain forward pass; LL of ids[score_from:] given what precedes them."""
-    logits = model(torch.tensor([ids])).logits[0]  # (T, V)
-    logp = torch.log_softmax(logits.double(), dim=-1)
-    total = sum(logp[t - 1, ids[t]].item() for t in range(score_from, len(ids)))
+    """One plain forward pass; LL of ids[score_from:] given what precedes them (memoized per model)."""
+    key = (model, tuple(ids), score_from)  # the model itself (hashed by identity) stays alive in the key
+    if key not in _PLAIN:
+        logits = model(torch.tensor([ids])).logits[0]  # (T, V)
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        _PLAIN[key] = sum(logp[t - 1, ids[t]].item() for t in range(score_from, len(ids)))
+    total = _PLAIN[key]
     return total / (len(ids) - score_from) if reduce == "mean" else total
 
 

@@ -100,7 +100,8 @@ def test_detect_and_discover(tmp_path):
     root = make_bench_root(tmp_path)
     found = discover(root)
     assert set(found) == {"sSC", "tSC", "salmon", "swuggy", "sblimp"}
-    assert {n: detect_kind(p) for n, p in found.items()} == {"sSC": "storycloze", "tSC": "storycloze", "salmon": "salmon", "swuggy": "swuggy", "sblimp": "sblimp"}
+    kinds = {n: detect_kind(p) for n, p in found.items()}
+    assert kinds == {"sSC": "storycloze", "tSC": "storycloze", "salmon": "salmon", "swuggy": "swuggy", "sblimp": "sblimp"}
     assert load_benchmark("my-bench", root / "sLM21" / "syntactic").kind == "sblimp"
     (tmp_path / "x").mkdir()
     write_wav(tmp_path / "x" / "a.wav", 0)

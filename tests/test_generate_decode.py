@@ -69,7 +69,7 @@ def test_streaming_yields_the_same_tokens_as_generate(lm, tmp_path):
 
 
 def test_batched_generation_and_samples(lm):
-    prompts = [[PromptItem("text", "the cat")], [PromptItem("tokens", "[Hu1][Hu2][Hu3]")]]
+    prompts = [[PromptItem("text", "the cat")], [("tokens", "[Hu1][Hu2][Hu3]")]]  # items or (kind, content) tuples
     greedy = lm.generate(prompts, "speech", GenerationOptions(max_new_tokens=12, num_samples=2, batch_size=3))
     assert len(greedy) == 4 and greedy[0].ids == greedy[1].ids and greedy[2].ids == greedy[3].ids
     assert all(set(g.ids) <= set(range(lm.layout.hu_offset, lm.layout.pi_offset)) | {lm.tokenizer.eos_token_id} for g in greedy)

@@ -7,6 +7,14 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from tinywave.models.attention import MAPPED_ATTENTION, capture, use_mapped_attention
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add contention
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_llama(layers: int = 3, heads: int = 4, kv_heads: int = 2, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=layers, num_attention_heads=heads,

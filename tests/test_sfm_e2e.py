@@ -85,6 +85,21 @@ def test_distill_with_interleaved_stacking_resumes_across_growth(corpus):
 
 
 @pytest.mark.slow
+def test_distilled_student_is_accepted_by_the_hubert_unit_extractor(corpus):
+    from tinywave.audio.features import Analysis
+    from tinywave.audio.io import load_audio
+    from tinywave.speech.hubert import HubertFeatures
+
+    root, manifest, _ = corpus
+    if not (root / "full" / "student").is_dir():
+        assert _distill(root, manifest, "full") == 0
+    features = HubertFeatures(root / "full" / "student", layer=3)
+    wav, _ = load_audio(manifest.parent / "wavs" / "u00000.wav")
+    vectors = features.vectors(Analysis(wav))
+    assert vectors.shape == (features.n_frames(len(wav)), 16)
+
+
+@pytest.mark.slow
 def test_probe_cli_writes_results_for_upstream_and_random_init(corpus):
     root, manifest, probes = corpus
     if not (root / "full" / "student").is_dir():

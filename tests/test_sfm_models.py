@@ -23,7 +23,7 @@ from tinywave.sfm.models import (
 from tinywave.sfm.probes import WeightedSum, edit_distance, greedy_ctc
 from tinywave.sfm.pretrain import batch_labels, span_mask
 from tinywave.sfm.student import Student, uniform_targets
-from tinywave.sfm.units import MfccUnits, align_labels, mfcc
+from tinywave.sfm.units import align_labels
 
 
 def tiny_teacher(layers: int = 2, hidden: int = 32) -> HubertModel:
@@ -121,16 +121,12 @@ def test_uniform_targets():
         uniform_targets(1, [1, 2])
 
 
-def test_mfcc_frames_and_units():
-    rng = np.random.default_rng(0)
-    wavs = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 12000)]
-    feats = mfcc(wavs[0])
-    assert feats.shape == ((8000 - 400) // 160 + 1, 39)
-    units = MfccUnits.fit(wavs, 4, seed=0)
-    labels = units.labels(wavs[1])
-    assert labels.shape == (len(mfcc(wavs[1])),) and labels.max() < 4
-    aligned = align_labels(labels, 37, units.rate, 50.0)
-    assert aligned.shape == (37,) and aligned[0] == labels[0]
+def test_align_labels_maps_unit_rate_onto_encoder_frames():
+    labels = np.arange(10)  # 25 Hz units over 0.4 s
+    aligned = align_labels(labels, 20, 25.0, 50.0)  # 50 Hz encoder frames: each unit covers two frames
+    assert aligned.tolist() == [i // 2 for i in range(20)]
+    assert align_labels(labels, 3, 25.0, 50.0).tolist() == [0, 0, 1]
+    assert align_labels(labels, 25, 25.0, 50.0)[-1] == 9  # frames past the last unit take the last one
 
 
 def test_span_mask_and_batch_labels():
@@ -164,3 +160,23 @@ def test_greedy_ctc_and_weighted_sum():
 
 def test_downsample_rate_of_base_cnn():
     assert downsample_rate(teacher_config(32, 1, 2, 64)) == 320
+
+
+def test_distill_loop_distilhubert_student_grows_with_reset_optimizer(tmp_path):
+    from tinywave.sfm.data import WaveBank
+    from tinywave.sfm.distill import GrowthPlan, LoopSettings, TeacherTargets, distill
+
+    teacher = tiny_teacher(layers=2)
+    rng = np.random.default_rng(0)
+    bank = WaveBank(["a", "b"], [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (3000, 2500)])
+    encoder = build_student(teacher, student_config(teacher, 32, 1, 2, 64), True, seed=0)
+    student = Student(encoder, "distilhubert", [1, 2], 32)
+    before = {k: v.clone() for k, v in student.heads.state_dict().items()}
+    plan = GrowthPlan("gradual", [2], [{"n": 1}], "reset")
+    cfg = LoopSettings(steps=3, batch_size=2, crop_samples=2400, warmup=1, save_every=100)
+    summary = distill(student, TeacherTargets(teacher, [1, 2]), bank, plan, cfg, tmp_path)
+    assert summary["finished"] and summary["depth"] == 2 and np.isfinite(summary["loss"])
+    assert student.history[0]["provenance"] == [0, 0]
+    assert not torch.equal(student.heads.state_dict()["1.weight"], before["1.weight"])  # heads trained
+    assert {"l1/1", "cos/2"} <= set(summary["parts"])
+    assert (tmp_path / "checkpoints" / "step_0000003" / "optimizer.pt").is_file()

@@ -278,6 +278,10 @@ def test_hubert_linear_quantizer_blank_rule(hubert_dir, tmp_path):
     assert np.array_equal(codes, roll_fill(raw, 6)) and codes.max() < 6
     loaded = SpeechTokenizer.load(tok.save(tmp_path / "tok"))
     assert loaded.encode_units(wav)["hubert"] == codes.tolist() and loaded.fingerprint == tok.fingerprint
+    # the same through the CLI: a given quantizer needs no manifest
+    assert main(["units", "train", "--out", str(tmp_path / "cli"), "kind=hubert", f"hubert.model={hubert_dir}",
+                 "hubert.layer=3", f"hubert.quantizer={path}"]) == 0
+    assert SpeechTokenizer.load(tmp_path / "cli").fingerprint == tok.fingerprint
 
 
 def test_bad_quantizer_files(tmp_path, hubert_dir):

@@ -30,6 +30,9 @@ def field(default: Any = dataclasses.MISSING, *, help: str = "", **kw: Any) -> A
     if isinstance(default, (list, dict, set)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kw)
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        section = default
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(section), metadata={"help": help}, **kw)
     return dataclasses.field(default=default, metadata={"help": help}, **kw)
 
 
@@ -192,10 +195,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def read_yaml_with_bases(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML file whose optional ``_base_: other.yaml`` (relative to it) is merged underneath."""
+    path = Path(path).resolve()
+    if path in seen:
+        raise ConfigError(f"config file {path} includes itself through _base_; remove the cycle")
+    tree = read_yaml(path)
+    base = tree.pop("_base_", None)
+    if base is None:
+        return tree
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: _base_ must be a file path, got {base!r}")
+    return _merge(read_yaml_with_bases(path.parent / base, seen + (path,)), tree)
+
+
 def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Resolve a config: dataclass defaults <- YAML file <- ``key=value`` overrides."""
-    tree: dict[str, Any] = read_yaml(yaml_path) if yaml_path else {}
-    tree.pop("_base_", None)
+    tree: dict[str, Any] = read_yaml_with_bases(yaml_path) if yaml_path else {}
     over: dict[str, Any] = {}
     for item in overrides or []:
         if "=" not in item:

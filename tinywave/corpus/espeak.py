@@ -14,9 +14,11 @@ Determinism. libespeak-ng keeps synthesis state between calls (the pitch-flutter
 phase, the waveform phase, libc ``rand``) and cannot be re-initialized in a process,
 so the same text can come out a few samples different depending on what was spoken
 before. Every call therefore runs in a child forked from a process whose espeak state
-never changes after initialization: the output depends only on the request, whatever
-the call order, the worker or an interrupted run. The fork costs a few milliseconds.
-The library is process-global and not thread-safe; parallelism is by processes.
+never changes after initialization (``_in_child``): the output depends only on the
+request, whatever the call order, the worker or an interrupted run. The fork costs a
+few milliseconds; ``speak_many`` speaks a whole batch in one child (its output then
+depends on the batch). The library is process-global and not thread-safe: use one
+``Synthesizer`` per process and parallelize with processes (``synth.py``).
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import select
 import signal
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from tinywave.audio.io import SAMPLE_RATE, resample
-from tinywave.data.manifest import Word
+from tinywave.corpus.timing import EV_END, EV_PHONEME, EV_WORD, Phone, Piece, Segment, Utterance, assemble, make_piece, word_spans
+
+__all__ = ["EspeakError", "Phone", "Piece", "Request", "Segment", "Synthesizer", "Utterance", "engine"]
 
 LIBRARY = "libespeak-ng.so.1"
 # speak_lib.h constants
@@ -42,39 +46,14 @@ _SYNCHRONOUS = 2
 _INIT_PHONEME_EVENTS, _INIT_DONT_EXIT = 0x0001, 0x8000
 _POS_CHARACTER, _CHARS_UTF8, _PHONEME_INPUT = 1, 1, 0x100
 _RATE, _PITCH, _RANGE = 1, 3, 4
-_EV_LIST_END, _EV_WORD, _EV_END, _EV_PHONEME = 0, 1, 5, 7
+_EV_LIST_END = 0
 _PRELOAD_VOICE = b"en-us"  # loads the English dictionary once, before any fork
 CHILD_TIMEOUT = 120.0  # seconds one request may take before its child is killed
+_TEXT = re.compile(r"[a-z']+( [a-z']+)*")
 
 
 class EspeakError(RuntimeError):
     """espeak-ng is missing or failed; the message says what to install or change."""
-
-
-class Phone(NamedTuple):
-    symbol: str
-    start: float
-    end: float
-
-
-class Utterance(NamedTuple):
-    """16 kHz mono float32 audio with its word and phoneme timings (seconds)."""
-
-    wav: np.ndarray  # (T,)
-    words: list[Word]
-    phones: list[Phone]
-
-    @property
-    def seconds(self) -> float:
-        return len(self.wav) / SAMPLE_RATE
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One piece of text spoken in one espeak call. ``phonemes`` marks ``[[...]]`` input."""
-
-    text: str
-    phonemes: bool = False
 
 
 class _Event(ctypes.Structure):
@@ -117,8 +96,8 @@ class _Engine:
         i = 0
         while events[i].type != _EV_LIST_END:
             e = events[i]
-            if e.type in (_EV_WORD, _EV_PHONEME, _EV_END):
-                name = bytes(e.id).split(b"\0")[0].decode("utf-8", "replace") if e.type == _EV_PHONEME else ""
+            if e.type in (EV_WORD, EV_PHONEME, EV_END):
+                name = bytes(e.id).split(b"\0")[0].decode("utf-8", "replace") if e.type == EV_PHONEME else ""
                 self.events.append((e.type, e.text_position, e.sample, name))
             i += 1
         return 0
@@ -146,9 +125,9 @@ class _Engine:
         """
         if segment.phonemes:
             return {}
-        starts = {e[1] for e in self.events if e[0] == _EV_WORD}
+        starts = {e[1] for e in self.events if e[0] == EV_WORD}
         return {str(first): [p.lstrip("',") for p in self.phonemize(segment.text.split(" ")[i]).split()]
-                for i, (first, _) in enumerate(_word_spans(segment.text)) if first not in starts}
+                for i, (first, _) in enumerate(word_spans(segment.text)) if first not in starts}
 
     def phonemize(self, text: str) -> str:
         """espeak phoneme mnemonics, space-separated, with stress marks (current voice)."""
@@ -223,81 +202,6 @@ def _read_all(fd: int, pid: int) -> bytes:
         chunks.append(chunk)
 
 
-def _word_spans(text: str) -> list[tuple[int, int]]:
-    """(first, last) 1-based character positions of each space-separated word."""
-    spans, pos = [], 1
-    for w in text.split(" "):
-        spans.append((pos, pos + len(w) - 1))
-        pos += len(w) + 1
-    return spans
-
-
-def _owned_phones(events: list, n_samples: int, text: str, merged: dict[str, list[str]]) -> list[list[tuple[str, int, int]]]:
-    """The (symbol, start, end) phones of each word. A phone lasts until the next phoneme
-    event (pauses ``_...`` end the one before them and are dropped, as are zero-length phones)."""
-    marks = [(e[2], e[1], e[3]) for e in events if e[0] == _EV_PHONEME]  # (sample, text position, symbol)
-    ends = [m[0] for m in marks[1:]] + [n_samples]
-    spans = _word_spans(text)
-    owned: list[list[tuple[str, int, int]]] = [[] for _ in spans]
-    for (start, pos, sym), end in zip(marks, ends):
-        end = min(end, n_samples)
-        if sym.startswith("_") or end <= start:
-            continue
-        for i, (first, last) in enumerate(spans):
-            if first <= pos <= last:
-                owned[i].append((sym, start, end))
-    for i in range(1, len(spans)):  # split phones of words espeak joined to the previous one
-        want = merged.get(str(spans[i][0]))
-        prev = owned[i - 1]
-        if owned[i] or not want or len(prev) < 2:
-            continue
-        cut = max((j for j in range(1, len(prev)) if prev[j][0] == want[0]), default=None)
-        if cut is not None:
-            owned[i], owned[i - 1] = prev[cut:], prev[:cut]
-    return owned
-
-
-def _timings(events: list, n_samples: int, text: str, merged: dict[str, list[str]]) -> tuple[list[tuple[int, int]], list[tuple[str, int, int]]]:
-    """Word (start, end) and phone (symbol, start, end) sample spans from the events.
-
-    A word spans its first to its last phone; a word without phones gets a zero-length
-    span where the previous one ends. Words are monotonic and never overlap.
-    """
-    owned = _owned_phones(events, n_samples, text, merged)
-    word_spans: list[tuple[int, int]] = []
-    for mine in owned:
-        if mine:
-            word_spans.append((mine[0][1], mine[-1][2]))
-        else:
-            at = word_spans[-1][1] if word_spans else 0
-            word_spans.append((at, at))
-    for i in range(1, len(word_spans)):
-        s, e = word_spans[i]
-        prev_end = word_spans[i - 1][1]
-        word_spans[i] = (max(s, prev_end), max(e, s, prev_end))
-    return word_spans, sorted((p for mine in owned for p in mine), key=lambda p: p[1])
-
-
-def _trim_bounds(samples: np.ndarray, rate: int, margin: float = 0.01, threshold: float = 0.01) -> tuple[int, int]:
-    """[first, last) sample of the audible region (|x| above ``threshold`` of the peak) plus a margin."""
-    x = np.abs(samples.astype(np.float32))
-    peak = float(x.max()) if len(x) else 0.0
-    if peak == 0.0:
-        return 0, len(samples)
-    loud = np.flatnonzero(x > threshold * peak)
-    pad = int(margin * rate)
-    return max(0, int(loud[0]) - pad), min(len(samples), int(loud[-1]) + 1 + pad)
-
-
-@dataclass
-class Piece:
-    """One spoken segment at the engine rate: trimmed int16 samples, word and phone sample spans."""
-
-    samples: np.ndarray  # (T,) int16 at ``Synthesizer.engine_rate``
-    words: list[tuple[str, int, int]]
-    phones: list[tuple[str, int, int]]
-
-
 @dataclass(frozen=True)
 class Request:
     """Segments spoken one after the other in one voice (e.g. the sentences of a story)."""
@@ -307,50 +211,6 @@ class Request:
     pitch: int = 50
     rate: int = 170
     pitch_range: int = 50
-
-
-def _labels(segment: Segment) -> list[str]:
-    if not segment.phonemes:
-        return segment.text.split(" ")
-    return [g.strip("[]") for g in segment.text.split(" ")]
-
-
-def _piece(result: dict[str, Any], segment: Segment, rate: int) -> Piece:
-    samples = result["samples"]
-    events = [tuple(e) for e in result["events"]]
-    word_spans, phones = _timings(events, len(samples), segment.text, result.get("merged", {}))  # [[...]] groups count as words
-    lo, hi = _trim_bounds(samples, rate)
-    lo = min(lo, min((s for s, _ in word_spans), default=lo))
-    hi = max(hi, max((e for _, e in word_spans), default=hi))
-
-    def shift(s: int, e: int) -> tuple[int, int]:
-        return min(max(s - lo, 0), hi - lo), min(max(e - lo, 0), hi - lo)
-
-    words = [(w, *shift(s, e)) for w, (s, e) in zip(_labels(segment), word_spans)]
-    kept = [(sym, *shift(s, e)) for sym, s, e in phones]
-    return Piece(samples[lo:hi], words, [p for p in kept if p[2] > p[1]])
-
-
-def _assemble(pieces: list[Piece], rate: int, lead: float, pause: float) -> tuple[np.ndarray, list[Word], list[Phone], list[float]]:
-    """Concatenate pieces with ``lead`` silence around and ``pause`` between; resample to 16 kHz."""
-    gap_lead = np.zeros(int(round(lead * rate)), np.int16)
-    gap_pause = np.zeros(int(round(pause * rate)), np.int16)
-    parts, words, phones, starts, offset = [gap_lead], [], [], [], len(gap_lead)
-    for i, p in enumerate(pieces):
-        if i:
-            parts.append(gap_pause)
-            offset += len(gap_pause)
-        starts.append(offset / rate)
-        words += [Word(w, (offset + s) / rate, (offset + e) / rate) for w, s, e in p.words]
-        phones += [Phone(sym, (offset + s) / rate, (offset + e) / rate) for sym, s, e in p.phones]
-        parts.append(p.samples)
-        offset += len(p.samples)
-    parts.append(gap_lead)
-    wav = resample(np.concatenate(parts).astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
-    limit = len(wav) / SAMPLE_RATE
-    words = [Word(w.word, min(w.start, limit), min(w.end, limit)) for w in words]
-    phones = [Phone(p.symbol, min(p.start, limit), min(p.end, limit)) for p in phones]
-    return wav, words, phones, starts
 
 
 def _speak_all(requests: list[Request]) -> Any:
@@ -419,12 +279,12 @@ class Synthesizer:
                 raise ValueError(r["error"])
         rate = self.engine.rate
         flat = iter(results)
-        return [[_piece(next(flat), seg, rate) for seg in req.segments] for req in requests]
+        return [[make_piece(next(flat), seg, rate) for seg in req.segments] for req in requests]
 
     def join(self, pieces: list[Piece], rate: int = 170) -> tuple[Utterance, list[float]]:
         """Concatenate pieces (speaking ``rate`` scales the pause) into one 16 kHz utterance."""
         pause = self.pause * 170.0 / max(rate, 1)
-        wav, words, phones, starts = _assemble(pieces, self.engine.rate, self.lead, pause)
+        wav, words, phones, starts = assemble(pieces, self.engine.rate, self.lead, pause)
         return Utterance(wav, words, phones), starts
 
     def phonemize(self, words: list[str], voice: str = "en-us") -> list[list[str]]:
@@ -458,8 +318,8 @@ def _check_request(req: Request) -> None:
         raise ValueError("nothing to speak: pass at least one segment")
     pitch, rate, pitch_range = req.pitch, req.rate, req.pitch_range
     for seg in req.segments:
-        if not seg.phonemes and (not seg.text or seg.text != " ".join(seg.text.split()) or seg.text != seg.text.lower()):
-            raise ValueError(f"text {seg.text!r} must be lower-case words separated by single spaces")
+        if not seg.phonemes and not _TEXT.fullmatch(seg.text):
+            raise ValueError(f"text {seg.text!r} must be lower-case words (a-z, ') separated by single spaces, without punctuation")
     if not (0 <= pitch <= 99 and 0 <= pitch_range <= 99):
         raise ValueError(f"pitch {pitch} and range {pitch_range} must be within 0..99 (espeak-ng's scale)")
     if not 80 <= rate <= 450:

@@ -6,13 +6,32 @@ it (its colour, hum frequency, talkers, click rate...). Every clip has unit RMS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-from scipy import signal
 
 from tinywave.audio.io import SAMPLE_RATE
 
 # SALMon's SNR bands (dB): a band is drawn first, then a value inside it
 SNR_BANDS = ((0.01, 0.02), (0.1, 0.2), (1.0, 2.0), (5.0, 10.0))
+
+
+def shape_spectrum(x: np.ndarray, rate: int, gain: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Filter ``x`` in the frequency domain: multiply its spectrum by ``gain(freqs_hz)``.
+
+    The transform is zero-padded to a power of two (fast for any length)."""
+    n = 1 << max(0, len(x) - 1).bit_length()
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    return np.fft.irfft(np.fft.rfft(x, n) * gain(f), n)[: len(x)]
+
+
+def resonance(fc: float, bandwidth: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Magnitude response of a formant-like resonance at ``fc`` Hz."""
+    return lambda f: 1.0 / (1.0 + ((f - fc) / (bandwidth / 2)) ** 2)
+
+
+def lowpass(cutoff: float, order: int = 2) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda f: 1.0 / np.sqrt(1.0 + (f / cutoff) ** (2 * order))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -23,10 +42,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def coloured(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
     """Noise with a 1/f^alpha power spectrum: alpha ~0 white, ~1 pink, ~2 brown."""
     alpha = rng.choice([0.0, 1.0, 2.0]) + rng.uniform(-0.3, 0.3)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1.0 / rate)
-    f[0] = f[1] if n > 1 else 1.0
-    return np.fft.irfft(spec / f ** (alpha / 2), n)
+    floor = rate / max(n, 2)  # the lowest resolvable frequency stands in for 0 Hz
+    return shape_spectrum(rng.standard_normal(n), rate, lambda f: np.maximum(f, floor) ** (-alpha / 2))
 
 
 def hum(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
@@ -47,13 +64,12 @@ def babble(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
     out = np.zeros(n)
     for _ in range(int(rng.integers(4, 9))):
         f0 = rng.uniform(90, 240)
-        buzz = signal.sawtooth(2 * np.pi * f0 * t * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t)))
-        src = buzz + 0.5 * rng.standard_normal(n)
-        voice = np.zeros(n)
-        for lo, hi in ((300, 900), (900, 2500)):
-            fc = rng.uniform(lo, hi)
-            b, a = signal.iirpeak(fc, Q=rng.uniform(4, 10), fs=rate)
-            voice += signal.lfilter(b, a, src)
+        phase = f0 * t * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
+        src = 2.0 * (phase % 1.0) - 1.0 + 0.5 * rng.standard_normal(n)  # sawtooth buzz + hiss
+        f1, f2 = rng.uniform(300, 900), rng.uniform(900, 2500)
+        q1, q2 = rng.uniform(4, 10), rng.uniform(4, 10)
+        first, second = resonance(f1, f1 / q1), resonance(f2, f2 / q2)
+        voice = shape_spectrum(src, rate, lambda f: first(f) + second(f))
         syll = rng.uniform(3.0, 6.0)
         env = np.clip(np.sin(2 * np.pi * syll * t + rng.uniform(0, 2 * np.pi)), 0, None) ** 2
         out += voice * env * rng.uniform(0.5, 1.0)
@@ -73,8 +89,7 @@ def clicks(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
 
 def wind(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
     """Wind-like: low-passed noise with slow gusts."""
-    b, a = signal.butter(2, rng.uniform(200, 800), fs=rate)
-    x = signal.lfilter(b, a, rng.standard_normal(n))
+    x = shape_spectrum(rng.standard_normal(n), rate, lowpass(rng.uniform(200, 800)))
     t = np.arange(n) / rate
     gust = 1.0 + 0.6 * np.sin(2 * np.pi * rng.uniform(0.1, 0.6) * t + rng.uniform(0, 2 * np.pi))
     return x * gust

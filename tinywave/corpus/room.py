@@ -8,9 +8,9 @@ decaying noise tail whose high frequencies die faster; ``rt60`` (seconds to deca
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from tinywave.audio.io import SAMPLE_RATE
+from tinywave.corpus.noise import lowpass, shape_spectrum
 
 # rooms by size: rt60 ranges (seconds); a consistency negative switches to another size
 ROOM_SIZES = {"small": (0.15, 0.35), "medium": (0.45, 0.8), "large": (1.0, 1.8)}
@@ -25,8 +25,7 @@ def impulse_response(seed: int, rt60: float, rate: int = SAMPLE_RATE) -> np.ndar
     n = int(min(1.2 * rt60, 2.0) * rate)
     t = np.arange(n) / rate
     tail = rng.standard_normal(n) * np.exp(-6.91 * t / rt60)  # -60 dB at rt60
-    b, a = signal.butter(1, 4000, fs=rate)  # high frequencies decay faster: blend in a low-passed tail
-    dark = signal.lfilter(b, a, tail) * np.exp(-3.0 * t / rt60)
+    dark = shape_spectrum(tail, rate, lowpass(4000.0, order=1)) * np.exp(-3.0 * t / rt60)  # highs decay faster
     h = 0.3 * tail + dark
     h[0] = 1.0
     for _ in range(int(rng.integers(4, 10))):
@@ -37,5 +36,6 @@ def impulse_response(seed: int, rt60: float, rate: int = SAMPLE_RATE) -> np.ndar
 
 def reverberate(dry: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """SALMon's room mix of a (T,) signal, same length: WET * conv(dry, rir) + DRY * dry."""
-    wet = signal.fftconvolve(dry.astype(np.float64), rir.astype(np.float64))[: len(dry)]
+    n = 1 << (len(dry) + len(rir) - 2).bit_length()  # linear (not circular) convolution, fast length
+    wet = np.fft.irfft(np.fft.rfft(dry.astype(np.float64), n) * np.fft.rfft(rir.astype(np.float64), n), n)[: len(dry)]
     return (WET * wet + DRY * dry).astype(np.float32)

@@ -61,6 +61,7 @@ class Story:
     ending: str  # the coherent fifth sentence
     wrong_ending: str  # same characters and topic, contradicts the story
     wrong_kind: str  # "outcome" | "entity"
+    ok: bool  # the outcome stated in sentence 4 (the goal reached or not)
 
     @property
     def sentences(self) -> tuple[str, ...]:
@@ -262,7 +263,7 @@ def make_story(kind: StoryType, values: dict[str, Any], key: str, wrong_kind: st
     else:
         raise ValueError(f"wrong_kind={wrong_kind!r}; use 'outcome' or 'entity'")
     prompt = tuple(kind.prompt(values))
-    return Story(key, kind.name, values["hero"], prompt, kind.ending(values), wrong, wrong_kind)
+    return Story(key, kind.name, values["hero"], prompt, kind.ending(values), wrong, wrong_kind, bool(values["ok"]))
 
 
 def story_at(seed: int, stream: str, index: int, entity_share: float = 0.25) -> Story:

@@ -9,23 +9,31 @@ Jobs are grouped in fixed chunks of the plan (``chunk`` consecutive jobs): one c
 spoken in one forked espeak child, so its audio depends only on the plan, never on the
 number of workers, their scheduling or an interrupted run. Finished jobs are journaled
 in ``ROOT/.progress/<journal>.jsonl`` after their wavs are written (atomically); a rerun
-skips chunks whose jobs are all journaled with their files present.
+skips chunks whose jobs are all journaled, with the same parameters, and whose files
+are present at the journaled size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
+import io
+import json
 import logging
 import multiprocessing
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
-from tinywave.audio.io import SAMPLE_RATE, save_wav
+from tinywave.audio.io import SAMPLE_RATE
 from tinywave.corpus.espeak import Piece, Request, Segment, Synthesizer
 from tinywave.files import JsonlAppender, load_jsonl
 from tinywave.progress import bar
@@ -96,6 +104,28 @@ def renderers() -> dict[str, Renderer]:
     return _TABLE
 
 
+def write_wav(path: Path, wav: np.ndarray) -> int:
+    """Write 16-bit PCM WAV under a temporary name, then rename; return the size in bytes.
+
+    Not fsynced (a corpus has thousands of files): the journal records each file's
+    size, and a file of another size (e.g. after a power loss) is rendered again.
+    """
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    data = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return len(data)
+
+
 def _round(obj: Any) -> Any:
     """Floats to 4 decimals (stable JSON), recursively."""
     if isinstance(obj, float):
@@ -137,8 +167,7 @@ def render_chunk(root: Path, jobs: list[Job]) -> list[tuple[str, dict[str, Any] 
             wavs, meta = table[job.kind].render(synth, job.params, pieces)
             if len(wavs) != len(job.outputs):
                 raise RuntimeError(f"renderer {job.kind!r} made {len(wavs)} wavs for {len(job.outputs)} outputs")
-            for path, wav in zip(job.outputs, wavs):
-                save_wav(root / path, wav)
+            meta["output_bytes"] = [write_wav(root / path, wav) for path, wav in zip(job.outputs, wavs)]
             meta["output_seconds"] = [len(w) / SAMPLE_RATE for w in wavs]
             out.append((job.id, _round(meta), ""))
         except Exception as exc:  # noqa: BLE001
@@ -150,19 +179,55 @@ def _task(args: tuple[str, list[Job]]) -> list[tuple[str, dict[str, Any] | None,
     return render_chunk(Path(args[0]), args[1])
 
 
+def job_key(job: Job) -> str:
+    """Fingerprint of what a job renders: a journal entry with another key is stale."""
+    blob = json.dumps([job.kind, job.params, list(job.outputs)], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
 def _finished(root: Path, jobs: list[Job], journal: Path) -> dict[str, dict[str, Any]]:
     by_id = {j.id: j for j in jobs}
     done = {}
     if journal.exists():
         for obj in load_jsonl(journal):
             job = by_id.get(obj.get("id"))
-            if job is not None and all((root / p).is_file() for p in job.outputs):
+            if job is None or obj.get("key") != job_key(job):
+                continue  # not in this plan, or planned differently (other voices, seed, ...)
+            if all(_size(root / p) == n for p, n in zip(job.outputs, obj["meta"]["output_bytes"])):
                 done[job.id] = obj["meta"]
     return done
 
 
-def run_jobs(jobs: list[Job], root: str | Path, journal: str, workers: int = 2, chunk: int = 4, desc: str = "synth") -> RunStats:
-    """Render every unfinished job of ``jobs`` (the whole plan, in its fixed order)."""
+def _warm() -> None:
+    renderers()
+    _synth()
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[Any]:
+    """A spawn pool of ``workers`` synthesis processes to share between ``run_jobs`` calls
+    (None, i.e. work in this process, for one worker)."""
+    if workers <= 1:
+        yield None
+        return
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_warm) as pool:
+        yield pool
+
+
+def run_jobs(jobs: list[Job], root: str | Path, journal: str, workers: int = 2, chunk: int = 4, desc: str = "synth",
+             pool: Any = None) -> RunStats:
+    """Render every unfinished job of ``jobs`` (the whole plan, in its fixed order).
+
+    ``pool`` (from ``worker_pool``) is used when given; otherwise ``workers`` processes
+    are started for this call.
+    """
     root = Path(root)
     ids = [j.id for j in jobs]
     if len(set(ids)) != len(ids):
@@ -170,6 +235,7 @@ def run_jobs(jobs: list[Job], root: str | Path, journal: str, workers: int = 2, 
     if chunk < 1:
         raise ValueError(f"chunk={chunk} must be at least 1")
     path = root / ".progress" / f"{journal}.jsonl"
+    by_id = {j.id: j for j in jobs}
     done = _finished(root, jobs, path)
     chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
     todo = [c for c in chunks if any(j.id not in done for j in c)]
@@ -180,8 +246,8 @@ def run_jobs(jobs: list[Job], root: str | Path, journal: str, workers: int = 2, 
              desc, sum(map(len, todo)), len(todo), stats.skipped, workers)
     start = time.perf_counter()
     with JsonlAppender(path) as journal_out, bar(total=sum(map(len, todo)), desc=desc, unit="job") as progress:
-        for results in _results(root, todo, workers):
-            good = [{"id": i, "meta": m} for i, m, _ in results if m is not None]
+        for results in _results(root, todo, workers, pool):
+            good = [{"id": i, "key": job_key(by_id[i]), "meta": m} for i, m, _ in results if m is not None]
             journal_out.write_many(good)
             for job_id, meta, err in results:
                 if meta is None:
@@ -198,12 +264,14 @@ def run_jobs(jobs: list[Job], root: str | Path, journal: str, workers: int = 2, 
     return stats
 
 
-def _results(root: Path, chunks: list[list[Job]], workers: int):
-    """Yield each chunk's results, in-process for one worker, else from a spawn pool."""
-    if workers <= 1 or len(chunks) == 1:
+def _results(root: Path, chunks: list[list[Job]], workers: int, pool: Any) -> Iterator[list]:
+    """Yield each chunk's results: from ``pool``, a new spawn pool, or in this process."""
+    tasks = [(str(root), c) for c in chunks]
+    if pool is not None:
+        yield from pool.imap_unordered(_task, tasks)
+    elif workers <= 1 or len(chunks) == 1:
         for c in chunks:
             yield render_chunk(root, c)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(min(workers, len(chunks))) as pool:
-        yield from pool.imap_unordered(_task, [(str(root), c) for c in chunks])
+    else:
+        with worker_pool(min(workers, len(chunks))) as own:
+            yield from own.imap_unordered(_task, tasks)

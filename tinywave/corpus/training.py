@@ -21,9 +21,9 @@ from tinywave.corpus.synth import Job
 from tinywave.corpus.voices import Delivery, jittered
 from tinywave.data.manifest import ManifestItem, Word, write_manifest
 
-DEFAULT_STORIES = 400  # ~2 hours of audio
+DEFAULT_STORIES = 500  # ~14 s each: about 2 hours of audio
 SMALL_STORIES = 6
-CHUNK = 4  # stories spoken per espeak child (part of what makes the audio reproducible)
+CHUNK = 8  # stories spoken per espeak child (fixed: part of what makes the audio reproducible)
 JOURNAL = "corpus"
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tinywave.distill.losses import IGNORE_INDEX, attention_loss, chunked_vocab_losses, hidden_loss
+from tinywave.distill.losses import HIDDEN_LOSSES, IGNORE_INDEX, attention_loss, chunked_vocab_losses, hidden_loss
 from tinywave.distill.teacher import TeacherBatch, TeacherTargets
 from tinywave.models.attention import backbone, capture
 
@@ -44,6 +44,10 @@ class LossWeights:
             raise ValueError("every loss weight is 0: nothing to train; set loss.ce_weight or a distillation weight above 0")
         if self.temperature <= 0:
             raise ValueError(f"loss.temperature={self.temperature} must be > 0 (typical: 1-4)")
+        if self.hidden_kind not in HIDDEN_LOSSES:
+            raise ValueError(f"loss.hidden_kind={self.hidden_kind!r} is not known; choose one of {sorted(HIDDEN_LOSSES)}")
+        if self.chunk_size < 1:
+            raise ValueError(f"loss.chunk_size={self.chunk_size} must be a positive number of tokens (e.g. 1024)")
 
 
 def make_projections(pairs: list[tuple[int, int]], student_width: int, teacher_width: int) -> nn.ModuleDict:

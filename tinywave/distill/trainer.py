@@ -193,7 +193,7 @@ def _should_stop(run: RunSettings, steps_done: int, seconds: float) -> str:
 
 
 # keys that may change between an interrupted run and its resumption
-RESUME_FREE_KEYS = {"resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "device"}
+RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in ("resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "device")}
 
 
 def resume_point(run: RunSettings, config: dict[str, Any] | None = None) -> Path | None:
@@ -226,6 +226,6 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str =
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             changed += config_changes(a, b, f"{prefix}{key}.")
-        elif a != b and not (prefix == "train." and key in RESUME_FREE_KEYS):
+        elif a != b and prefix + key not in RESUME_FREE_KEYS:
             changed.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return changed

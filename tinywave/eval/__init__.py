@@ -1,0 +1,7 @@
+"""Evaluation: pairwise-likelihood benchmarks (sSC, tSC, SALMon, sWUGGY, sBLIMP), normalized
+perplexity, GenPPL / Auto-BLEU, and side-by-side reports.
+
+Entry point: :func:`tinywave.eval.suite.evaluate` (what ``tinywave eval`` and the demo call).
+Layouts: :mod:`tinywave.eval.layouts`; the scoring rule: :mod:`tinywave.eval.scoring`;
+aggregation: :mod:`tinywave.eval.metrics`; report files: :mod:`tinywave.eval.report`.
+"""

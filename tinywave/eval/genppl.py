@@ -94,14 +94,14 @@ def _sample_batch(model: torch.nn.Module, rows: Sequence[Sequence[int]], banned:
     device = next(model.parameters()).device
     ids, mask = (t.to(device) for t in left_pad(rows, pad_id))
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding shifts positions
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     new = []
     for _ in range(settings.new_tokens):
         tok = _pick(out.logits[:, -1], banned, settings.temperature, settings.top_k, gen)  # (B, 1)
         new.append(tok)
         mask = torch.cat([mask, torch.ones_like(tok)], dim=1)
         pos = pos[:, -1:] + 1
-        out = model(input_ids=tok, attention_mask=mask, position_ids=pos, past_key_values=out.past_key_values, use_cache=True)
+        out = model(input_ids=tok, attention_mask=mask, position_ids=pos, cache=out.cache, use_cache=True, logits_to_keep=1)
     return torch.cat(new, dim=1).tolist()
 
 
@@ -219,5 +219,6 @@ def generative_metrics(model: torch.nn.Module, builder: SequenceBuilder, tokeniz
     genppl = math.exp(sum(valid) / len(valid)) if valid else math.nan
     bleu = sum(auto_bleu(t, settings.bleu_n) for t in texts) / len(texts)
     rows_out = [{"file": str(f), "transcript": t, "nll": x} for f, t, x in zip(files, texts, nlls)]
-    log.info("GenPPL %.2f, Auto-BLEU-%d %.3f over %d samples (%d without a scorable transcript)", genppl, settings.bleu_n, bleu, len(texts), len(texts) - len(valid))
+    log.info("GenPPL %.2f, Auto-BLEU-%d %.3f over %d samples (%d without a scorable transcript)",
+             genppl, settings.bleu_n, bleu, len(texts), len(texts) - len(valid))
     return GenReport(genppl, bleu, len(texts), len(texts) - len(valid), rows_out)

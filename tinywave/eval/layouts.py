@@ -235,8 +235,13 @@ def _pair_rows(split: Path, rows: list[dict[str, str]], group: Callable[[dict[st
         groups[group(r)][int(r["correct"])].append(r)
     bad = [k for k, g in groups.items() if len(g[0]) != len(g[1])]
     if bad:
-        raise ValueError(f"{split / 'gold.csv'}: {len(bad)} (id, voice) groups have unequal real/fake counts, e.g. {bad[0]}; each real item needs one fake item")
+        raise ValueError(f"{split / 'gold.csv'}: {len(bad)} (id, voice) groups have unequal real/fake counts, "
+                         f"e.g. {bad[0]}; each real item needs one fake item")
     return [pair for g in groups.values() for pair in zip(g[1], g[0])]
+
+
+def _zerospeech_item(split: Path, name: str, real: dict[str, str], fake: dict[str, str], tags: dict[str, Any]) -> PairItem:
+    return PairItem(name, Candidate(_wav_of(split, real["filename"])), Candidate(_wav_of(split, fake["filename"])), tags=tags)
 
 
 def load_lexical(folder: Path) -> list[PairItem]:
@@ -250,7 +255,7 @@ def load_lexical(folder: Path) -> list[PairItem]:
             raise ValueError(f"{split / 'gold.csv'}: frequency {real['frequency']!r} of {real['filename']} is not a number") from None
         tags = {"id": real["id"], "voice": real["voice"], "frequency": freq, "word": real["word"], "nonword": fake["word"],
                 "pos_stem": Path(real["filename"]).stem, "neg_stem": Path(fake["filename"]).stem}
-        items.append(PairItem(f"{real['id']}/{real['voice']}", Candidate(_wav_of(split, real["filename"])), Candidate(_wav_of(split, fake["filename"])), tags=tags))
+        items.append(_zerospeech_item(split, f"{real['id']}/{real['voice']}", real, fake, tags))
     return items
 
 
@@ -261,7 +266,7 @@ def load_syntactic(folder: Path) -> list[PairItem]:
     for real, fake in _pair_rows(split, rows, lambda r: (r["type"], r["subtype"], r["id"], r["voice"])):
         tags = {"id": real["id"], "voice": real["voice"], "type": real["type"], "subtype": real["subtype"],
                 "pos_stem": Path(real["filename"]).stem, "neg_stem": Path(fake["filename"]).stem}
-        items.append(PairItem(f"{real['type']}/{real['id']}/{real['voice']}", Candidate(_wav_of(split, real["filename"])), Candidate(_wav_of(split, fake["filename"])), tags=tags))
+        items.append(_zerospeech_item(split, f"{real['type']}/{real['id']}/{real['voice']}", real, fake, tags))
     return items
 
 

@@ -124,7 +124,8 @@ def load_model(folder: Path, settings: EvalSettings) -> tuple[torch.nn.Module, S
     from tinywave.text.vocab import load_tokenizer
 
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"model directory {folder} has no config.json; pass a Hugging Face model folder (config.json, model.safetensors, tokenizer files)")
+        raise FileNotFoundError(f"model directory {folder} has no config.json; pass a Hugging Face model folder "
+                                "(config.json, model.safetensors, tokenizer files)")
     if settings.dtype not in DTYPES:
         raise ValueError(f"dtype={settings.dtype!r} is not known; choose one of {sorted(DTYPES)}")
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=DTYPES[settings.dtype], local_files_only=True)

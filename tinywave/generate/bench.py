@@ -22,8 +22,9 @@ from tinywave.generate.deploy import prepare
 from tinywave.generate.forcing import ModalityLogitsProcessor
 from tinywave.text.vocab import VocabLayout
 
+# precision -> variant of an fp32 model (fp32 is the model itself; the others are copies)
 PRECISIONS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
-    "fp32": lambda m: prepare(copy.deepcopy(m), "fp32"),
+    "fp32": lambda m: m,
     "bf16": lambda m: prepare(copy.deepcopy(m), "bf16"),
     "int8": lambda m: prepare(copy.deepcopy(m), "fp32", int8=True),
 }
@@ -93,11 +94,11 @@ def measure(name: str, model: torch.nn.Module, layout: VocabLayout, precisions: 
     processor = ModalityLogitsProcessor.for_modality(layout, "speech", int(model.config.vocab_size), allow_eos=False,
                                                      streams=("hubert",), n_units=n_units)
     prompt = speech_prompt(layout, prompt_tokens, bos)
-    reference = PRECISIONS["fp32"](model)
+    reference = prepare(model, "fp32")
+    _, _, ref_tokens = time_decode(reference, [prompt], min(new_tokens, 32), processor, pad_id)  # quality is judged on these
     results = []
     for precision in precisions:
-        variant = PRECISIONS[precision](model)
-        _, _, ref_tokens = time_decode(reference, [prompt], min(new_tokens, 32), processor, pad_id)
+        variant = PRECISIONS[precision](reference)
         agree, kl = quality_vs_reference(reference, variant, prompt + ref_tokens[0])
         for batch in batches:
             rows = [prompt] * batch

@@ -68,7 +68,7 @@ def resolve(items: Sequence[PromptItem], speech_tokenizer: Callable[[], Any] | N
     """
     if not items:
         raise ValueError("the prompt is empty; give at least one input (--input text:... or --input audio:FILE)")
-    items = read_audio(items)
+    items = read_audio([it if isinstance(it, PromptItem) else PromptItem(*it) for it in items])  # (kind, content) tuples too
     tok = speech_tokenizer() if speech_tokenizer is not None and any(it.kind == "audio" for it in items) else None
     out = []
     for i, item in enumerate(items):

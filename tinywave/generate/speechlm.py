@@ -12,6 +12,7 @@ prompt. Streaming reuses the KV cache step by step and vocodes speech in chunks.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from tinywave.generate.audio import ChunkedVocoder, classify, split_output
-from tinywave.generate.decode import Sampling, decode_steps
+from tinywave.generate.decode import Sampling, Step, decode_steps
 from tinywave.generate.forcing import ModalityLogitsProcessor, SpeechDurationCriteria, check_modality
 from tinywave.generate.prompt import PromptItem, last_speech_run, prompt_ids, prompt_segments, prompt_text, resolve
 from tinywave.text.vocab import layout_from_tokenizer
@@ -149,23 +150,19 @@ class SpeechLM:
             kw["n_units"] = min(int(voc.limits["hubert"]), self.layout.n_hu)
         return ModalityLogitsProcessor.for_modality(self.layout, modality, self.vocab_size, **kw)
 
-    def _budget(self, prompts: Sequence[_Prepared], options: GenerationOptions) -> int:
-        longest = max(len(p.ids) for p in prompts)
-        room = self.context - longest
-        if options.max_new_tokens > room:
-            log.warning("max_new_tokens=%d does not fit the context (%d, prompt %d tokens); generating at most %d",
-                        options.max_new_tokens, self.context, longest, room)
-        return max(1, min(options.max_new_tokens, room))
-
-    def _steps(self, rows: list[list[int]], modality: str, options: GenerationOptions, seed_offset: int = 0):
+    def _steps(self, rows: list[list[int]], modality: str, options: GenerationOptions, seed_offset: int = 0) -> Iterator[Step]:
+        """Decoding steps for a batch of prompt ids: forcing, the duration stop, the context budget."""
         width = max(len(r) for r in rows)
         stopping = []
         if options.max_seconds > 0 and modality != "text":
             stopping.append(SpeechDurationCriteria(self.layout, options.max_seconds, self.unit_rate(), width))
-        sampling = Sampling(**{**options.sampling.__dict__, "seed": options.sampling.seed + seed_offset})
+        sampling = dataclasses.replace(options.sampling, seed=options.sampling.seed + seed_offset)
         budget = min(options.max_new_tokens, self.context - width)
+        if budget < options.max_new_tokens:
+            log.warning("max_new_tokens=%d does not fit the context (%d, prompt %d tokens); generating at most %d",
+                        options.max_new_tokens, self.context, width, budget)
         return decode_steps(self.model, rows, max(1, budget), pad_id=self.pad_id, eos_id=self.tokenizer.eos_token_id,
-                            processors=[self.forcing(modality, options.allow_eos)], stopping=stopping, sampling=sampling), stopping
+                            processors=[self.forcing(modality, options.allow_eos)], stopping=stopping, sampling=sampling)
 
     # --- generation -------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[PromptItem]], modality: str = "speech",
@@ -173,12 +170,11 @@ class SpeechLM:
         """``num_samples`` generations per prompt, in prompt order, decoded in batches."""
         check_modality(modality)
         prepared = [self.prepare(p, modality) for p in prompts]  # all input errors before any decoding
-        self._budget(prepared, options)
         jobs = [p for p in prepared for _ in range(options.num_samples)]
         results: list[Generation] = []
         for start in range(0, len(jobs), options.batch_size):
             batch = jobs[start : start + options.batch_size]
-            steps, stopping = self._steps([p.ids for p in batch], modality, options, seed_offset=start)
+            steps = self._steps([p.ids for p in batch], modality, options, seed_offset=start)
             new: list[list[int]] = [[] for _ in batch]
             last_done = torch.zeros(len(batch), dtype=torch.bool)
             for step in steps:
@@ -218,7 +214,7 @@ class SpeechLM:
         """Token events as they are decoded, audio chunks as soon as enough units exist, then "done"."""
         check_modality(modality)
         prepared = self.prepare(items, modality)
-        steps, _ = self._steps([prepared.ids], modality, options)
+        steps = self._steps([prepared.ids], modality, options)
         ids: list[int] = []
         chunks: list[np.ndarray] = []
         cv: ChunkedVocoder | None = None
@@ -275,4 +271,7 @@ def load_speech_tokenizer(path: Path) -> Any:
 def _load_vocoder(path: Path) -> Any:
     from tinywave.vocoder.backends import load_vocoder
 
+    if not path.is_dir():
+        raise FileNotFoundError(f"vocoder directory {path} not found; train one with `tinywave vocoder train --out {path}`, "
+                                f"pass --vocoder DIR, or --vocoder none for token transcripts only")
     return load_vocoder(path)

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Config:
     out: str = field("", help="output folder (wavs/, manifest.jsonl, corpus.json)")
-    stories: int = field(DEFAULT_STORIES, help=f"number of stories (~18 s each; {DEFAULT_STORIES} is about 2 hours)")
+    stories: int = field(DEFAULT_STORIES, help=f"number of stories (~14 s each; {DEFAULT_STORIES} is about 2 hours)")
     seed: int = field(0, help="seed of the stories, their voices, pitch and rate; must match `corpus benchmarks --seed`")
     small: bool = field(False, help=f"tiny corpus for tests ({SMALL_STORIES} stories), overrides --stories")
     workers: int = field(2, help="synthesis processes")
@@ -36,7 +36,7 @@ class Config:
 def run(cfg: Config) -> int:
     from tinywave.corpus.espeak import Synthesizer
     from tinywave.corpus.synth import run_jobs
-    from tinywave.corpus.training import JOURNAL, plan_corpus, write_corpus_manifest
+    from tinywave.corpus.training import CHUNK, JOURNAL, plan_corpus, write_corpus_manifest
     from tinywave.corpus.voices import check_training_voices
     from tinywave.files import atomic_write_json
 
@@ -50,7 +50,7 @@ def run(cfg: Config) -> int:
     # 1. plan: stories disjoint from the benchmarks of this seed, voices in turn
     plan = plan_corpus(cfg.seed, n, voices)
     # 2. speak (parallel, resumable)
-    stats = run_jobs([p.job for p in plan], root, JOURNAL, cfg.workers, desc="corpus")
+    stats = run_jobs([p.job for p in plan], root, JOURNAL, cfg.workers, CHUNK, desc="corpus")
     # 3. manifest and summary in plan order
     items = write_corpus_manifest(root, plan, stats.metas)
     seconds = sum(it.extra["seconds"] for it in items)

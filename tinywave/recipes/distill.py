@@ -61,6 +61,7 @@ class Config:
     data: DataSettings = dc_field(default_factory=DataSettings, metadata={"help": "training shards"})
     optim: OptimSettings = dc_field(default_factory=OptimSettings, metadata={"help": "optimizer"})
     train: RunSettings = dc_field(default_factory=RunSettings, metadata={"help": "run"})
+    resume: bool = field(False, help="continue from the newest checkpoint in train.out (same as train.resume)")
 
 
 def _student_plan(cfg: Config, n_teacher: int) -> list[int]:
@@ -148,6 +149,7 @@ def run(cfg: Config) -> int:
 
     if not cfg.teacher.dir or not cfg.data.shards:
         raise ValueError("distill needs teacher.dir (the teacher model folder) and data.shards (the shard folder)")
+    cfg.train.resume = cfg.train.resume or cfg.resume
     resume_from = resume_point(cfg.train, to_dict(cfg))
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)

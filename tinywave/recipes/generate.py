@@ -6,7 +6,8 @@
     tinywave generate --model M --input audio:in.wav --input text:"and then" --modality arbitrary --stream --out gen/
 
 Writes ``OUT/<i>.txt`` (the generated tokens as text, with the model's markers),
-``OUT/<i>.wav`` (16 kHz, when the output holds speech) and ``OUT/generations.jsonl``.
+``OUT/<i>.wav`` (16 kHz, when the output holds speech), ``OUT/generations.jsonl`` and
+``OUT/index.md`` (a table linking every sample, for reports).
 Every input is checked (modality, empty prompt, unreadable audio, prompt longer than the
 context) before any decoding, and files are written only once everything is generated,
 each atomically: a failed run leaves nothing half-written.
@@ -126,6 +127,21 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], results: list[Any]) -> 
     import json
 
     atomic_write_text(out / "generations.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(out / "index.md", index_markdown(rows))
+
+
+def index_markdown(rows: list[dict[str, Any]], width: int = 80) -> str:
+    """A page linking every sample (a report can link to it)."""
+
+    def cell(text: str) -> str:
+        text = text.replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    lines = ["# Generated samples", "", "| # | prompt | output | stop | audio |", "|---|---|---|---|---|"]
+    for r in rows:
+        audio = f"[{r['wav']}]({r['wav']}) ({r['seconds']:.1f} s)" if r.get("wav") else "-"
+        lines.append(f"| [{r['index']}]({r['index']}.txt) | {cell(r['prompt'])} | {cell(r['transcript'])} | {r['stop']} | {audio} |")
+    return "\n".join(lines) + "\n"
 
 
 def run(cfg: Config) -> int:

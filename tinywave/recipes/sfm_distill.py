@@ -132,6 +132,9 @@ def run(cfg: Config) -> int:
     resumed = resume(out)
     if resumed is not None:
         student, state, ckpt = resumed
+        if state.get("op") != plan.op or student.kind != cfg.student.kind:
+            raise ValueError(f"{ckpt} was written by a {state.get('op')}/{student.kind} run, not {plan.op}/{cfg.student.kind}; "
+                             f"use another --out or the same config to resume")
         log.info("resuming from %s: step %d, depth %d", ckpt, state["step"], student.depth)
     else:
         student, state, ckpt = build(cfg, teacher, init_depth), None, None

@@ -3,9 +3,9 @@
     tinywave sfm pretrain --manifest corpus/manifest.jsonl --out runs/sfm-teacher
     tinywave sfm pretrain --manifest m.jsonl --out runs/t --units runs/units train.steps=2000
 
-HuBERT's first iteration: targets are k-means clusters of MFCC frames (fitted here on
-the manifest, saved to OUT/units/), or the ``hubert`` stream of a speech tokenizer
-directory given with ``--units``. The teacher is written to OUT/teacher/ as a plain
+HuBERT's first iteration: targets are the ``hubert`` stream of a speech tokenizer
+directory (``--units``, docs/FORMATS.md); without one, the built-in MFCC k-means
+tokenizer is fitted on the manifest at 50 Hz into OUT/units/ (``tinywave units train``). The teacher is written to OUT/teacher/ as a plain
 Hugging Face directory (loads with ``HubertModel.from_pretrained``); the unit classifier
 sits beside it in ``unit_head.safetensors``. A rerun resumes from OUT/checkpoints/.
 """
@@ -47,26 +47,25 @@ class TrainSection:
 class Config:
     manifest: str = field("", help="training manifest (JSON lines with audio paths; docs/FORMATS.md)")
     out: str = field("", help="output directory (teacher/, units/, log.jsonl, checkpoints/)")
-    units: str = field("", help="speech tokenizer directory whose 'hubert' stream gives the targets; empty: MFCC k-means")
-    n_units: int = field(50, help="k-means clusters for the built-in MFCC targets")
+    units: str = field("", help="speech tokenizer directory whose 'hubert' stream gives the targets; empty: fit MFCC k-means")
+    n_units: int = field(100, help="k-means clusters of the built-in MFCC targets (HuBERT: 100)")
     max_items: int = field(0, help="use at most this many utterances (0: all)")
     model: ModelSection = field(default_factory=ModelSection, help="teacher size")
     train: TrainSection = field(default_factory=TrainSection, help="training")
 
 
-def _labeler(cfg: Config, bank):
-    from tinywave.sfm.units import MfccUnits, SharedUnits
+def _labeler(cfg: Config):
+    """The unit targets: ``--units DIR``, or a built-in MFCC k-means tokenizer fitted into OUT/units."""
+    from tinywave.recipes import units_train
+    from tinywave.sfm.units import SharedUnits
 
-    if cfg.units:
-        if not Path(cfg.units).is_dir():
-            raise FileNotFoundError(f"--units {cfg.units} is not a directory; pass a `tinywave units train` output or leave it empty")
-        return SharedUnits(cfg.units)
-    units_dir = Path(cfg.out) / "units"
-    if (units_dir / "centroids.npy").is_file():
-        return MfccUnits.load(units_dir)
-    units = MfccUnits.fit(bank.wavs, cfg.n_units, cfg.train.seed)
-    units.save(units_dir)
-    return units
+    units = Path(cfg.units) if cfg.units else Path(cfg.out) / "units"
+    if cfg.units and not (units / "speech_tokenizer.json").is_file():
+        raise FileNotFoundError(f"--units {units} has no speech_tokenizer.json; pass a `tinywave units train` output or leave it empty")
+    if not (units / "speech_tokenizer.json").is_file():  # HuBERT's first iteration: MFCC k-means at the frame rate
+        units_train.run(units_train.Config(manifest=[cfg.manifest], out=str(units), kind="mfcc_kmeans", rate=50.0,
+                                           n_units=cfg.n_units, seed=cfg.train.seed, workers=1))
+    return SharedUnits(units)
 
 
 def run(cfg: Config) -> int:
@@ -84,7 +83,7 @@ def run(cfg: Config) -> int:
     out = Path(cfg.out)
     # 1. audio and unit targets (per utterance, one label per encoder frame)
     bank = load_bank(cfg.manifest, cfg.max_items)
-    labeler = _labeler(cfg, bank)
+    labeler = _labeler(cfg)
     m = cfg.model
     config = teacher_config(m.hidden_size, m.num_layers, m.heads, m.intermediate_size, m.conv_channels)
     labels = utterance_labels(bank, labeler, config)

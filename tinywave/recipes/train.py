@@ -57,6 +57,7 @@ class Config:
     data: DataSettings = dc_field(default_factory=DataSettings)
     optim: OptimSettings = dc_field(default_factory=OptimSettings)
     train: RunSettings = dc_field(default_factory=RunSettings)
+    resume: bool = field(False, help="continue from the newest checkpoint in train.out (same as train.resume)")
 
 
 def _pretrain_model(cfg: Config, resume_from: Path | None):
@@ -116,6 +117,7 @@ def run(cfg: Config) -> int:
         raise ValueError(f"mode={cfg.mode!r} is not known; choose one of {sorted(MODES)}")
     if not cfg.data.shards:
         raise ValueError("train needs data.shards, the shard folder from `tinywave data build`")
+    cfg.train.resume = cfg.train.resume or cfg.resume
     resume_from = resume_point(cfg.train, to_dict(cfg))
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)

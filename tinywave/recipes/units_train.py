@@ -118,7 +118,8 @@ def run(cfg: Config) -> int:
         books = fit_codebooks(vectors, n_codes, cfg.seed, cfg.max_frames)
         meta |= {"utterances": len(chosen) - len(bad), "seconds": round(seconds, 2)}
     # 3. the tokenizer directory
-    streams = {name: QuantizedExtractor(f, given if name == "hubert" and given is not None else books[name]) for name, f in features.items()}
+    quantizers = {**books, **({"hubert": given} if given is not None else {})}
+    streams = {name: QuantizedExtractor(f, quantizers[name]) for name, f in features.items()}
     string_rates = {"hubert": cfg.string_rate} if cfg.string_rate else None
     tok = SpeechTokenizer(streams["hubert"], streams.get("pitch"), streams.get("style"), string_rates, meta)
     tok.save(cfg.out)

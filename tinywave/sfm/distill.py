@@ -14,6 +14,7 @@ architecture before loading weights and optimizer state.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from tinywave.files import JsonlAppender, load_jsonl, atomic_write_text
+from tinywave.files import JsonlAppender, atomic_write_text, load_jsonl
 from tinywave.progress import bar
 from tinywave.sfm.data import Batch, WaveBank, sample_batch
 from tinywave.sfm.losses import distilhubert_loss, layer_to_layer_loss
@@ -127,17 +128,11 @@ def loss_step(student: Student, targets: dict[int, torch.Tensor], batch: Batch, 
 
 
 def _open_log(path: Path, start: int) -> JsonlAppender:
-    """The JSONL log with every entry of a step >= ``start`` dropped (they are rerun)."""
+    """The JSONL log with the entries of steps after ``start`` dropped (they are rerun)."""
     if path.exists():
         kept = [r for r in load_jsonl(path) if r.get("step", 0) <= start]
-        atomic_write_text(path, "".join(_json(r) + "\n" for r in kept))
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return JsonlAppender(path, fsync=False)
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj)
 
 
 def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: GrowthPlan, cfg: LoopSettings,
@@ -145,6 +140,7 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
     """Train ``student`` for ``cfg.steps`` steps (from ``state['step']`` when resuming)."""
     out = Path(out)
     start, elapsed = (state or {}).get("step", 0), (state or {}).get("train_seconds", 0.0)
+    cpu = (state or {}).get("cpu_seconds", 0.0)  # process CPU time: less sensitive to other jobs on the machine
     stride = downsample_rate(student.encoder.config)
     optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay)
     if optimizer_from is not None:
@@ -159,7 +155,7 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
             k = plan.steps.index(step)
             optimizer = grow_student(student, optimizer, plan.op, plan.params[k], plan.optimizer_mode,
                                      cfg.lr, cfg.weight_decay, step)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         batch = sample_batch(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, step, stride)
         targets, features = teacher(step, batch)
         loss, parts = loss_step(student, targets, batch, cfg.intermediate_weight, features)
@@ -169,21 +165,21 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
         set_lr(optimizer, lr)
         optimizer.step()
-        elapsed += time.perf_counter() - t0
+        elapsed, cpu = elapsed + time.perf_counter() - t0, cpu + time.process_time() - c0
         loss_value = loss.item()
         logger.write({"step": step + 1, "loss": loss_value, **parts, "lr": lr, "depth": student.depth,
-                      "train_seconds": round(elapsed, 4)})
+                      "train_seconds": round(elapsed, 4), "cpu_seconds": round(cpu, 4)})
         progress.update(1)
         progress.set_postfix(loss=f"{loss_value:.4f}", depth=student.depth)
         if (step + 1) % cfg.log_every == 0:
             log.info("step %d/%d loss %.4f depth %d lr %.2e", step + 1, cfg.steps, loss_value, student.depth, lr)
         if (step + 1) % cfg.save_every == 0 or step + 1 == end:
             save_checkpoint(out / "checkpoints", step + 1, student.save, optimizer,
-                            {"depth": student.depth, "train_seconds": elapsed, "op": plan.op}, cfg.keep)
+                            {"depth": student.depth, "train_seconds": elapsed, "cpu_seconds": cpu, "op": plan.op}, cfg.keep)
     progress.close()
     logger.close()
     return {"step": end, "loss": loss_value, "parts": parts, "depth": student.depth, "train_seconds": elapsed,
-            "finished": end == cfg.steps}
+            "cpu_seconds": cpu, "finished": end == cfg.steps}
 
 
 def plot_losses(log_path: str | Path, growth_steps: list[int], png: str | Path, title: str = "") -> None:

@@ -41,7 +41,7 @@ def load_encoder(path: str | Path) -> PreTrainedModel:
 
 
 def teacher_config(hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
-                   conv_channels: int = 128, pos_conv_kernel: int = 32, n_units: int = 0) -> HubertConfig:
+                   conv_channels: int = 128, pos_conv_kernel: int = 32) -> HubertConfig:
     """A small HuBERT-style config with the Base CNN strides (320-sample frames).
 
     ``feat_extract_norm="layer"`` (per-frame LayerNorm in every conv layer) so padding a
@@ -52,7 +52,7 @@ def teacher_config(hidden_size: int, num_layers: int, num_heads: int, intermedia
         intermediate_size=intermediate_size, conv_dim=(conv_channels,) * len(BASE_CONV_KERNEL),
         conv_kernel=BASE_CONV_KERNEL, conv_stride=BASE_CONV_STRIDE, feat_extract_norm="layer", conv_bias=True,
         num_conv_pos_embeddings=pos_conv_kernel, num_conv_pos_embedding_groups=min(16, num_heads * 2),
-        mask_time_prob=0.05, mask_time_length=5, vocab_size=max(n_units, 2), **_NO_DROPOUT)
+        mask_time_prob=0.05, mask_time_length=5, **_NO_DROPOUT)
 
 
 def student_config(teacher: PreTrainedModel, hidden_size: int, num_layers: int, num_heads: int,

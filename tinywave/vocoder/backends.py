@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils import parametrize
 
 from tinywave.vocoder.hifigan import HifiGanConfig, UnitHiFiGAN
 from tinywave.vocoder.units import Units, as_units, check_range
@@ -73,10 +74,18 @@ def _stream_tensor(values: Sequence[int] | None) -> torch.Tensor | None:
 
 
 class HifiGanVocoder(UnitVocoder):
-    """The unit HiFi-GAN (weight norm folded away, eval mode) as a backend."""
+    """The unit HiFi-GAN (weight norm folded away, eval mode) as a backend.
 
-    def __init__(self, model: UnitHiFiGAN, speakers: Sequence[str] = (), threads: int | None = None):
-        self.model = model.eval().remove_weight_norm()
+    It works on its own copy of ``model`` (a fresh module loaded with its weights), so the
+    model passed in, e.g. one still training, is left untouched.
+    """
+
+    def __init__(self, model: UnitHiFiGAN, speakers: Sequence[str] = ()):
+        own = UnitHiFiGAN(model.cfg)
+        if not parametrize.is_parametrized(model.conv_pre, "weight"):
+            own.remove_weight_norm()  # the source is already folded: load plain weights
+        own.load_state_dict(model.state_dict(), strict=True)
+        self.model = own.eval().remove_weight_norm()
         self.cfg = model.cfg
         self.hop = self.cfg.code_hop_size
         self.f0_ratio, self.style_ratio = self.cfg.hubert_to_f0, self.cfg.hubert_to_style

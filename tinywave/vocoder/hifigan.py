@@ -71,8 +71,12 @@ class HifiGanConfig:
         for key, what in _UNSUPPORTED.items():
             if data.get(key):
                 raise ValueError(f"{where}: '{key}' asks for {what}, which this unit vocoder does not support; use a unit-only vocoder config")
+        if str(data.get("resblock", "1")) != "1":
+            raise ValueError(f"{where}: resblock={data['resblock']!r}; only HiFi-GAN V1 resblocks ('1') are supported")
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in data.items() if k in names and v is not None}
+        if "dur_prediction_weight" in data and not data["dur_prediction_weight"]:
+            kw.pop("dur_predictor_params", None)  # speech-resynthesis builds the predictor only with a loss weight
         missing = [n for n in ("upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes",
                                "resblock_dilation_sizes", "num_embeddings", "embedding_dim", "code_hop_size") if n not in kw]
         if missing:
@@ -220,7 +224,7 @@ class UnitHiFiGAN(nn.Module):
 
     @staticmethod
     def _load_hook(module, state, prefix, meta, strict, missing, unexpected, errors) -> None:
-        if module.conv_pre.__class__.__name__.startswith("Parametrized"):  # weight norm still on: old names -> parametrization
+        if parametrize.is_parametrized(module.conv_pre, "weight"):  # weight norm still on: old names -> parametrization
             _rename_keys(state, {v: k for k, v in _PARAM_KEYS.items()})
 
     # --- conditioning -------------------------------------------------------------

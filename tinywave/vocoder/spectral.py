@@ -2,14 +2,15 @@
 
 - ``MelSpec``: log-mel spectrogram (torch, differentiable) with an HTK mel filterbank.
 - ``stft_loss`` / ``multi_resolution_stft_loss``: spectral convergence + log-magnitude L1.
-- ``mel_cepstral_distortion``: MCD in dB between two waveforms, DTW-aligned, on mel
-  cepstra c1..c24 (DCT-II of natural-log mel amplitudes; c0, the energy, is left out as
-  is customary).
+- ``mel_cepstral_distortion``: MCD in dB between two waveforms on mel cepstra c1..c24 of
+  the WORLD spectral envelope (c0, the energy, left out as is customary), over the
+  reference's speech frames, DTW-aligned.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -70,8 +71,12 @@ def stft_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int, wi
 
 def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
                                resolutions: tuple[tuple[int, int, int], ...] = STFT_RESOLUTIONS) -> torch.Tensor:
-    """Mean of :func:`stft_loss` over resolutions (Parallel WaveGAN's auxiliary loss)."""
-    return sum(stft_loss(pred, target, *r) for r in resolutions) / len(resolutions)
+    """Mean of :func:`stft_loss` over resolutions (Parallel WaveGAN's auxiliary loss).
+
+    Resolutions whose FFT is too long for the segment (reflect padding needs n_fft / 2 < T) are skipped.
+    """
+    usable = [r for r in resolutions if r[0] // 2 < pred.shape[-1]] or [min(resolutions)]
+    return sum(stft_loss(pred, target, *r) for r in usable) / len(usable)
 
 
 def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -83,12 +88,27 @@ def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
     return m
 
 
-def mel_cepstrum(wav: np.ndarray, sample_rate: int = 16000, n_cep: int = 25, n_mels: int = 40, hop: int = 80) -> np.ndarray:
-    """Mel cepstra (frames, n_cep) of a 1-D waveform: DCT-II of the natural-log mel amplitudes."""
-    mel = MelSpec(sample_rate, n_fft=512, hop=hop, win=400, n_mels=n_mels, fmax=sample_rate / 2)
-    with torch.no_grad():
-        logmel = mel(torch.as_tensor(np.asarray(wav, dtype=np.float32))[None])[0].numpy()  # (M, frames)
-    return (_dct_matrix(n_mels, n_cep) @ logmel).T
+def _world():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyworld imports the deprecated pkg_resources
+        import pyworld
+
+    return pyworld
+
+
+def mel_cepstrum(wav: np.ndarray, sample_rate: int = 16000, n_cep: int = 25, frame_ms: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """(mel cepstra (frames, n_cep), frame energy in dB (frames,)) of the WORLD spectral envelope.
+
+    F0 by DIO + StoneMask, the F0-adaptive envelope by CheapTrick (so harmonics do not
+    leak into the cepstrum), then WORLD's mel-cepstral coding.
+    """
+    pw = _world()
+    x = np.asarray(wav, dtype=np.float64)
+    f0, t = pw.dio(x, sample_rate, frame_period=frame_ms)
+    f0 = pw.stonemask(x, f0, t, sample_rate)
+    envelope = pw.cheaptrick(x, f0, t, sample_rate)  # (frames, n_fft / 2 + 1) power
+    energy = 10.0 * np.log10(envelope.sum(1) + 1e-20)
+    return pw.code_spectral_envelope(envelope, sample_rate, n_cep), energy
 
 
 def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -114,19 +134,24 @@ def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:
 
 
 def mel_cepstral_distortion(reference: np.ndarray, synthesized: np.ndarray, sample_rate: int = 16000,
-                            n_cep: int = 25, align: bool = True) -> float:
-    """MCD in dB over c1..c{n_cep-1}, averaged over DTW-aligned (or index-aligned) frames.
+                            n_cep: int = 25, align: bool = True, floor_db: float = 40.0) -> float:
+    """MCD in dB over c1..c{n_cep-1}, averaged over the reference's speech frames.
 
-    MCD = (10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2), c0 (energy) excluded.
+    MCD = (10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2), c0 (energy) excluded. Frames of the
+    reference more than ``floor_db`` below its loudest frame (silence) are left out, and the
+    rest is aligned to the synthesized frames by DTW (``align``) or by index.
     """
-    a = mel_cepstrum(reference, sample_rate, n_cep)[:, 1:]
-    b = mel_cepstrum(synthesized, sample_rate, n_cep)[:, 1:]
+    a, energy = mel_cepstrum(reference, sample_rate, n_cep)
+    b, _ = mel_cepstrum(synthesized, sample_rate, n_cep)
+    speech = energy > energy.max() - floor_db
     if align:
+        a, b = a[:, 1:], b[:, 1:]
         sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2.0 * a @ b.T
-        cost = np.sqrt(np.maximum(sq, 0.0))  # (N, M) Euclidean distances
-        idx = np.array(dtw_path(cost))
-        diff = a[idx[:, 0]] - b[idx[:, 1]]
+        path = np.array(dtw_path(np.sqrt(np.maximum(sq, 0.0))))  # (N, M) Euclidean distances
+        path = path[speech[path[:, 0]]]
+        diff = a[path[:, 0]] - b[path[:, 1]]
     else:
         n = min(len(a), len(b))
-        diff = a[:n] - b[:n]
+        keep = speech[:n]
+        diff = a[:n][keep, 1:] - b[:n][keep, 1:]
     return float(np.mean(10.0 / math.log(10.0) * np.sqrt(2.0 * (diff**2).sum(-1))))

@@ -1,0 +1,95 @@
+"""Teacher vs student decoding latency on CPU, measured side by side in one run (run by hand).
+
+    .venv/bin/python benchmarks/latency.py                      # ~3-6 min on 2 idle cores
+    .venv/bin/python benchmarks/latency.py --quick              # smaller widths, fewer settings
+    .venv/bin/python benchmarks/latency.py --hidden 1024 --teacher-layers 6 --student-layers 2 --threads 2
+
+Builds a teacher (LlamaForCausalLM, ``--teacher-layers``) and a student that keeps
+``--student-layers`` of its layers at the same width (copied weights, as distillation
+initializes it), with the SpiritLM-style speech vocabulary over a small BPE text
+tokenizer, and optionally a small unit HiFi-GAN in ``<model>/vocoder`` so the real-time
+factor includes vocoding. Then runs ``tinywave bench latency`` on both: time to first
+token, decode tokens/s, RTF, at batch 1 and 8, in fp32 / bf16 / dynamic int8, plus the
+quality of bf16 and int8 against fp32. Target: student/teacher decode tokens/s >=
+0.9 x (teacher layers / student layers) at batch 1. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TINYWAVE_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+TEXTS = ["the cat sat on the mat", "a dog ran to the park and the cat followed it home", "tom found a red ball"] * 20
+
+
+def build(out: Path, hidden: int, teacher_layers: int, student_layers: int, vocoder: bool) -> tuple[Path, Path]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tinywave.text.vocab import train_bpe_tokenizer
+    from tinywave.vocoder.backends import save_hifigan
+    from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
+
+    tok, layout = train_bpe_tokenizer(TEXTS, vocab_size=1000, n_hu=500)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=int(hidden * 8 / 3) // 64 * 64,
+                      num_hidden_layers=teacher_layers, num_attention_heads=max(1, hidden // 128),
+                      max_position_embeddings=2048, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    teacher = LlamaForCausalLM(cfg).eval()
+    keep = sorted({round(i * (teacher_layers - 1) / max(student_layers - 1, 1)) for i in range(student_layers)})
+    student = copy.deepcopy(teacher)
+    student.model.layers = torch.nn.ModuleList(student.model.layers[i] for i in keep)
+    for i, layer in enumerate(student.model.layers):
+        layer.self_attn.layer_idx = i
+    student.config.num_hidden_layers = len(keep)
+    paths = []
+    for name, model in (("teacher", teacher), ("student", student)):
+        path = out / name
+        model.save_pretrained(str(path))
+        tok.save_pretrained(str(path))
+        if vocoder:
+            save_hifigan(path / "vocoder", UnitHiFiGAN(small_config(500, 640, channels=64, embedding_dim=64)), [])
+        paths.append(path)
+    print(f"teacher: {teacher_layers} layers, student: layers {keep} of it; width {hidden}, vocabulary {len(tok)}")
+    return paths[0], paths[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--teacher-layers", type=int, default=6)
+    ap.add_argument("--student-layers", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--no-vocoder", action="store_true", help="RTF of the LM alone (25 [Hu] tokens = 1 s)")
+    ap.add_argument("--quick", action="store_true", help="width 512, fp32 and int8 only, 24 tokens")
+    ap.add_argument("--out", default="", help="also write the JSON report here")
+    args = ap.parse_args()
+    if args.quick:
+        args.hidden, args.new_tokens, args.repeats = 512, 24, 2
+    from tinywave.cli import main as cli
+
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher, student = build(Path(tmp), args.hidden, args.teacher_layers, args.student_layers, not args.no_vocoder)
+        argv = ["bench", "latency", "--model", f"teacher={teacher}", "--model", f"student={student}",
+                f"prompt_tokens={args.prompt_tokens}", f"new_tokens={args.new_tokens}", f"repeats={args.repeats}"]
+        argv += ["--precision", "fp32", "--precision", "int8"] if args.quick else []
+        argv += [f"threads={args.threads}"] if args.threads else []
+        argv += ["--out", args.out] if args.out else []
+        argv += ["vocoder=none"] if args.no_vocoder else []
+        sys.exit(cli(argv))
+
+
+if __name__ == "__main__":
+    main()

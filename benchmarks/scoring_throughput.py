@@ -1,0 +1,78 @@
+"""Batched vs one-at-a-time likelihood scoring throughput (run by hand, prints ratios).
+
+    .venv/bin/python benchmarks/scoring_throughput.py [--sequences 100] [--layers 4] [--width 256]
+        [--batch-tokens 2048 8192] [--threads N] [--repeats 3]
+
+A random LlamaForCausalLM with the SpiritLM-style speech vocabulary scores random speech
+sequences of 150-300 tokens both ways in the same run (interleaved, best of --repeats);
+the LLs of the two paths are compared too. Target: batched >= 3x one-at-a-time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from tinywave.eval.scoring import SequenceBuilder, log_likelihoods
+from tinywave.text.vocab import train_bpe_tokenizer
+
+
+def build(layers: int, width: int, seed: int):
+    tok, layout = train_bpe_tokenizer(["the cat sat on the mat", "a dog ran to the park"] * 20, vocab_size=200)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=layout.size, hidden_size=width, intermediate_size=int(width * 8 / 3 // 64 + 1) * 64,
+                      num_hidden_layers=layers, num_attention_heads=max(1, width // 64), max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return tok, layout, LlamaForCausalLM(cfg).eval()
+
+
+def requests(tok, layout, n: int, seed: int):
+    rng = random.Random(seed)
+    builder = SequenceBuilder(tok)
+    speech = ["".join(f"[Hu{rng.randrange(layout.n_hu)}]" for _ in range(rng.randint(150, 300) - 3)) for _ in range(n)]
+    return builder, [builder.speech(s) for s in speech]
+
+
+def timed(fn) -> tuple[float, list[float]]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sequences", type=int, default=100)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--batch-tokens", type=int, nargs="+", default=[2048, 8192])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tok, layout, model = build(args.layers, args.width, seed=0)
+    builder, reqs = requests(tok, layout, args.sequences, seed=1)
+    tokens = sum(len(r.ids) for r in reqs)
+    print(f"model: {args.layers} layers x {args.width}, vocab {layout.size}; {len(reqs)} sequences, {tokens} tokens; torch threads {torch.get_num_threads()}")
+    log_likelihoods(model, reqs[:4], batch_tokens=0, pad_id=builder.pad)  # warm-up
+    best: dict[int, float] = {}
+    results: dict[int, list[float]] = {}
+    for _ in range(args.repeats):
+        for budget in [0, *args.batch_tokens]:  # interleaved, so load changes hit both paths alike
+            seconds, lls = timed(lambda b=budget: log_likelihoods(model, reqs, "mean", b, builder.pad))
+            best[budget] = min(best.get(budget, float("inf")), seconds)
+            results[budget] = lls
+    single = best[0]
+    print(f"{'path':>24} {'seconds':>8} {'seq/s':>8} {'speedup':>8} {'max |dLL|':>10}")
+    for budget, seconds in best.items():
+        name = "one at a time" if budget == 0 else f"batched {budget} tokens"
+        diff = max(abs(a - b) for a, b in zip(results[budget], results[0]))
+        print(f"{name:>24} {seconds:8.2f} {len(reqs) / seconds:8.1f} {single / seconds:7.2f}x {diff:10.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""GenPPL / Auto-BLEU pieces with tiny random Whisper and GPT-2 models saved to disk."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import ByteLevelBPETokenizer
+
+from test_eval_helpers import one_thread  # noqa: F401  (autouse fixture)
+from test_eval_helpers import RATE, EnergyTokenizer, read_wav, reference_ll, tiny_model, tiny_tokenizer, write_wav
+from tinywave.eval.genppl import (
+    GenSettings, TextLM, Transcriber, auto_bleu, generative_metrics, normalize_text, prompt_ids, sample_continuations, speech_token_ids,
+)
+from tinywave.eval.scoring import SequenceBuilder
+from tinywave.speech.format import split_tokens
+
+WORDS = ["the cat sat on the mat", "a dog ran to the park", "she went home and the cat followed"] * 5
+SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|translate|>", "<|startoflm|>",
+            "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+
+
+def _bpe(folder):
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(WORDS, vocab_size=300, min_frequency=1, show_progress=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(folder))
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+def save_tiny_whisper(folder):
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer
+
+    vocab, merges = _bpe(folder / "bpe")
+    tok = WhisperTokenizer(str(vocab), str(merges), unk_token=SPECIALS[0], bos_token=SPECIALS[0], eos_token=SPECIALS[0], pad_token=SPECIALS[0])
+    tok.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
+    ids = tok.convert_tokens_to_ids
+    torch.manual_seed(0)
+    cfg = WhisperConfig(vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                        encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80, max_source_positions=1500, max_target_positions=64,
+                        pad_token_id=ids(SPECIALS[0]), bos_token_id=ids(SPECIALS[0]), eos_token_id=ids(SPECIALS[0]),
+                        decoder_start_token_id=ids(SPECIALS[1]))
+    WhisperForConditionalGeneration(cfg).save_pretrained(str(folder))
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tok).save_pretrained(str(folder))
+    return folder
+
+
+def save_tiny_gpt2(folder):
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(WORDS, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=128)).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def sine_vocoder(speech: str) -> np.ndarray:
+    """One 40 ms tone per token (not under test)."""
+    t = np.arange(640) / RATE
+    tones = [np.sin(2 * np.pi * (200 + 40 * int(tok[3:-1])) * t) for tok in split_tokens(speech)]
+    return (0.3 * np.concatenate(tones)).astype(np.float32) if tones else np.zeros(640, np.float32)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    tok, layout = tiny_tokenizer()
+    return tok, layout, tiny_model(tok, layout, seed=2)
+
+
+def test_auto_bleu_and_normalization():
+    assert auto_bleu("a b a b") == pytest.approx(2 / 3)  # (a b) recurs, (b a) does not
+    assert auto_bleu("the cat sat") == 0.0 and auto_bleu("one") == 0.0 and auto_bleu("") == 0.0
+    assert auto_bleu("go go go", n=1) == 1.0 and auto_bleu("x y z x", n=1) == 0.5
+    assert normalize_text("  Hello, World! It's  me.") == "hello world it's me"
+
+
+def test_sampling_stays_in_speech_and_greedy_batches_match_plain_decoding(lm):
+    tok, layout, model = lm
+    allowed = speech_token_ids(layout, ["hubert"])
+    b = SequenceBuilder(tok)
+    prompts = [list(b.speech_window(b.speech_ids(s)).ids) for s in ("[Hu1][Hu2][Hu3][Hu4][Hu5]", "[Hu7]", "[Hu3][Hu9][Hu1]")]
+    sampled = sample_continuations(model, prompts, allowed, b.pad, GenSettings(new_tokens=12, batch_size=2, seed=3))
+    assert [len(s) for s in sampled] == [12, 12, 12] and all(t in set(allowed) for s in sampled for t in s)
+    assert sampled == sample_continuations(model, prompts, allowed, b.pad, GenSettings(new_tokens=12, batch_size=2, seed=3))
+    greedy = sample_continuations(model, prompts, allowed, b.pad, GenSettings(new_tokens=6, top_k=1, batch_size=3))
+    for prompt, got in zip(prompts, greedy):
+        ids = list(prompt)
+        with torch.no_grad():
+            for _ in range(6):
+                logits = model(torch.tensor([ids])).logits[0, -1]
+                ids.append(allowed[int(logits[allowed].argmax())])
+        assert got == ids[len(prompt) :]
+
+
+def test_prompt_is_the_first_seconds(lm, tmp_path):
+    tok, layout, _ = lm
+    wav = write_wav(tmp_path / "p.wav", 1, seconds=1.2)
+    stok = EnergyTokenizer()
+    rows, strings = prompt_ids([wav], stok, SequenceBuilder(tok), seconds=0.5)
+    assert strings == [EnergyTokenizer().encode_string(read_wav(wav)[:8000])]
+    assert rows[0][:2] == [tok.bos_token_id, layout.speech_id] and len(rows[0]) == 2 + len(split_tokens(strings[0]))
+
+
+def test_text_lm_mean_nll_matches_plain_forward(tmp_path):
+    lm = TextLM(save_tiny_gpt2(tmp_path / "gpt2"))
+    texts = ["the cat sat on the mat", "a dog", "x"]
+    got = lm.mean_nll(texts)
+    for text, nll in zip(texts, got):
+        ids = lm.tokenizer(text)["input_ids"]
+        if len(ids) < 2:
+            assert nll is None
+        else:
+            assert nll == pytest.approx(-reference_ll(lm.model, ids, 1, "mean"), abs=1e-4)
+
+
+def test_generative_metrics_end_to_end_with_tiny_whisper_and_gpt2(lm, tmp_path):
+    tok, layout, model = lm
+    files = [write_wav(tmp_path / f"w{i}.wav", 10 + i, seconds=0.8) for i in range(3)]
+    asr = Transcriber(save_tiny_whisper(tmp_path / "asr"), max_new_tokens=8)
+    text_lm = TextLM(save_tiny_gpt2(tmp_path / "gpt2"))
+    settings = GenSettings(prompt_seconds=0.5, new_tokens=10, batch_size=2, max_files=2)
+    report = generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), files, sine_vocoder, asr, text_lm, settings)
+    assert report.samples == 2 and len(report.transcripts) == 2
+    texts = [r["transcript"] for r in report.transcripts]
+    assert all(t == normalize_text(t) for t in texts)
+    nlls = [x for x in text_lm.mean_nll(texts) if x is not None]
+    expected = math.exp(sum(nlls) / len(nlls)) if nlls else math.nan
+    assert report.genppl == pytest.approx(expected, nan_ok=True) and report.empty == 2 - len(nlls)
+    assert report.auto_bleu == pytest.approx(sum(auto_bleu(t) for t in texts) / 2)
+    with pytest.raises(ValueError, match="no prompt audio files"):
+        generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), [], sine_vocoder, asr, text_lm, settings)
+
+
+def test_recipe_needs_all_generation_locations():
+    from tinywave.recipes.evaluate import GenerationConfig, generation_setup
+
+    assert generation_setup(GenerationConfig(), "cpu") is None
+    with pytest.raises(ValueError, match=r"missing generation.text_lm, generation.vocoder"):
+        generation_setup(GenerationConfig(prompts="p", asr="a"), "cpu")

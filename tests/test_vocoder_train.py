@@ -1,0 +1,134 @@
+"""Vocoder training pieces, and `tinywave vocoder train` end to end (real speech tokenizer, real CLI)."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from test_generate_support import espeak_wav, one_thread, tiny_model_dir  # noqa: F401
+from tinywave.cli import main
+from tinywave.vocoder import train as T
+from tinywave.vocoder.backends import load_vocoder
+from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
+from tinywave.vocoder.units import Units
+
+SENTENCES = ["the cat sat on the mat", "tom went to the park", "a red ball under the old tree", "my friend opened the door",
+             "the dog ran home", "anna found an apple"]
+
+
+def utterance(uid, n, speaker=0, seed=0):
+    rng = np.random.default_rng(seed)
+    return T.Utterance(uid, rng.standard_normal(n * 80).astype(np.float32) * 0.1,
+                       Units(tuple(int(u) for u in rng.integers(0, 6, n)), tuple(int(p) for p in rng.integers(0, 3, (n + 1) // 2))), speaker)
+
+
+def test_segments_are_aligned_with_their_audio():
+    utts = [utterance("a", 30, 0, 1), utterance("b", 5, 1, 2)]
+    sampler = T.SegmentSampler(utts, segment_units=8, hop=80, f0_ratio=2, style_ratio=25, seed=0)
+    for _ in range(10):
+        b = sampler.sample(4)
+        assert b["code"].shape == (4, 8) and b["f0_code"].shape == (4, 8) and b["audio"].shape == (4, 640) and b["style_code"] is None
+        for row in range(4):
+            utt = utts[int(b["speaker"][row])]
+            codes = list(b["code"][row])
+            starts = [s for s in range(max(len(utt.units) - 8, 0) + 1)
+                      if [utt.units.hubert[min(s + i, len(utt.units) - 1)] for i in range(8)] == codes]
+            assert starts, "segment codes are not a window of the utterance"
+            s = starts[0]
+            chunk = utt.wav[s * 80 : (s + 8) * 80]
+            assert np.allclose(b["audio"][row, : len(chunk)].numpy(), chunk)
+            assert list(b["f0_code"][row]) == [utt.units.pitch[min(s + i, len(utt.units) - 1) // 2] for i in range(8)]
+
+
+def test_duration_targets_are_log_run_lengths():
+    utt = T.Utterance("u", np.zeros(800, np.float32), Units((1, 1, 1, 4, 2, 2)), 0)
+    codes, target, mask = T.duration_batch([utt], 2, random.Random(0))
+    assert codes[0, :3].tolist() == [1, 4, 2] and mask[0].tolist() == [True, True, True]
+    assert torch.allclose(target[0, :3], torch.log1p(torch.tensor([3.0, 1.0, 2.0])))
+
+
+def test_training_steps_lower_the_loss_and_checkpoints_resume_exactly(tmp_path):
+    torch.manual_seed(0)
+    utts = [utterance(str(i), 20, i % 2, i) for i in range(4)]
+    cfg = small_config(6, 80, channels=16, embedding_dim=8, num_speakers=2, num_f0_tokens=3, kernels=(3,))
+
+    def steps(model, opt, sampler, rng, n):
+        out = []
+        for _ in range(n):
+            losses = T.loss_step(model, T.VocoderLoss(), sampler.sample(2), T.duration_batch(utts, 2, rng))
+            opt.zero_grad()
+            losses["total"].backward()
+            opt.step()
+            out.append(losses["total"].detach().item())
+        return out
+
+    model = UnitHiFiGAN(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    sampler, rng = T.SegmentSampler(utts, 8, 80, 2, 25, 0), random.Random(0)
+    first = steps(model, opt, sampler, rng, 12)
+    assert np.mean(first[-3:]) < np.mean(first[:3])
+    T.save_checkpoint(tmp_path, model, opt, 12, {})
+    cont = steps(model, opt, T.SegmentSampler(utts, 8, 80, 2, 25, 5), random.Random(5), 3)
+    restored = UnitHiFiGAN(cfg)  # fresh weights and optimizer, then the checkpoint
+    opt2 = torch.optim.AdamW(restored.parameters(), lr=3e-3)
+    assert T.load_checkpoint(tmp_path, restored, opt2)[0] == 12
+    resumed = steps(restored, opt2, T.SegmentSampler(utts, 8, 80, 2, 25, 5), random.Random(5), 3)
+    assert resumed == pytest.approx(cont, rel=1e-5)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    lrs = [T.lr_at(s, 200, 1e-3, warmup=10) for s in range(200)]
+    assert lrs[0] < lrs[9] == pytest.approx(1e-3) and lrs[-1] < 0.1e-3 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "wavs").mkdir()
+    lines = []
+    for i, text in enumerate(SENTENCES):
+        voice = ("en-us", "en-us+f2")[i % 2]
+        espeak_wav(root / "wavs" / f"u{i}.wav", text, voice)
+        lines.append({"id": f"u{i}", "audio": f"wavs/u{i}.wav", "text": text, "speaker": voice})
+    lines.append({"id": "broken", "audio": "wavs/missing.wav", "speaker": "en-us"})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert main(["units", "train", "--manifest", str(root / "manifest.jsonl"), "--out", str(root / "tok"), "n_units=24",
+                 "workers=1", "max_frames=5000"]) == 0
+    return root
+
+
+@pytest.mark.slow
+def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
+    out = tmp_path / "voc"
+    args = ["vocoder", "train", "--manifest", str(corpus / "manifest.jsonl"), "--tokenizer", str(corpus / "tok"), "--out", str(out),
+            "batch=2", "segment_units=8", "channels=16", "embedding_dim=8", "kernels=[3]", "heldout=2", "samples=1", "save_every=2"]
+    assert main(args + ["steps=3"]) == 0
+    for name in ("config.json", "generator.safetensors", "speakers.txt", "eval.json", "griffinlim/unit_mels.npy", "units.jsonl", "errors.json"):
+        assert (out / name).is_file(), name
+    assert (out / "speakers.txt").read_text().split() == ["en-us", "en-us+f2"]
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["mcd_db"]) == {"hifigan", "hifigan+durations", "griffinlim", "griffinlim+durations"}
+    assert all(np.isfinite(v) and v > 0 for v in report["mcd_db"].values())
+    assert json.loads((out / "errors.json").read_text())[0]["id"] == "broken"
+    samples = sorted(p.name for p in (out / "samples").iterdir())
+    assert len(samples) == 3 and sf.info(str(out / "samples" / samples[0])).samplerate == 16000
+    # resume: a rerun with more steps continues from the checkpoint, and only runs the remaining steps
+    assert main(args + ["steps=5"]) == 0
+    logged = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert logged == [0, 1, 2, 3, 4]
+    voc = load_vocoder(out)
+    assert voc.limits["hubert"] == 24 and voc.speakers == ["en-us", "en-us+f2"]
+    # the trained vocoder and the real speech tokenizer in a model directory: audio in, speech out
+    model = tiny_model_dir(tmp_path / "model")  # 32 [Hu] ids; the vocoder knows 24: forcing allows only those
+    (model / "speech_tokenizer").symlink_to(corpus / "tok")
+    (model / "vocoder").symlink_to(out)
+    gen = tmp_path / "gen"
+    assert main(["generate", "--model", str(model), "--input", f"audio:{corpus / 'wavs' / 'u0.wav'}", "--input", "text:and then",
+                 "--modality", "speech", "--out", str(gen), "max_new_tokens=20", "speaker=en-us+f2"]) == 0
+    wav, rate = sf.read(str(gen / "0.wav"))
+    assert rate == 16000 and len(wav) > 0
+    row = json.loads((gen / "generations.jsonl").read_text())
+    assert row["prompt"].startswith("[Speech][Hu") and "[Text]and then[Speech]" in row["prompt"]
