@@ -163,9 +163,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/tinywave-bench-sfm", help="cache folder (corpus, teacher, runs)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, figures mean little")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--ops", default=",".join(OPS))
     ap.add_argument("--optimizer", default="copy")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     a = ap.parse_args()
     a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.teacher_width, a.teacher_layers = 240, 24, 120, 400, 192, 4
     a.width, a.depth, a.init, a.stages, a.top_stages, a.targets = 128, 12, 3, 4, 3, [2, 3, 4]
@@ -174,15 +175,22 @@ def main() -> None:
         a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.steps, a.epochs, a.window = 40, 6, 20, 20, 40, 10, 5
         a.work = a.work + "-quick"
     logging.basicConfig(level=logging.WARNING)
+    # one thread: on a shared 2-core machine two OpenMP threads spin against other jobs (3-5x slower)
+    torch.set_num_threads(a.threads)
     sys.stdout.reconfigure(line_buffering=True)
     torch.manual_seed(0)
     work = Path(a.work)
     manifest, a.probes, teacher_dir = prepare(work, a)
     teacher = freeze(load_encoder(teacher_dir))
     t0 = time.perf_counter()
-    teacher_probe = probe(teacher, a.probes, a.epochs)
-    torch.manual_seed(0)
-    random_probe = probe(type(teacher)(teacher.config).eval(), a.probes, a.epochs)
+    cached = work / "teacher_probes.json"
+    if cached.is_file():
+        teacher_probe, random_probe = json.loads(cached.read_text())
+    else:
+        teacher_probe = probe(teacher, a.probes, a.epochs)
+        torch.manual_seed(0)
+        random_probe = probe(type(teacher)(teacher.config).eval(), a.probes, a.epochs)
+        cached.write_text(json.dumps([teacher_probe, random_probe]))
     print(f"teacher probes {teacher_probe}; random-init encoder {random_probe} ({time.perf_counter() - t0:.0f} s)")
     bank = load_bank(manifest)
     cache: dict = {}

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from test_eval_helpers import one_thread  # noqa: F401  (autouse fixture)
 from test_eval_helpers import make_bench_root, make_storycloze, outcome, read_wav, reference_file_ll, save_model_dir
 from tinywave.cli import main
 from tinywave.speech.builtin import FrameFeatures

@@ -7,7 +7,6 @@ import pytest
 import torch
 from tokenizers import ByteLevelBPETokenizer
 
-from test_eval_helpers import one_thread  # noqa: F401  (autouse fixture)
 from test_eval_helpers import RATE, EnergyTokenizer, read_wav, reference_ll, tiny_model, tiny_tokenizer, write_wav
 from tinywave.eval.genppl import (
     GenSettings, TextLM, Transcriber, auto_bleu, generative_metrics, normalize_text, prompt_ids, sample_continuations, speech_token_ids,

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -26,15 +25,6 @@ from tinywave.text.vocab import encode_text, train_bpe_tokenizer
 
 RATE = 16000
 TEXTS = ["the cat sat on the mat", "a dog ran to the park and the cat followed it home", "she went home"] * 10
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and a busy shared machine makes OpenMP barriers costly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class EnergyTokenizer:

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_eval_helpers import one_thread  # noqa: F401  (autouse fixture)
 from test_eval_helpers import reference_ll, tiny_model, tiny_tokenizer
 from tinywave.eval.scoring import ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes, plan_batches
 from tinywave.text.vocab import encode_text

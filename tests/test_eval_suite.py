@@ -7,7 +7,6 @@ from collections import defaultdict
 import pytest
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from test_eval_helpers import one_thread  # noqa: F401  (autouse fixture)
 from test_eval_helpers import (
     LEXICAL_ROWS, SYNTACTIC_ROWS, EnergyTokenizer, make_bench_root, make_storycloze, outcome, reference_file_ll,
     reference_ll, reference_s2t, reference_t2s, save_model_dir, speech_ids,

@@ -120,3 +120,22 @@ def test_exported_directory_generates_with_plain_transformers(tmp_path):
     greedy = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=16, do_sample=False,
                             logits_processor=LogitsProcessorList([proc]), pad_token_id=tok.pad_token_id)
     assert ours.ids == greedy[0, prompt.shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("dtype, int8", [("bf16", False), ("fp32", True)])
+def test_bf16_and_int8_models_decode_under_forcing(dtype, int8):
+    import copy
+
+    from tinywave.generate.deploy import prepare
+
+    tok, lay = tiny_tokenizer()
+    fp32 = tiny_model(tok, layers=2, hidden=32)
+    model = prepare(copy.deepcopy(fp32), dtype, int8)
+    assert next(model.parameters()).dtype == (torch.bfloat16 if dtype == "bf16" else torch.float32) or int8
+    if int8:
+        assert type(model.model.layers[0].mlp.up_proj).__module__.startswith("torch.ao.nn.quantized")
+    lm = SpeechLM(model, tok)
+    [g] = lm.generate([[PromptItem("text", "the cat")]], "speech", GenerationOptions(max_new_tokens=10, allow_eos=False))
+    assert len(g.ids) == 10 and all(lay.hu_offset <= i < lay.size for i in g.ids)
+    with pytest.raises(ValueError, match="needs an fp32 model"):
+        prepare(copy.deepcopy(fp32), "bf16", int8=True)

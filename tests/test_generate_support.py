@@ -2,8 +2,9 @@
 
 - ``StandInSpeechTokenizer``: a small deterministic stand-in for
   ``tinywave.speech.tokenizer.SpeechTokenizer`` (same API: ``rates``, ``fingerprint``,
-  ``encode_units``, ``encode_string``): log-mel frames pooled to the unit rate, projected by
-  a fixed random matrix, arg-max. Audio tokenization is not what these tests test.
+  ``encode_units``, ``encode_string``) that needs no fitting: log-mel frames pooled to the
+  unit rate, projected by a fixed random matrix, arg-max. Audio tokenization is not what
+  the unit tests test; the end-to-end test (test_vocoder_train.py) uses the real one.
 - ``tiny_model_dir``: a plain HF directory (LlamaForCausalLM + BPE tokenizer with the
   speech vocabulary) of a randomly initialised tiny model.
 - ``espeak_wav``: a real utterance from the espeak-ng CLI.

@@ -61,6 +61,16 @@ def test_pretrain_writes_a_plain_hf_teacher(corpus):
 
 
 @pytest.mark.slow
+def test_pretrain_resumes_from_its_checkpoint(corpus, tmp_path):
+    root, manifest, _ = corpus
+    out = tmp_path / "t"
+    shutil.copytree(root / "t", out)  # step 2 checkpointed, step 3 done
+    assert main(["sfm", "pretrain", "--manifest", str(manifest), "--out", str(out), "train.steps=4",
+                 "train.save_every=2", *TINY_TEACHER, *TINY_TRAIN]) == 0
+    assert [r["step"] for r in load_jsonl(out / "log.jsonl")] == [1, 2, 3, 4]  # resumed after step 2
+
+
+@pytest.mark.slow
 def test_distill_with_interleaved_stacking_resumes_across_growth(corpus):
     from transformers import HubertModel
 

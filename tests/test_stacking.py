@@ -138,6 +138,18 @@ def _tiny_hubert():
     return HubertModel(cfg).eval()
 
 
+@pytest.mark.parametrize("op,params,depth", [("none", {}, 2), ("top", {}, 4), ("gradual", {"n": 1}, 3),
+                                              ("middle", {"n": 2}, 4), ("interleaved", {"every": 2}, 3)])
+def test_every_operator_on_hubert_keeps_output_shape(op, params, depth):
+    model = _tiny_hubert()
+    wav = torch.randn(2, 800)
+    before = model(wav).last_hidden_state  # (B, T, D)
+    apply_growth(model, op, {1: 2}, **params)
+    out = model(wav, output_hidden_states=True)
+    assert model.config.num_hidden_layers == depth
+    assert out.last_hidden_state.shape == before.shape and len(out.hidden_states) == depth + 1
+
+
 def test_hubert_growth_keeps_output_shape_and_hidden_states():
     model = _tiny_hubert()
     wav = torch.randn(2, 800)

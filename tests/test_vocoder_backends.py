@@ -164,3 +164,14 @@ def test_a_vocoder_made_from_a_training_model_leaves_it_trainable():
     assert np.allclose(voc.vocode({"hubert": code[0].tolist()}), model(code).detach().view(-1).numpy(), atol=1e-5)
     folded = HifiGanVocoder(voc.model)  # from an already folded model too
     assert np.allclose(folded.vocode({"hubert": [1, 2]}), voc.vocode({"hubert": [1, 2]}), atol=1e-6)
+
+
+@pytest.mark.parametrize("expressive", [False, True])
+def test_spiritlm_generator_pt_is_a_backend(tmp_path, expressive):
+    fixtures = pytest.importorskip("tinywave.spiritlm.fixtures")
+    folder = fixtures.write_vocoder(tmp_path / "hifigan", expressive)  # SpiritLM's layout: config.json + generator.pt
+    voc = load_vocoder(folder)
+    assert isinstance(voc, HifiGanVocoder) and voc.limits["hubert"] == 501
+    speech = "[St3][Pi5][Hu10][Hu400][Pi6][Hu7]" if expressive else "[Hu10][Hu400][Hu7]"
+    wav = voc.vocode(speech, speaker=1)
+    assert wav.dtype == np.float32 and len(wav) >= 3 * 640 and np.isfinite(wav).all()

@@ -112,6 +112,8 @@ def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
     report = json.loads((out / "eval.json").read_text())
     assert set(report["mcd_db"]) == {"hifigan", "hifigan+durations", "griffinlim", "griffinlim+durations"}
     assert all(np.isfinite(v) and v > 0 for v in report["mcd_db"].values())
+    assert set(report["unit_accuracy"]) == {"hifigan", "griffinlim"} and all(0 <= v <= 1 for v in report["unit_accuracy"].values())
+    assert report["lower_mcd"] in ("hifigan", "griffinlim")
     assert json.loads((out / "errors.json").read_text())[0]["id"] == "broken"
     samples = sorted(p.name for p in (out / "samples").iterdir())
     assert len(samples) == 3 and sf.info(str(out / "samples" / samples[0])).samplerate == 16000

@@ -93,25 +93,32 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
         try:
             as_float = float(value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        except (ValueError, OverflowError):
+            raise ConfigError(f"{where}: expected an integer, got {_short(value)}") from None
         if not as_float.is_integer():
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_short(value)}")
         return int(as_float)
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
             return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{where}: expected a number, got {_short(value)}") from None
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return "" if value is None else str(value)
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**50 else f"an integer of {len(str(abs(value)))} digits"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
@@ -169,7 +176,7 @@ def _parse_value(raw: str) -> Any:
     """Parse an override's value as YAML (``3``, ``1e-4``, ``[1, 2]``, ``true``, text)."""
     try:
         return yaml.safe_load(raw) if raw.strip() != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):  # not YAML (nested too deep, a 5000-digit number): the text itself
         return raw
 
 
@@ -186,8 +193,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"config file {path} does not exist; pass an existing YAML file to --config (see configs/)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc)[:300]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,28 @@ def to_mono(wav: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
     return wav.mean(axis=1)
 
 
+def wav_shortfall(path: str | Path) -> tuple[int, int]:
+    """(declared, present) bytes of a WAV's sample data when the file is cut short, else (0, 0).
+
+    libsndfile reads a truncated WAV without complaint (it just returns fewer samples), so
+    a half-copied file would pass as a shorter recording; the data chunk's size says otherwise.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return 0, 0
+        order = "<" if head[:4] == b"RIFF" else ">"
+        while len(chunk := f.read(8)) == 8:
+            size = struct.unpack(order + "I", chunk[4:])[0]
+            if chunk[:4] == b"data":
+                present = path.stat().st_size - f.tell()
+                unset = size in (0, 0xFFFFFFFF)  # streaming writers leave the size unset
+                return (0, 0) if unset or size <= present else (size, present)
+            f.seek(size + (size & 1), 1)
+    return 0, 0
+
+
 def load_audio(path: str | Path, min_seconds: float = 0.08, target_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, AudioInfo]:
     """(16 kHz mono float32 waveform, info); raises AudioError naming what is wrong.
 
@@ -58,6 +81,9 @@ def load_audio(path: str | Path, min_seconds: float = 0.08, target_rate: int = S
         raise AudioError(path, "missing", "file does not exist; check the manifest's audio path (relative paths resolve against the manifest's folder)")
     if path.is_dir():
         raise AudioError(path, "not_audio", "is a directory, not an audio file")
+    declared, present = wav_shortfall(path)
+    if declared:
+        raise AudioError(path, "truncated", f"is cut short: its header declares {declared} bytes of samples but only {present} are there; copy or export it again")
     try:
         wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:

@@ -10,7 +10,9 @@ spoken in one forked espeak child, so its audio depends only on the plan, never 
 number of workers, their scheduling or an interrupted run. Finished jobs are journaled
 in ``ROOT/.progress/<journal>.jsonl`` after their wavs are written (atomically); a rerun
 skips chunks whose jobs are all journaled, with the same parameters, and whose files
-are present at the journaled size.
+are present at the journaled size. Several machines split a plan by chunks
+(:func:`rank_chunks`), each journaling under its own name; :func:`finished_jobs` reads
+them all back for the merged manifest.
 """
 
 from __future__ import annotations
@@ -202,6 +204,28 @@ def _finished(root: Path, jobs: list[Job], journal: Path) -> dict[str, dict[str,
                 continue  # not in this plan, or planned differently (other voices, seed, ...)
             if all(_size(root / p) == n for p, n in zip(job.outputs, obj["meta"]["output_bytes"])):
                 done[job.id] = obj["meta"]
+    return done
+
+
+def rank_chunks(jobs: list[Job], chunk: int, rank: int, world_size: int) -> list[Job]:
+    """This rank's share of a plan: chunks ``rank, rank + world_size, ...`` (whole chunks, so every
+    wav is byte-identical to a one-machine run)."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank} must be in 0..world_size-1 (world_size={world_size})")
+    return [j for first in range(rank * chunk, len(jobs), chunk * world_size) for j in jobs[first : first + chunk]]
+
+
+def rank_journal(journal: str, rank: int, world_size: int) -> str:
+    """The journal of one rank (the plain name for a single machine)."""
+    return journal if world_size == 1 else f"{journal}.rank{rank}"
+
+
+def finished_jobs(root: str | Path, jobs: list[Job], journals: list[str]) -> dict[str, dict[str, Any]]:
+    """Metadata of every job of ``jobs`` that one of the journals records as finished (files present)."""
+    root = Path(root)
+    done: dict[str, dict[str, Any]] = {}
+    for name in journals:
+        done.update(_finished(root, jobs, root / ".progress" / f"{name}.jsonl"))
     return done
 
 

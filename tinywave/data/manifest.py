@@ -76,7 +76,7 @@ def _parse_words(raw: Any) -> list[Word]:
             raise ValueError(f"words[{i}] must be an object with word, start and end")
         try:
             start, end = float(w["start"]), float(w["end"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"words[{i}] start/end are not numbers: {w['start']!r}, {w['end']!r}") from None
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
             raise ValueError(f"words[{i}] ({w['word']!r}) has start {start} and end {end}; need 0 <= start <= end")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tinywave.files import atomic_dir
+from tinywave.safeload import load_numpy
 
 FORMAT = "tinywave-shards-v1"
 
@@ -139,7 +140,7 @@ class ShardDataset(torch.utils.data.Dataset):
             if mm.size != f["rows"] * self.seq_len:
                 raise ValueError(f"shard file {path} holds {mm.size} ids, expected {f['rows']} rows x {self.seq_len}; it is truncated, rebuild the shards")
             self._maps.append(mm.reshape(f["rows"], self.seq_len))
-            self._lens.append(np.load(self.folder / f["lengths"], allow_pickle=False))
+            self._lens.append(load_numpy(self.folder / f["lengths"], what="shard lengths file"))
         self._starts = np.cumsum([0] + [f["rows"] for f in self.index["files"]])
 
     def __len__(self) -> int:

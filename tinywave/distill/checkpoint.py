@@ -7,7 +7,7 @@
   or a peft adapter folder (``adapter_config.json``, ``adapter_model.safetensors``);
   extra trained tensors (projections) as ``projections.safetensors``;
 * ``optimizer.pt``, ``scheduler.pt``, ``rng.pt``: state dicts saved with ``torch.save``
-  and read back with ``torch.load(weights_only=True)``;
+  and read back with ``torch.load(weights_only=True)`` (``tinywave.safeload.load_torch``);
 * ``state.json``: step, data position, tokens seen, elapsed time, the tail of the loss history;
 * ``config.yaml``: the resolved run configuration.
 
@@ -18,6 +18,7 @@ A folder is either complete or absent (``tinywave.files.atomic_dir``), so the ne
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -29,6 +30,7 @@ import torch
 import yaml
 
 from tinywave.files import atomic_dir
+from tinywave.safeload import load_torch
 
 STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng.pt", "state.json", "config.yaml")
 _STEP_RE = re.compile(r"^step_(\d{8})$")
@@ -75,32 +77,49 @@ def save_checkpoint(
     state: dict[str, Any],
     config: dict[str, Any],
     keep: int = 2,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``checkpoints/step_<step>`` atomically, then drop all but the ``keep`` newest."""
+    """Write ``checkpoints/step_<step>`` atomically, then drop all but the ``keep`` newest.
+
+    ``optimizer_state`` replaces ``optimizer.state_dict()`` when the optimizer is sharded
+    (the full state gathered by ``tinywave.distill.distributed.Parallel.gather``).
+
+    Temporary folders left by a killed save are removed first; an old checkpoint is renamed
+    away before it is deleted, so a kill never leaves a half-deleted ``step_*`` folder.
+    """
     folder = checkpoint_root(run_dir) / f"step_{step:08d}"
+    for stale in checkpoint_root(run_dir).glob(".step_*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(folder) as tmp:
         save_model(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1) + "\n")
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if keep > 0:
         for old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            trash = old.with_name(f".{old.name}.deleting.tmp")
+            os.replace(old, trash)
+            shutil.rmtree(trash, ignore_errors=True)
     return folder
 
 
-def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore optimizer, scheduler and RNG from a checkpoint; returns its state.json."""
+def load_training_state(
+    folder: str | Path, optimizer: torch.optim.Optimizer, scheduler: Any, load_optimizer: Callable[[dict], None] | None = None
+) -> dict[str, Any]:
+    """Restore optimizer, scheduler and RNG from a checkpoint; returns its state.json.
+
+    ``load_optimizer(state)`` replaces ``optimizer.load_state_dict`` (a sharded optimizer).
+    """
     folder = Path(folder)
     missing = [name for name in STATE_FILES if not (folder / name).is_file()]
     if missing:
         present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
         raise FileNotFoundError(f"checkpoint {folder} is missing {missing} (it holds {present}); resume from another step_* folder or start a new run")
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-    rng = torch.load(folder / "rng.pt", weights_only=True)
+    (load_optimizer or optimizer.load_state_dict)(load_torch(folder / "optimizer.pt", what="optimizer state"))
+    scheduler.load_state_dict(load_torch(folder / "scheduler.pt", what="scheduler state"))
+    rng = load_torch(folder / "rng.pt", what="RNG state")
     torch.set_rng_state(rng["torch"])
     random.setstate(_as_random_state(rng["python"]))
     return json.loads((folder / "state.json").read_text())

@@ -26,7 +26,8 @@ class DataPosition:
 
 
 class BatchStream:
-    """Endless stream of {"input_ids", "attention_mask", "labels"} (each (B, T) LongTensor)."""
+    """Endless stream of {"input_ids", "attention_mask", "labels"} (each (B, T) LongTensor) and
+    "rows" ((B,) LongTensor: the dataset rows, the key of an offline teacher cache)."""
 
     def __init__(self, dataset, batch_size: int, seed: int, position: DataPosition | None = None, rank: int = 0, world_size: int = 1):
         if batch_size < 1:
@@ -56,10 +57,12 @@ class BatchStream:
         return order[start : start + self.batch_size].tolist()
 
     def next(self) -> dict[str, torch.Tensor]:
-        rows = [self.dataset[i] for i in self.indices(self.position)]
+        ids = self.indices(self.position)
+        rows = [self.dataset[i] for i in ids]
         self.position.batch += 1
         if self.position.batch >= self.batches_per_epoch:
             self.position = DataPosition(self.position.epoch + 1, 0)
         input_ids = torch.stack([r["input_ids"] for r in rows])  # (B, T)
         attention_mask = torch.stack([r["attention_mask"] for r in rows])  # (B, T)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels_from_batch(input_ids, attention_mask)}
+        labels = labels_from_batch(input_ids, attention_mask)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "rows": torch.tensor(ids, dtype=torch.long)}

@@ -8,6 +8,10 @@ teacher is never run when every teacher-dependent weight is 0.
 Layer pairs ``(student, teacher)`` drive the hidden-state and attention losses; each
 of those is averaged over the pairs. When the student is narrower than the teacher a
 bias-free linear projection per pair maps student hidden states to the teacher's width.
+
+The fast paths of ``tinywave.distill.fused`` compute the losses: CE and KL fused with the
+LM head (their values come detached, their gradient is inside ``"loss"``) and the attention
+KL from the mapped layers' queries and keys (the student needs ``use_qk_attention``).
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tinywave.distill.losses import HIDDEN_LOSSES, IGNORE_INDEX, attention_loss, chunked_vocab_losses, hidden_loss
+from tinywave.distill.fused import attention_kl_from_qk, fused_vocab_losses, record_qk
+from tinywave.distill.losses import HIDDEN_LOSSES, IGNORE_INDEX, hidden_loss
 from tinywave.distill.teacher import TeacherBatch, TeacherTargets
-from tinywave.models.attention import backbone, capture
+from tinywave.models.attention import backbone, capture, decoder_layers
 
 
 @dataclass
@@ -80,16 +85,18 @@ class DistillObjective(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], normalizer: float) -> dict[str, torch.Tensor]:
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]  # (B, T) each
         w = self.weights
-        with capture(self.student, self._student_layers(w.hidden), self._student_layers(w.attn)) as got:
+        attn_layers = self._student_layers(w.attn)
+        with capture(self.student, self._student_layers(w.hidden)) as got, record_qk(decoder_layers(self.student), attn_layers) as qk:
             out = backbone(self.student)(input_ids=ids, attention_mask=mask, use_cache=False)
-        teacher = self.teacher(ids, mask) if w.needs_teacher else TeacherBatch()
+        teacher = self.teacher(ids, mask, batch.get("rows")) if w.needs_teacher else TeacherBatch()
         tmask = labels != IGNORE_INDEX  # (B, T) real target tokens
         rows = tmask.flatten().nonzero().squeeze(1)  # (N,) flat positions of real targets
         hidden = out.last_hidden_state.flatten(0, 1)[rows]  # (N, D)
         head = self.student.get_output_embeddings().weight  # (V, D)
-        ce, kl = chunked_vocab_losses(
+        # CE and KL in one fused pass (tinywave.distill.fused; reference: losses.chunked_vocab_losses)
+        vocab, ce, kl = fused_vocab_losses(
             hidden, head, labels.flatten()[rows], teacher.logits if w.kl > 0 else None, rows,
-            w.temperature, w.chunk_size, normalizer,
+            w.temperature, w.chunk_size, normalizer, w.ce, w.kl,
         )
         losses = {"ce": ce}
         if w.kl > 0:
@@ -97,9 +104,9 @@ class DistillObjective(nn.Module):
         if w.hidden > 0:
             losses["hidden"] = self._hidden(got.hidden, teacher, tmask, normalizer)
         if w.attn > 0:
-            losses["attn"] = self._attention(got.attn_logp, teacher, tmask, mask.bool(), normalizer)
-        weight_of = {"ce": w.ce, "kl": w.kl, "hidden": w.hidden, "attn": w.attn}
-        losses["loss"] = sum(weight_of[k] * v for k, v in losses.items() if weight_of[k] > 0)
+            losses["attn"] = self._attention(qk, teacher, tmask, mask.bool(), normalizer)
+        weight_of = {"hidden": w.hidden, "attn": w.attn}  # ce and kl are inside ``vocab`` with their weights
+        losses["loss"] = vocab + sum(weight_of[k] * v for k, v in losses.items() if weight_of.get(k, 0) > 0)
         return losses
 
     def _hidden(self, student: dict[int, torch.Tensor], teacher: TeacherBatch, tmask: torch.Tensor, normalizer: float) -> torch.Tensor:
@@ -111,6 +118,7 @@ class DistillObjective(nn.Module):
             per_pair.append(hidden_loss(h, teacher.hidden[t], tmask, self.weights.hidden_kind, normalizer))
         return torch.stack(per_pair).mean()
 
-    def _attention(self, student: dict[int, torch.Tensor], teacher: TeacherBatch, tmask: torch.Tensor, kmask: torch.Tensor, normalizer: float) -> torch.Tensor:
-        per_pair = [attention_loss(student[s], teacher.attn_logp[t], tmask, kmask, normalizer) for s, t in self.pairs]
+    def _attention(self, student: dict[int, tuple], teacher: TeacherBatch, tmask: torch.Tensor, kmask: torch.Tensor, normalizer: float) -> torch.Tensor:
+        """Attention KL per pair from recorded queries and keys (reference: losses.attention_loss on full maps)."""
+        per_pair = [attention_kl_from_qk(student[s], teacher.attn_qk[t], tmask, kmask, normalizer) for s, t in self.pairs]
         return torch.stack(per_pair).mean()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinywave.models.attention import backbone, capture, use_mapped_attention
+from tinywave.models.attention import backbone, capture, decoder_layers
 
 
 @dataclass
@@ -25,6 +25,7 @@ class TeacherBatch:
 
     hidden: dict[int, torch.Tensor] = field(default_factory=dict)  # teacher layer -> (B, T, Dt)
     attn_logp: dict[int, torch.Tensor] = field(default_factory=dict)  # teacher layer -> (B, H, T, T) float32
+    attn_qk: dict[int, tuple] = field(default_factory=dict)  # teacher layer -> (query, key, scale) (tinywave.distill.fused)
     final_hidden: torch.Tensor | None = None  # (B*T, Dt) after the final norm
     head_weight: torch.Tensor | None = None  # (V, Dt)
 
@@ -36,23 +37,33 @@ class TeacherBatch:
 
 
 class TeacherTargets(Protocol):
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TeacherBatch: ...
+    """``rows``: the dataset rows of the batch ((B,) LongTensor), for teachers read from a cache."""
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None) -> TeacherBatch: ...
 
 
 class OnlineTeacher:
-    """Runs the frozen teacher under ``no_grad`` and keeps only what the losses need."""
+    """Runs the frozen teacher under ``no_grad`` and keeps only what the losses need.
+
+    For the attention loss it records the mapped layers' queries and keys (every layer
+    keeps SDPA; ``tinywave.distill.fused``), not their probability maps.
+    """
 
     def __init__(self, model: nn.Module, hidden_layers: Iterable[int] = (), attn_layers: Iterable[int] = (), logits: bool = True):
+        from tinywave.distill.fused import use_qk_attention
+
         self.model = model.eval().requires_grad_(False)
         self.hidden_layers, self.attn_layers, self.want_logits = sorted(hidden_layers), sorted(attn_layers), logits
         if self.attn_layers:
-            use_mapped_attention(self.model)
+            use_qk_attention(self.model)
 
     @torch.no_grad()
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TeacherBatch:
-        with capture(self.model, self.hidden_layers, self.attn_layers) as got:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None) -> TeacherBatch:
+        from tinywave.distill.fused import record_qk
+
+        with capture(self.model, self.hidden_layers) as got, record_qk(decoder_layers(self.model), self.attn_layers) as qk:
             out = backbone(self.model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        batch = TeacherBatch(hidden=got.hidden, attn_logp=got.attn_logp)
+        batch = TeacherBatch(hidden=got.hidden, attn_qk=qk)
         if self.want_logits:
             batch.final_hidden = out.last_hidden_state.flatten(0, 1)  # (B*T, Dt)
             batch.head_weight = self.model.get_output_embeddings().weight  # (V, Dt)

@@ -5,7 +5,8 @@ clipping and accumulation, fp32 or bf16 autocast. Each optimizer step gathers it
 ``accum_steps`` micro-batches first and divides every loss by the number of real target
 tokens of the whole step, so accumulation gives the same per-token mean as one large
 batch. A non-finite loss or gradient norm stops the run with a message before the
-optimizer touches the weights, so no bad state is ever checkpointed. Checkpoints hold
+optimizer touches the weights (``train.on_nonfinite=skip`` instead drops that step's
+update and goes on), and weights holding NaN/inf are never checkpointed. Checkpoints hold
 everything needed to continue the same loss curve (see ``checkpoint.py``).
 """
 
@@ -16,6 +17,7 @@ import functools
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +26,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from tinywave.distill.checkpoint import load_training_state, save_checkpoint
+from tinywave.distill.checkpoint import checkpoint_root, load_training_state, save_checkpoint
 from tinywave.distill.data import BatchStream, DataPosition
+from tinywave.distill.distributed import SINGLE, Parallel
 from tinywave.distill.losses import IGNORE_INDEX
 from tinywave.distill.metrics import LOG_NAME, PLOT_NAME, RunLogger, plot_loss_curves
 from tinywave.distill.settings import OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
 
+NONFINITE_POLICIES = ("stop", "skip")
 Objective = Callable[[dict[str, torch.Tensor], float], dict[str, torch.Tensor]]
 
 
 class NonFiniteLossError(ValueError):
     """A loss or gradient became NaN/inf; the run stopped without saving that state."""
+
+    summary = ""  # what was non-finite where, without the advice
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,31 +99,69 @@ class FitResult:
 def _check_finite(value: float, what: str, step: int, values: dict[str, float]) -> None:
     if not math.isfinite(value):
         parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-        raise NonFiniteLossError(
+        exc = NonFiniteLossError(
             f"{what} is {value} at step {step} ({parts}); stopped without saving this state. "
-            "Lower optim.lr, raise optim.warmup_steps, use train.precision=fp32, or check the data; "
-            "train.resume=true continues from the last good checkpoint"
+            "Lower optim.lr, raise optim.warmup_steps, use train.precision=fp32, or check the data "
+            "(train.on_nonfinite=skip drops such steps); train.resume=true continues from the last good checkpoint"
         )
+        exc.summary = f"{what} is {value} at step {step} ({parts})"
+        raise exc
+
+
+def _check_weights_finite(params: list[nn.Parameter], step: int, out: str) -> None:
+    """Refuse to checkpoint weights that hold NaN/inf (e.g. after an update with a huge learning rate)."""
+    finite = torch.stack([torch.isfinite(p.detach()).all() for p in params])
+    if not bool(finite.all()):
+        raise NonFiniteLossError(
+            f"{int((~finite).sum())} of {len(params)} trained tensors hold NaN/inf after step {step}; this state was not saved "
+            f"and the newest checkpoint in {out} is still the last good one. Lower optim.lr or raise optim.warmup_steps, "
+            "then rerun with train.resume=true"
+        )
+
+
+def _skip_or_stop(exc: NonFiniteLossError, run: RunSettings, in_a_row: int) -> None:
+    """``train.on_nonfinite``: re-raise (stop), or log and skip unless too many steps in a row were skipped."""
+    if run.on_nonfinite == "stop":
+        raise exc
+    if in_a_row > run.max_skipped_steps:
+        raise NonFiniteLossError(f"{in_a_row} steps in a row had a non-finite loss or gradient (train.max_skipped_steps="
+                                 f"{run.max_skipped_steps}); the last one: {exc}") from None
+    log.warning("skipping this step's update (train.on_nonfinite=skip): %s", exc.summary or exc)
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def train_step(objective: Objective, micro: list[dict[str, torch.Tensor]], autocast, step: int) -> dict[str, float]:
-    """Forward/backward over the micro-batches of one optimizer step; returns the step's mean losses."""
-    normalizer = float(sum(count_targets(b) for b in micro))
+def train_step(objective: Objective, micro: list[dict[str, torch.Tensor]], autocast, step: int, parallel: Parallel = SINGLE) -> dict[str, float]:
+    """Forward/backward over the micro-batches of one optimizer step; returns the step's mean losses.
+
+    With several processes the normalizer is the token count of every rank's micro-batches
+    and the returned losses are summed over ranks: the mean over the global batch.
+    """
+    normalizer = parallel.sum({"tokens": float(sum(count_targets(b) for b in micro))})["tokens"]
     totals: dict[str, float] = {}
-    for batch in micro:
-        with autocast():
-            losses = objective(batch, normalizer)
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        _check_finite(values["loss"], "the loss", step, values)
-        losses["loss"].backward()
+    for i, batch in enumerate(micro):
+        with parallel.gradient_sync(last=i == len(micro) - 1):
+            with autocast():
+                losses = objective(batch, normalizer)
+            values = parallel.sum({k: float(v.detach()) for k, v in losses.items()})
+            _check_finite(values["loss"], "the loss", step, values)  # the same global value on every rank
+            (losses["loss"] * parallel.loss_scale).backward()
         for k, v in values.items():
             totals[k] = totals.get(k, 0.0) + v
     totals["tokens"] = normalizer
     return totals
+
+
+class _NoLogger:
+    """What ranks other than 0 log: nothing."""
+
+    def step(self, record: dict[str, Any], write: bool) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def fit(
@@ -129,8 +173,14 @@ def fit(
     save_model: Callable[[Path], None],
     config: dict[str, Any],
     resume_from: Path | None = None,
+    parallel: Parallel = SINGLE,
 ) -> FitResult:
-    """Train ``params`` on ``objective`` for ``run.steps`` steps in total, checkpointing under ``run.out``."""
+    """Train ``params`` on ``objective`` for ``run.steps`` steps in total, checkpointing under ``run.out``.
+
+    ``parallel`` (from :class:`~tinywave.distill.distributed.Parallel`) when ``objective`` is
+    wrapped for several processes: rank 0 logs and writes checkpoints, every rank takes part
+    in the collectives.
+    """
     for name, value in {"optim.accum_steps": optim.accum_steps, "train.steps": run.steps,
                         "train.log_every": run.log_every, "train.ckpt_every": run.ckpt_every}.items():
         if value < 1:
@@ -139,39 +189,61 @@ def fit(
     autocast = autocast_context(run.precision, device)
     opt, sched = make_optimizer(params, optim, run.steps)
     state: dict[str, Any] = {"step": 0, "position": DataPosition().to_json(), "tokens_seen": 0, "elapsed_s": 0.0}
+    if run.on_nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"train.on_nonfinite={run.on_nonfinite!r} is not known; choose one of {list(NONFINITE_POLICIES)}")
     if resume_from is not None:
-        state = load_training_state(resume_from, opt, sched)
+        state = load_training_state(resume_from, opt, sched, lambda sd: parallel.load_optimizer(opt, sd))
         stream.position = DataPosition(**state["position"])
+        _check_global_batch(state, stream)
         log.info("resuming from %s at step %d of %d", resume_from, state["step"], run.steps)
     start = state["step"]
-    logger = RunLogger(run.out, start, run.steps, run.tensorboard)
+    state["batch_rows"] = stream.batch_size * stream.world_size  # rows per BatchStream batch over all ranks
+    logger = RunLogger(run.out, start, run.steps, run.tensorboard) if parallel.is_main else _NoLogger()
     result = FitResult(step=start, finished=start >= run.steps, checkpoint=resume_from)
     t_begin = time.monotonic()
 
     def checkpoint(step: int) -> Path:
+        _check_weights_finite(params, step, run.out)
         state.update(step=step, position=stream.position.to_json(), history_tail=result.history[-20:])
-        return save_checkpoint(run.out, step, save_model, opt, sched, state, config, run.keep_checkpoints)
+        optim_state = parallel.gather(opt)  # a collective under FSDP: every rank takes part
+        if parallel.is_main:
+            save_checkpoint(run.out, step, save_model, opt, sched, state, config, run.keep_checkpoints, optim_state)
+        parallel.barrier()
+        return checkpoint_root(run.out) / f"step_{step:08d}"
 
+    skipped_in_a_row = 0
     try:
         for step in range(start + 1, run.steps + 1):
             t0 = time.monotonic()
             micro = [_to(stream.next(), device) for _ in range(optim.accum_steps)]
-            values = train_step(objective, micro, autocast, step)
-            max_norm = optim.grad_clip if optim.grad_clip > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-            _check_finite(grad_norm, "the gradient norm", step, values)
             lr = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
+            try:
+                values = train_step(objective, micro, autocast, step, parallel)
+                max_norm = optim.grad_clip if optim.grad_clip > 0 else float("inf")
+                grad_norm = parallel.clip_grad_norm(params, max_norm)
+                _check_finite(grad_norm, "the gradient norm", step, values)
+                skipped_in_a_row = 0
+                opt.step()
+            except NonFiniteLossError as exc:
+                skipped_in_a_row += 1
+                _skip_or_stop(exc, run, skipped_in_a_row)
+                state["skipped_steps"] = [*state.get("skipped_steps", []), step]
+                values = None
+            with warnings.catch_warnings():  # a skipped first step calls the scheduler before the optimizer
+                warnings.simplefilter("ignore", UserWarning)
+                sched.step()  # the learning rate follows the step number, skipped or not
             opt.zero_grad(set_to_none=True)
             seconds = time.monotonic() - t0
-            state["tokens_seen"] += int(values["tokens"])
             state["elapsed_s"] += seconds
-            record = {"step": step, **values, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": values["tokens"] / max(seconds, 1e-9)}
-            result.history.append(record)
             result.step = step
-            logger.step(record, write=step % run.log_every == 0 or step == run.steps)
-            stop = _should_stop(run, step - start, time.monotonic() - t_begin)
+            if values is None:
+                logger.step({"step": step}, write=False)
+            else:
+                state["tokens_seen"] += int(values["tokens"])
+                record = {"step": step, **values, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": values["tokens"] / max(seconds, 1e-9)}
+                result.history.append(record)
+                logger.step(record, write=step % run.log_every == 0 or step == run.steps)
+            stop = parallel.agree(_should_stop(run, step - start, time.monotonic() - t_begin))
             if step % run.ckpt_every == 0 or step == run.steps or stop:
                 result.checkpoint = checkpoint(step)
             if stop:
@@ -180,8 +252,18 @@ def fit(
     finally:
         logger.close()
     result.finished = result.step >= run.steps
-    plot_loss_curves(Path(run.out) / LOG_NAME, Path(run.out) / PLOT_NAME)
+    if parallel.is_main:
+        plot_loss_curves(Path(run.out) / LOG_NAME, Path(run.out) / PLOT_NAME)
     return result
+
+
+def _check_global_batch(state: dict[str, Any], stream: BatchStream) -> None:
+    """Warn when a resumed run reads batches of another global size (the data order then shifts)."""
+    saved, now = state.get("batch_rows"), stream.batch_size * stream.world_size
+    if saved and saved != now:
+        log.warning("the checkpoint read batches of %d rows (data.batch_size x processes), this run reads %d: the data "
+                    "order differs from an uninterrupted run; keep data.batch_size x world size at %d to continue exactly",
+                    saved, now, saved)
 
 
 def _should_stop(run: RunSettings, steps_done: int, seconds: float) -> str:
@@ -193,7 +275,7 @@ def _should_stop(run: RunSettings, steps_done: int, seconds: float) -> str:
 
 
 # keys that may change between an interrupted run and its resumption
-RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in ("resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "device")}
+RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in ("resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "device", "on_nonfinite", "max_skipped_steps", "parallel")}
 
 
 def resume_point(run: RunSettings, config: dict[str, Any] | None = None) -> Path | None:

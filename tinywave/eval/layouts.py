@@ -206,14 +206,31 @@ def resolve_gold(folder: Path, task: str) -> Path:
                             f"found {_listing(sorted(folder.iterdir()))}. Expected <split>/gold.csv next to the split's wav files")
 
 
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a CSV file; bad UTF-8, bad CSV and rows whose length differs from the header name the file and line."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path} is not valid CSV ({exc}); rewrite it as comma-separated values") from None
+    for n, row in enumerate(rows, start=2):
+        if None in row or None in row.values():  # DictReader: extra fields under None, missing ones as None
+            fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+            raise ValueError(f"{path}: the row near line {n} has {fields} fields but the header has {len(header)}; "
+                             "every row needs exactly the header's columns")
+    return header, rows
+
+
 def read_gold(split: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     path = split / "gold.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path} lacks columns {missing}: expected {','.join(columns)}, found {','.join(reader.fieldnames or [])}")
-        rows = list(reader)
+    header, rows = read_csv(path)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}: expected {','.join(columns)}, found {','.join(header)}")
     if not rows:
         raise ValueError(f"{path} has no rows")
     absent = [r["filename"] for r in rows if not _wav_of(split, r["filename"]).is_file()]
@@ -287,8 +304,7 @@ def detect_kind(folder: Path) -> str:
     for task, kind in (("lexical", "swuggy"), ("syntactic", "sblimp")):
         for c in (folder, folder / "dev", folder / task / "dev"):
             if (c / "gold.csv").is_file():
-                with open(c / "gold.csv", newline="", encoding="utf-8") as f:
-                    header = next(csv.reader(f), [])
+                header, _ = read_csv(c / "gold.csv")
                 return "swuggy" if "frequency" in header else "sblimp" if "type" in header else kind
     if any(folder.glob("*_correct.wav")):
         return "storycloze"

@@ -76,8 +76,12 @@ def summarize_lexical(items: Sequence[PairItem], outcomes: Sequence[float]) -> S
     freq = {it.tags["id"]: it.tags["frequency"] for it in items}
     ids = list(by_id)
     bands = [frequency_band(freq[i]) for i in ids]
-    kept = [(b, by_id[i]) for b, i in zip(bands, ids) if b is not None]
-    breakdown, counts = _breakdown([b for b, _ in kept], [v for _, v in kept])
+    breakdown: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for _, _, name in FREQUENCY_BANDS:  # the reference's band order
+        members = [by_id[i] for i, b in zip(ids, bands) if b == name]
+        if members:
+            breakdown[name], counts[name] = _mean(members), len(members)
     in_vocab = [by_id[i] for i in ids if freq[i] != 0]
     breakdown["in-vocab"], counts["in-vocab"] = _mean(in_vocab), len(in_vocab)
     return Summary(_mean(list(by_id.values())), len(ids), breakdown, counts)

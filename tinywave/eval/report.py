@@ -51,7 +51,8 @@ def accuracy_table(results: dict[str, dict[str, float]], models: list[str], refe
 
 def perplexity_table(perplexity: dict[str, dict[str, dict[str, Any]]], models: list[str], reference: str) -> str:
     """Markdown: per corpus and model, perplexity per token and per second (lower is better)."""
-    lines = ["| corpus | model | ppl / token | ppl / second | ratio to " + reference + " (per token) |", "|---|---|---|---|---|"]
+    head = ["corpus", "model", "ppl / token", "NLL / token", "ppl / second", "NLL / second", f"ppl/token ratio to {reference}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for corpus, by_model in perplexity.items():
         ref = by_model.get(reference, {}).get("ppl_per_token")
         for m in models:
@@ -59,7 +60,8 @@ def perplexity_table(perplexity: dict[str, dict[str, dict[str, Any]]], models: l
                 continue
             p = by_model[m]
             ratio = f"{p['ppl_per_token'] / ref:.3f}" if ref else "–"
-            lines.append(f"| {corpus} | {m} | {p['ppl_per_token']:.3f} | {p['ppl_per_second']:.3f} | {ratio} |")
+            cells = [corpus, m, f"{p['ppl_per_token']:.3f}", f"{p['nll_per_token']:.4f}", f"{p['ppl_per_second']:.4g}", f"{p['nll_per_second']:.3f}", ratio]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -79,7 +81,8 @@ def markdown(report: dict[str, Any]) -> str:
     if breakdown:
         parts += ["\n## Breakdowns\n", accuracy_table(results, models, reference, breakdown)]
     if report.get("perplexity"):
-        parts += ["\n## Normalized perplexity\n\nexp(summed NLL / speech tokens) and exp(summed NLL / seconds of audio).\n",
+        parts += ["\n## Normalized perplexity\n\nper token: exp(summed NLL / speech tokens); per second: exp(summed NLL / seconds of audio), "
+                  "NLL in nats (lower is better).\n",
                   perplexity_table(report["perplexity"], models, reference)]
     if report.get("generation"):
         parts += ["\n## Continuations\n", generation_table(report["generation"])]
@@ -97,7 +100,7 @@ def bar_chart(results: dict[str, dict[str, float]], models: list[str], path: Pat
 
     rows = [k for k in results if "/" not in k]
     width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) * max(1, len(models)) ** 0.5 + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.0, 2.0 + len(rows) * (0.5 + 0.25 * len(models))), 3.6))
     for i, m in enumerate(models):
         xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(rows))]
         ax.bar(xs, [100 * results[r].get(m, math.nan) for r in rows], width, label=m)

@@ -128,7 +128,15 @@ def load_model(folder: Path, settings: EvalSettings) -> tuple[torch.nn.Module, S
                                 "(config.json, model.safetensors, tokenizer files)")
     if settings.dtype not in DTYPES:
         raise ValueError(f"dtype={settings.dtype!r} is not known; choose one of {sorted(DTYPES)}")
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=DTYPES[settings.dtype], local_files_only=True)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # our own bars are enough
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=DTYPES[settings.dtype], local_files_only=True)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     return model.to(settings.device).eval(), SequenceBuilder(load_tokenizer(folder), settings.append_eos)
 
 

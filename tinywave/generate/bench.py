@@ -13,7 +13,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -79,40 +79,66 @@ def quality_vs_reference(reference: torch.nn.Module, model: torch.nn.Module, ids
     return agree, kl
 
 
-def measure(name: str, model: torch.nn.Module, layout: VocabLayout, precisions: Sequence[str], batches: Sequence[int],
-            prompt_tokens: int, new_tokens: int, repeats: int, unit_rate: float, bos: int, pad_id: int,
-            vocode: Callable[[list[int]], tuple[float, float]] | None = None, n_units: int | None = None) -> list[Latency]:
-    """All precision x batch measurements of one model.
+@dataclass
+class Subject:
+    """One model to time, with what its prompts and outputs need."""
 
-    ``vocode(tokens) -> (audio seconds, wall seconds)``: when given, RTF counts the real
-    audio duration and includes vocoding time; otherwise one [Hu] token = 1 / unit_rate s.
-    ``n_units``: allow only the [Hu] ids the vocoder knows.
+    name: str
+    model: torch.nn.Module  # fp32
+    layout: VocabLayout
+    bos: int
+    pad_id: int
+    vocode: Callable[[list[int]], tuple[float, float]] | None = None  # tokens -> (audio s, wall s)
+    n_units: int | None = None  # [Hu] ids the vocoder knows
+    processor: ModalityLogitsProcessor = field(init=False)  # forced speech, EOS banned: exactly new_tokens per row
+
+    def __post_init__(self) -> None:
+        self.model = prepare(self.model, "fp32")
+        self.processor = ModalityLogitsProcessor.for_modality(self.layout, "speech", int(self.model.config.vocab_size),
+                                                              allow_eos=False, streams=("hubert",), n_units=self.n_units)
+
+
+def _result(s: Subject, precision: str, batch: int, prompt: list[int], new_tokens: int, runs: list[tuple[float, float, list[list[int]]]],
+            unit_rate: float, quality: tuple[float, float]) -> Latency:
+    ttft = statistics.median(r[0] for r in runs)
+    rest = statistics.median(r[1] for r in runs)
+    speech_s, vocoder_s = batch * new_tokens / unit_rate, 0.0
+    if s.vocode is not None:
+        timed = [s.vocode(toks) for toks in runs[0][2]]
+        speech_s, vocoder_s = sum(t[0] for t in timed), sum(t[1] for t in timed)
+    per_seq = (new_tokens - 1) / rest if rest > 0 else float("inf")
+    return Latency(s.name, precision, batch, int(s.model.config.num_hidden_layers), len(prompt), new_tokens, ttft, per_seq,
+                   per_seq * batch, speech_s / (ttft + rest + vocoder_s), *quality)
+
+
+def measure(subjects: Sequence[Subject], precisions: Sequence[str], batches: Sequence[int], prompt_tokens: int,
+            new_tokens: int, repeats: int, unit_rate: float = 25.0) -> list[Latency]:
+    """Every subject x precision x batch. Within a setting the subjects' timed runs alternate
+    (A, B, A, B, ...) and medians are taken, so a load change on a shared machine hits all alike.
+
+    RTF counts the real audio duration and the vocoding time when a subject has ``vocode``;
+    otherwise one [Hu] token = 1 / ``unit_rate`` seconds of speech.
     """
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ValueError(f"unknown precision(s) {unknown}; choose from {sorted(PRECISIONS)}")
-    processor = ModalityLogitsProcessor.for_modality(layout, "speech", int(model.config.vocab_size), allow_eos=False,
-                                                     streams=("hubert",), n_units=n_units)
-    prompt = speech_prompt(layout, prompt_tokens, bos)
-    reference = prepare(model, "fp32")
-    _, _, ref_tokens = time_decode(reference, [prompt], min(new_tokens, 32), processor, pad_id)  # quality is judged on these
+    prompts = {s.name: speech_prompt(s.layout, prompt_tokens, s.bos) for s in subjects}
+    # fp32 greedy continuations: the tokens bf16 / int8 quality is judged on
+    refs = {s.name: time_decode(s.model, [prompts[s.name]], min(new_tokens, 32), s.processor, s.pad_id)[2][0] for s in subjects}
     results = []
     for precision in precisions:
-        variant = PRECISIONS[precision](reference)
-        agree, kl = quality_vs_reference(reference, variant, prompt + ref_tokens[0])
+        variants = {s.name: PRECISIONS[precision](s.model) for s in subjects}
+        quality = {s.name: quality_vs_reference(s.model, variants[s.name], prompts[s.name] + refs[s.name]) for s in subjects}
         for batch in batches:
-            rows = [prompt] * batch
-            time_decode(variant, rows, min(new_tokens, 8), processor, pad_id)  # warm-up
-            runs = [time_decode(variant, rows, new_tokens, processor, pad_id) for _ in range(repeats)]
-            ttft = statistics.median(r[0] for r in runs)
-            rest = statistics.median(r[1] for r in runs)
-            speech_s, vocoder_s = batch * new_tokens / unit_rate, 0.0
-            if vocode is not None:
-                timed = [vocode(toks) for toks in runs[0][2]]
-                speech_s, vocoder_s = sum(t[0] for t in timed), sum(t[1] for t in timed)
-            per_seq = (new_tokens - 1) / rest if rest > 0 else float("inf")
-            results.append(Latency(name, precision, batch, int(model.config.num_hidden_layers), len(prompt), new_tokens,
-                                   ttft, per_seq, per_seq * batch, speech_s / (ttft + rest + vocoder_s), agree, kl))
+            runs: dict[str, list] = {s.name: [] for s in subjects}
+            for s in subjects:  # warm-up
+                time_decode(variants[s.name], [prompts[s.name]] * batch, min(new_tokens, 8), s.processor, s.pad_id)
+            for _ in range(repeats):
+                for s in subjects:
+                    runs[s.name].append(time_decode(variants[s.name], [prompts[s.name]] * batch, new_tokens, s.processor, s.pad_id))
+            results += [_result(s, precision, batch, prompts[s.name], new_tokens, runs[s.name], unit_rate, quality[s.name])
+                        for s in subjects]
+        del variants
     return results
 
 

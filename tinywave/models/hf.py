@@ -60,8 +60,10 @@ def load_causal_lm(path: str | Path, dtype: str = "float32") -> nn.Module:
     """A Llama-family causal LM from a local directory, on CPU, SDPA attention."""
     from transformers import AutoModelForCausalLM
 
+    from tinywave.safeload import refuse_pickled_weights
+
     path = check_model_dir(path)
-    with quiet_transformers():
+    with quiet_transformers(), refuse_pickled_weights(path):
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype), local_files_only=True, attn_implementation="sdpa")
     decoder_layers(model)  # refuses models without .model.layers
     return model

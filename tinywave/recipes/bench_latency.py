@@ -81,23 +81,22 @@ def run(cfg: Config) -> int:
     import torch
 
     from tinywave.files import atomic_write_json
-    from tinywave.generate.bench import format_table, measure, ratios
+    from tinywave.generate.bench import Subject, format_table, measure, ratios
     from tinywave.generate.deploy import load_causal_lm
     from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer
 
     models = parse_models(cfg.model)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    results = []
+    subjects = []
     for name, path in models:
         tok = load_tokenizer(path)
         layout = layout_from_tokenizer(tok)
-        model = load_causal_lm(path, "fp32")
         vocode, n_units = _vocode_fn(_vocoder_dir(cfg, path), layout)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        log.info("timing %s (%d layers)", name, model.config.num_hidden_layers)
-        results += measure(name, model, layout, cfg.precision, cfg.batch, cfg.prompt_tokens, cfg.new_tokens, cfg.repeats,
-                           cfg.unit_rate, tok.bos_token_id, pad, vocode, n_units)
+        subjects.append(Subject(name, load_causal_lm(path, "fp32"), layout, tok.bos_token_id, pad, vocode, n_units))
+    log.info("timing %s, interleaved", ", ".join(f"{s.name} ({s.model.config.num_hidden_layers} layers)" for s in subjects))
+    results = measure(subjects, cfg.precision, cfg.batch, cfg.prompt_tokens, cfg.new_tokens, cfg.repeats, cfg.unit_rate)
     print(format_table(results))
     report: dict[str, Any] = {"results": [r.to_json() for r in results], "threads": torch.get_num_threads()}
     if len(models) >= 2:

@@ -2,6 +2,8 @@
 
     tinywave corpus synth --out data/corpus --stories 400 --seed 0 --workers 2
     tinywave corpus synth --out /tmp/tiny --small          # a few stories, for tests
+    tinywave corpus synth --out data/corpus rank=R world_size=N   # on each of N machines (shared folder)
+    tinywave corpus synth --out data/corpus merge=true world_size=N  # then once: the manifest
 
 Writes ``OUT/wavs/*.wav`` (16 kHz mono), ``OUT/manifest.jsonl`` (one whole story per
 item, with word timings) and ``OUT/corpus.json`` (settings and totals). Same seed,
@@ -31,11 +33,28 @@ class Config:
     small: bool = field(False, help=f"tiny corpus for tests ({SMALL_STORIES} stories), overrides --stories")
     workers: int = field(2, help="synthesis processes")
     voices: list[str] = field(list(DEFAULT_TRAINING_VOICES), help=f"training voices, used in turn; choose from {TRAINING_POOL}")
+    rank: int = field(0, help="this machine's share: chunks of stories c with c % world_size == rank")
+    world_size: int = field(1, help="number of machines sharing the corpus (same --out, e.g. a shared filesystem)")
+    merge: bool = field(False, help="after every rank finished: write the manifest of all ranks' stories and exit")
+
+
+def _merged(root: Path, jobs: list, world_size: int):
+    """RunStats of every job finished by one of the ranks; refuses when a job is in none of them."""
+    from tinywave.corpus.synth import RunStats, finished_jobs, rank_journal
+    from tinywave.corpus.training import JOURNAL
+
+    journals = [JOURNAL] + [rank_journal(JOURNAL, r, world_size) for r in range(world_size)]
+    metas = finished_jobs(root, jobs, journals)
+    missing = [j.id for j in jobs if j.id not in metas]
+    if missing:
+        raise ValueError(f"{len(missing)} stories (first {missing[0]}) were rendered by no rank of {world_size}; "
+                         f"rerun the unfinished ranks (rank=R world_size={world_size}), then merge")
+    return RunStats(metas=metas, skipped=len(jobs))
 
 
 def run(cfg: Config) -> int:
     from tinywave.corpus.espeak import Synthesizer
-    from tinywave.corpus.synth import run_jobs
+    from tinywave.corpus.synth import rank_chunks, rank_journal, run_jobs
     from tinywave.corpus.training import CHUNK, JOURNAL, plan_corpus, write_corpus_manifest
     from tinywave.corpus.voices import check_training_voices
     from tinywave.files import atomic_write_json
@@ -49,8 +68,18 @@ def run(cfg: Config) -> int:
     root = Path(cfg.out)
     # 1. plan: stories disjoint from the benchmarks of this seed, voices in turn
     plan = plan_corpus(cfg.seed, n, voices)
-    # 2. speak (parallel, resumable)
-    stats = run_jobs([p.job for p in plan], root, JOURNAL, cfg.workers, CHUNK, desc="corpus")
+    # 2. speak (parallel, resumable); with several machines this one's chunks, or merge them all
+    jobs = [p.job for p in plan]
+    if cfg.merge:
+        stats = _merged(root, jobs, cfg.world_size)
+    else:
+        mine = rank_chunks(jobs, CHUNK, cfg.rank, cfg.world_size)
+        stats = run_jobs(mine, root, rank_journal(JOURNAL, cfg.rank, cfg.world_size), cfg.workers, CHUNK, desc="corpus")
+        if cfg.world_size > 1:
+            log.info("rank %d of %d: %d stories rendered now, %d already there; when every rank is done run "
+                     "`tinywave corpus synth ... merge=true world_size=%d`", cfg.rank, cfg.world_size, stats.rendered,
+                     stats.skipped, cfg.world_size)
+            return 1 if stats.failed else 0
     # 3. manifest and summary in plan order
     items = write_corpus_manifest(root, plan, stats.metas)
     seconds = sum(it.extra["seconds"] for it in items)

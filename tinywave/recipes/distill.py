@@ -2,13 +2,17 @@
 
     tinywave distill --config configs/distill-tiny.yaml teacher.dir=runs/teacher/model \
         data.shards=runs/shards train.out=runs/student loss.kl_weight=0.5
+    torchrun --nproc_per_node 2 -m tinywave.cli distill ... train.parallel=fsdp   # see docs/DISTRIBUTED.md
 
 The student keeps a subset of the teacher's layers (uniform spacing by default) and
 learns from CE on the ground truth + KL on temperature-softened logits (x T^2) +
 hidden-state loss + attention-map loss per mapped layer pair, each with its own
 weight. The CE-only baselines are this recipe with kl/hidden/attn weights 0 and
 ``student.init=pruned`` or ``random`` (the teacher is then never run).
-Writes ``train.out/model`` (a plain HF folder) when the run completes.
+Writes ``train.out/model`` (a plain HF folder) when the run completes. With
+``teacher.cache`` (from ``tinywave teacher-cache``) the teacher's logits and hidden states
+are read from disk instead of recomputed every epoch. Under torchrun each process takes
+its slice of every global batch (global batch = processes x data.batch_size).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ PROJECTIONS_FILE = "projections.safetensors"
 class TeacherSection:
     dir: str = field("", help="teacher model folder: a Llama-family HF causal LM with the speech vocabulary")
     dtype: str = field("float32", help="teacher weights dtype: float32 or bfloat16")
+    cache: str = field("", help="read teacher outputs from this `tinywave teacher-cache` folder instead of running the teacher (needs loss.attn_weight=0)")
 
 
 @dataclass
@@ -53,6 +58,11 @@ class LossSection:
 
 
 @dataclass
+class TrainSection(RunSettings):
+    parallel: str = field("auto", help="auto (ddp under torchrun), none, ddp or fsdp (FSDP2: student sharded per layer, teacher replicated)")
+
+
+@dataclass
 class Config:
     teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "the teacher"})
     student: StudentSection = dc_field(default_factory=StudentSection, metadata={"help": "the student"})
@@ -60,8 +70,47 @@ class Config:
     loss: LossSection = dc_field(default_factory=LossSection, metadata={"help": "loss weights"})
     data: DataSettings = dc_field(default_factory=DataSettings, metadata={"help": "training shards"})
     optim: OptimSettings = dc_field(default_factory=OptimSettings, metadata={"help": "optimizer"})
-    train: RunSettings = dc_field(default_factory=RunSettings, metadata={"help": "run"})
+    train: TrainSection = dc_field(default_factory=TrainSection, metadata={"help": "run"})
     resume: bool = field(False, help="continue from the newest checkpoint in train.out (same as train.resume)")
+    dry_run: bool = field(False, help="validate the config on a scaled-down teacher of the same shape and print parameter, memory, FLOP and GPU estimates for the real sizes; trains nothing")
+
+
+def _dry_run(cfg: Config) -> int:
+    """Build the student from a 64-wide teacher with the real layer count and vocabulary, run one
+    step of the configured objective on it, and print the full-size estimates (tinywave.models.estimate)."""
+    import dataclasses
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from tinywave.data.shards import labels_from_batch
+    from tinywave.models import estimate
+    from tinywave.models.student import build_student, student_config
+
+    shape, source = estimate.teacher_shape(cfg.teacher.dir)
+    real = estimate.scaled_config(shape, shape.hidden, shape.head_dim)  # the real config (no weights) checks the width
+    keep = _student_plan(cfg, shape.layers)
+    student_config(real, cfg.student.n_layers, keep, cfg.student.width or None)
+    tiny_cfg = estimate.scaled_config(shape)
+    torch.manual_seed(cfg.train.seed)
+    teacher = LlamaForCausalLM(tiny_cfg)
+    width = cfg.student.width * tiny_cfg.hidden_size // shape.hidden if cfg.student.width else None
+    student = build_student(teacher, cfg.student.n_layers, keep, width, cfg.student.init)
+    pairs = _layer_pairs(cfg, keep, cfg.student.n_layers, shape.layers)
+    online = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, cache=""))  # the scaled teacher runs online
+    objective, _ = _objective(online, student, teacher, None, pairs, None, torch.device("cpu"))
+    ids = torch.randint(0, shape.vocab, (2, 16))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels_from_batch(ids, torch.ones_like(ids))}
+    losses = objective(batch, float((batch["labels"] != -100).sum()))
+    losses["loss"].backward()
+    print(f"teacher shape from {source}: {shape}")
+    print(f"student keeps teacher layers {keep}; layer map (student <- teacher) {pairs}")
+    print("validation step on the scaled-down models: " + ", ".join(f"{k} {v.item():.3f}" for k, v in losses.items()))
+    settings = estimate.StepSettings(cfg.data.batch_size, cfg.data.seq_len or 2048, cfg.optim.accum_steps, cfg.train.precision,
+                                     cfg.teacher.dtype, objective.teacher is not None, len(pairs) if cfg.loss.hidden_weight > 0 else 0,
+                                     len(pairs) if cfg.loss.attn_weight > 0 else 0, cfg.loss.chunk_size)
+    print("\n".join(estimate.report(shape, shape.student(cfg.student.n_layers, cfg.student.width), settings, cfg.train.steps)))
+    return 0
 
 
 def _student_plan(cfg: Config, n_teacher: int) -> list[int]:
@@ -111,24 +160,31 @@ def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None)
     return proj
 
 
-def _objective(cfg: Config, student, teacher, pairs, resume_from: Path | None, device):
+def _teacher_targets(cfg: Config, teacher, dataset, mapped: list[int], device):
+    """The teacher run online (on ``device``), or its outputs read from ``teacher.cache``."""
+    from tinywave.distill.cache import open_cache
+    from tinywave.distill.teacher import OnlineTeacher
+
+    loss = cfg.loss
+    hidden, attn = (mapped if w > 0 else [] for w in (loss.hidden_weight, loss.attn_weight))
+    if cfg.teacher.cache:
+        return open_cache(cfg.teacher.cache, teacher, dataset, loss.temperature, hidden, loss.kl_weight > 0, bool(attn))
+    return OnlineTeacher(teacher.to(device), hidden, attn, logits=loss.kl_weight > 0)
+
+
+def _objective(cfg: Config, student, teacher, dataset, pairs, resume_from: Path | None, device):
     """(DistillObjective on ``device``, projections or None) for the configured loss weights."""
     import torch
 
     from tinywave.distill.objective import DistillObjective, LossWeights
-    from tinywave.distill.teacher import OnlineTeacher
-    from tinywave.models.attention import use_mapped_attention
+    from tinywave.distill.fused import use_qk_attention
 
     loss = cfg.loss
     weights = LossWeights(loss.ce_weight, loss.kl_weight, loss.hidden_weight, loss.attn_weight, loss.temperature, loss.hidden_kind, loss.chunk_size)
     weights.check()
-    mapped = [t for _, t in pairs]
-    targets = None
-    if weights.needs_teacher:
-        hidden, attn = (mapped if w > 0 else [] for w in (loss.hidden_weight, loss.attn_weight))
-        targets = OnlineTeacher(teacher.to(device), hidden, attn, logits=loss.kl_weight > 0)
+    targets = _teacher_targets(cfg, teacher, dataset, [t for _, t in pairs], device) if weights.needs_teacher else None
     if loss.attn_weight > 0:
-        use_mapped_attention(student)
+        use_qk_attention(student)  # SDPA that records the mapped layers' queries and keys
     projections = _projections(cfg, pairs, student, teacher, resume_from)
     objective = DistillObjective(student.to(device, torch.float32).train(), weights, pairs, targets, projections)
     return objective.to(device), projections
@@ -140,6 +196,7 @@ def run(cfg: Config) -> int:
 
     from tinywave.data.shards import ShardDataset
     from tinywave.distill.data import BatchStream
+    from tinywave.distill.distributed import Parallel
     from tinywave.distill.trainer import fit, resolve_device, resume_point
     from tinywave.models.attention import decoder_layers
     from tinywave.models.checks import check_same_vocabulary, check_shards_fit, check_tokenizer_fits
@@ -147,12 +204,15 @@ def run(cfg: Config) -> int:
     from tinywave.models.hf import load_causal_lm, write_model_dir
     from tinywave.text.vocab import load_tokenizer, vocab_fingerprint
 
+    if cfg.dry_run:
+        return _dry_run(cfg)
     if not cfg.teacher.dir or not cfg.data.shards:
         raise ValueError("distill needs teacher.dir (the teacher model folder) and data.shards (the shard folder)")
     cfg.train.resume = cfg.train.resume or cfg.resume
     resume_from = resume_point(cfg.train, to_dict(cfg))
     torch.manual_seed(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
+    parallel = Parallel.setup(cfg.train.parallel, resolve_device(cfg.train.device))  # under torchrun: joins the others
+    device = parallel.device
 
     # 1. teacher and its vocabulary (the reference every other check compares with)
     teacher = load_causal_lm(cfg.teacher.dir, cfg.teacher.dtype)
@@ -174,24 +234,27 @@ def run(cfg: Config) -> int:
     # 4. data, refused unless built with the teacher's vocabulary
     dataset = ShardDataset(cfg.data.shards, expected_fingerprint=fingerprint)
     check_shards_fit(dataset.index, dataset.seq_len, cfg.data.seq_len, {"teacher": teacher, "student": student}, cfg.data.shards)
-    stream = BatchStream(dataset, cfg.data.batch_size, cfg.train.seed)
+    stream = BatchStream(dataset, cfg.data.batch_size, cfg.train.seed, rank=parallel.rank, world_size=parallel.world_size)
 
-    # 5. objective: the teacher runs only when a teacher-dependent loss is on
-    objective, projections = _objective(cfg, student, teacher, pairs, resume_from, device)
-    params = [p for p in objective.parameters() if p.requires_grad]
-    log.info("student: %.2fM trainable parameters; teacher %s", sum(p.numel() for p in params) / 1e6,
-             "online" if objective.teacher else "not run (CE only)")
+    # 5. objective: the teacher runs only when a teacher-dependent loss is on (or is read from its cache)
+    objective, projections = _objective(cfg, student, teacher, dataset, pairs, resume_from, device)
+    model = parallel.wrap(objective, decoder_layers(student))  # ddp / fsdp under torchrun, else unchanged
+    params = [p for p in model.parameters() if p.requires_grad]
+    teacher_kind = ("cached" if cfg.teacher.cache else "online") if objective.teacher else "not run (CE only)"
+    log.info("student: %.2fM trainable parameters; teacher %s", sum(p.numel() for p in params) / 1e6, teacher_kind)
 
-    # 6. train
+    # 6. train (rank 0 writes; under FSDP from the weights gathered for the checkpoint)
     def save_model(folder: Path) -> None:
-        write_model_dir(student, tokenizer, folder, speech_src=cfg.teacher.dir)
+        plain = parallel.plain(objective)
+        write_model_dir(plain.student, tokenizer, folder, speech_src=cfg.teacher.dir)
         if projections is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in projections.state_dict().items()}, str(folder / PROJECTIONS_FILE))
+            save_file({k: v.detach().cpu().contiguous() for k, v in plain.projections.state_dict().items()}, str(folder / PROJECTIONS_FILE))
 
-    result = fit(objective, params, stream, cfg.optim, cfg.train, save_model, to_dict(cfg), resume_from)
+    result = fit(model, params, stream, cfg.optim, cfg.train, save_model, to_dict(cfg), resume_from, parallel)
 
     # 7. the student as a plain HF folder
-    if result.finished and result.checkpoint is not None:
+    if result.finished and result.checkpoint is not None and parallel.is_main:
         export_model(result.checkpoint, Path(cfg.train.out) / "model")
         log.info("student -> %s", Path(cfg.train.out) / "model")
+    parallel.close()
     return 0

@@ -34,9 +34,9 @@ class StudentSection:
     num_layers: int = field(6, help="final student depth (after all growth stages)")
     heads: int = field(4, help="attention heads")
     intermediate_size: int = field(384, help="feed-forward width")
-    teacher_layers: list[int] = field([2, 4, 6], help="teacher hidden-state indices to regress (k = output of layer k)")
+    teacher_layers: list[int] = field([2, 3, 4], help="teacher hidden-state indices to regress (k = output of layer k)")
     init_from_teacher: bool = field(True, help="copy the teacher's first layers when the widths match (DistilHuBERT)")
-    freeze_front_end: bool = field(False, help="keep the copied CNN front end frozen")
+    freeze_front_end: bool = field(True, help="keep the copied CNN front end frozen (then it runs once per batch for both)")
 
 
 @dataclass
@@ -62,6 +62,7 @@ class TrainSection:
     save_every: int = field(100, help="checkpoint every N steps")
     keep: int = field(2, help="checkpoints kept")
     stop_at: int = field(0, help="stop after this step (simulated pre-emption; the next run resumes); 0: run to the end")
+    parallel: str = field("auto", help="auto (ddp under torchrun), none or ddp; batch_size is per process")
 
 
 @dataclass
@@ -115,13 +116,19 @@ def _check(cfg: Config, teacher) -> None:
 
 
 def run(cfg: Config) -> int:
-    from tinywave.files import atomic_dir, atomic_write_json
+    import torch
+
+    from tinywave.distill.distributed import Parallel
+    from tinywave.files import atomic_write_json
     from tinywave.sfm.data import load_bank
-    from tinywave.sfm.distill import LoopSettings, TeacherTargets, distill, plot_losses, resume
+    from tinywave.sfm.distill import LoopSettings, TeacherTargets, distill, resume
     from tinywave.sfm.models import freeze, load_encoder, same_front_end
 
     if not cfg.teacher:
         raise ValueError("--teacher is required: a HuBERT-family model directory (e.g. from `tinywave sfm pretrain`)")
+    if cfg.train.parallel == "fsdp":
+        raise ValueError("sfm distill supports train.parallel=ddp (or auto/none); FSDP is for the language-model distillation")
+    parallel = Parallel.setup(cfg.train.parallel, torch.device("cpu"))  # under torchrun: DDP over the processes
     # 1. frozen teacher, data, growth plan
     teacher = freeze(load_encoder(cfg.teacher))
     _check(cfg, teacher)
@@ -138,7 +145,8 @@ def run(cfg: Config) -> int:
         log.info("resuming from %s: step %d, depth %d", ckpt, state["step"], student.depth)
     else:
         student, state, ckpt = build(cfg, teacher, init_depth), None, None
-        atomic_write_json(out / "config.json", to_dict(cfg))
+        if parallel.is_main:
+            atomic_write_json(out / "config.json", to_dict(cfg))
     if cfg.student.freeze_front_end:
         freeze(student.encoder.feature_extractor)
     # 3. train, growing at the planned steps
@@ -149,15 +157,23 @@ def run(cfg: Config) -> int:
                             save_every=t.save_every, keep=t.keep, stop_at=t.stop_at)
     share = cfg.student.freeze_front_end and same_front_end(teacher, student.encoder)  # run the CNN once for both
     targets = TeacherTargets(teacher, cfg.student.teacher_layers, share_front_end=share)
-    summary = distill(student, targets, bank, plan, settings, out,
-                      state, ckpt)
+    summary = distill(student, targets, bank, plan, settings, out, state, ckpt, parallel)
+    if parallel.is_main:  # rank 0 writes the plot, the student and the summary
+        _write_outputs(out, plan, student, summary, t.steps)
+    parallel.close()
+    return 0
+
+
+def _write_outputs(out: Path, plan, student, summary: dict, steps: int) -> None:
+    """The loss plot; when finished, the student (plain HF HubertModel dir + heads + targets) and summary.json."""
+    from tinywave.files import atomic_dir, atomic_write_json
+    from tinywave.sfm.distill import plot_losses
+
     plot_losses(out / "log.jsonl", plan.steps, out / "loss.png", f"sfm distill: {plan.op}, {student.kind}")
     if not summary["finished"]:
-        log.info("stopped at step %d of %d; rerun the same command to resume", summary["step"], t.steps)
-        return 0
-    # 4. export the student (plain HF HubertModel dir + heads + targets)
+        log.info("stopped at step %d of %d; rerun the same command to resume", summary["step"], steps)
+        return
     with atomic_dir(out / "student") as tmp:
         student.save(tmp)
     atomic_write_json(out / "summary.json", {**summary, "growth_steps": plan.steps, "history": student.history})
     log.info("student (%d layers) -> %s; final loss %.4f", student.depth, out / "student", summary["loss"])
-    return 0

@@ -27,16 +27,16 @@ class ModelSection:
     num_layers: int = field(4, help="transformer layers")
     heads: int = field(4, help="attention heads")
     intermediate_size: int = field(768, help="feed-forward width")
-    conv_channels: int = field(128, help="channels of each CNN layer (HuBERT-Base strides, 20 ms frames)")
+    conv_channels: int = field(64, help="channels of each CNN layer (HuBERT-Base: 512; strides as Base, 20 ms frames)")
 
 
 @dataclass
 class TrainSection:
-    steps: int = field(1500, help="optimizer steps")
+    steps: int = field(600, help="optimizer steps")
     batch_size: int = field(8, help="crops per step")
-    crop_seconds: float = field(2.0, help="random crop length")
-    lr: float = field(5e-4, help="peak learning rate (AdamW)")
-    warmup: int = field(150, help="linear warmup steps")
+    crop_seconds: float = field(1.5, help="random crop length")
+    lr: float = field(1e-3, help="peak learning rate (AdamW)")
+    warmup: int = field(50, help="linear warmup steps")
     mask_prob: float = field(0.65, help="fraction of frames covered by masked spans (HuBERT: ~0.8 starts x 10)")
     mask_span: int = field(5, help="frames per masked span")
     seed: int = field(0, help="seed for init, batches and masks")

@@ -57,6 +57,7 @@ class Config:
     max_frames: int = field(100_000, help="vectors per k-means fit (random subset)")
     seed: int = field(0, help="seed for the audio subset and k-means")
     workers: int = field(2, help="feature extraction processes")
+    trust_pickle: bool = field(False, help="allow a quantizer file that needs arbitrary unpickling (can run code: only for files you trust)")
 
 
 def unit_features(cfg: Config):
@@ -102,7 +103,7 @@ def run(cfg: Config) -> int:
         features["pitch"] = PitchFeatures(f0=f0)
     if cfg.style:
         features["style"] = StyleFeatures(n_mels=cfg.n_mels, f0=f0)
-    given = load_quantizer(cfg.hubert.quantizer) if cfg.kind == "hubert" and cfg.hubert.quantizer else None
+    given = load_quantizer(cfg.hubert.quantizer, cfg.trust_pickle) if cfg.kind == "hubert" and cfg.hubert.quantizer else None
     to_fit = {name: f for name, f in features.items() if not (name == "hubert" and given is not None)}
     # 2. vectors from a seeded subset of the manifest(s), then one codebook per stream
     books, meta = {}, {"seed": cfg.seed, "manifests": [str(Path(m).resolve()) for m in cfg.manifest]}

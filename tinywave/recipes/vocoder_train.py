@@ -6,8 +6,9 @@
 Units come from the speech tokenizer (raw frames, not deduplicated); speakers from the
 manifest's ``speaker``. Writes ``OUT/config.json`` (SpiritLM's field names),
 ``OUT/generator.safetensors``, ``OUT/speakers.txt``, the Griffin-Lim baseline in
-``OUT/griffinlim/``, ``OUT/eval.json`` (mel-cepstral distortion against the ground truth
-of held-out utterances, ours vs the baseline), resynthesized samples in ``OUT/samples/``
+``OUT/griffinlim/``, ``OUT/eval.json`` (on held-out utterances, ours vs the baseline:
+mel-cepstral distortion against the ground truth, and the share of units the speech
+tokenizer recovers from the resynthesis), resynthesized samples in ``OUT/samples/``
 and per-step losses in ``OUT/train_log.jsonl``. An interrupted run resumes from
 ``OUT/checkpoint.*``.
 """
@@ -39,7 +40,7 @@ class Config:
     channels: int = field(64, help="upsample_initial_channel (SpiritLM: 512)")
     embedding_dim: int = field(64, help="unit/speaker embedding width (SpiritLM: 128)")
     kernels: list[int] = field([3, 7, 11], help="resblock kernel sizes")
-    mel_weight: float = field(1.0, help="weight of the log-mel L1 loss next to the multi-resolution STFT loss")
+    mel_weight: float = field(10.0, help="weight of the log-mel L1 loss next to the multi-resolution STFT loss")
     num_units: int = field(0, help="unit table size (0: from the tokenizer, else the largest unit seen + 1)")
     heldout: int = field(8, help="utterances held out for the MCD evaluation")
     max_items: int = field(0, help="use at most this many utterances (0: all)")
@@ -149,12 +150,18 @@ def run(cfg: Config) -> int:
     ours = HifiGanVocoder.load(out)
     vocoders = {"hifigan": ours, "griffinlim": baseline}
     mcd = T.evaluate_mcd(vocoders, held) if held else {}
+    units = T.evaluate_units(vocoders, held, tokenizer) if held else {}
     write_samples(out / "samples", held[: cfg.samples], vocoders)
     report = {"steps": last, "train_seconds": round(train_s, 1), "heldout": [u.id for u in held],
-              "mcd_db": {k: round(v, 3) for k, v in mcd.items()}}
+              "mcd_db": {k: round(v, 3) for k, v in mcd.items()}, "unit_accuracy": {k: round(v, 4) for k, v in units.items()}}
+    if mcd:
+        report["lower_mcd"] = min(vocoders, key=lambda k: mcd[k])
+        if report["lower_mcd"] != "hifigan":
+            log.warning("after %d steps the Griffin-Lim baseline has the lower MCD; train longer (steps=...), or generate with "
+                        "--vocoder %s", last, out / "griffinlim")
     atomic_write_json(out / "eval.json", report)
-    log.info("vocoder -> %s after %d steps (%.0f s); held-out MCD (dB): %s", out, last, train_s,
-             ", ".join(f"{k} {v:.2f}" for k, v in mcd.items()))
+    log.info("vocoder -> %s after %d steps (%.0f s); held-out MCD (dB): %s; re-encoded unit accuracy: %s", out, last, train_s,
+             ", ".join(f"{k} {v:.2f}" for k, v in mcd.items()), ", ".join(f"{k} {v:.3f}" for k, v in units.items()))
     return 0
 
 

@@ -14,7 +14,6 @@ architecture before loading weights and optimizer state.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,16 +23,18 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from tinywave.files import JsonlAppender, atomic_write_text, load_jsonl
+from tinywave.distill.distributed import SINGLE, Parallel
+from tinywave.files import load_jsonl
 from tinywave.progress import bar
 from tinywave.sfm.data import Batch, WaveBank, sample_batch
 from tinywave.sfm.losses import distilhubert_loss, layer_to_layer_loss
-from tinywave.sfm.models import downsample_rate, front_end, hidden_states
+from tinywave.sfm.models import downsample_rate, frame_lengths, front_end, hidden_states
 from tinywave.sfm.optim import (
     latest_checkpoint,
     load_optimizer_state,
     lr_at,
     make_optimizer,
+    open_log,
     read_trainer_state,
     save_checkpoint,
     set_lr,
@@ -119,25 +120,47 @@ def grow_student(student: Student, optimizer: torch.optim.Optimizer, op: str, pa
 
 
 def loss_step(student: Student, targets: dict[int, torch.Tensor], batch: Batch, intermediate_weight: float,
-              features: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The student's loss of its kind on one batch (teacher targets precomputed)."""
-    preds, mask = student(batch.wav, batch.lengths, features)  # {t: (B, T, D_t)}, (B, T)
+              features: torch.Tensor | None = None, wrapped: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The student's loss of its kind on one batch (teacher targets precomputed); ``wrapped``: the
+    student inside DistributedDataParallel, called instead of it."""
+    preds, mask = (wrapped or student)(batch.wav, batch.lengths, features)  # {t: (B, T, D_t)}, (B, T)
     if student.kind == "distilhubert":
         return distilhubert_loss(preds, targets, mask)
     return layer_to_layer_loss(preds, targets, student.output_layer, mask, intermediate_weight)
 
 
-def _open_log(path: Path, start: int) -> JsonlAppender:
-    """The JSONL log with the entries of steps after ``start`` dropped (they are rerun)."""
-    if path.exists():
-        kept = [r for r in load_jsonl(path) if r.get("step", 0) <= start]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-    return JsonlAppender(path, fsync=False)
+# --- several processes (DDP): each rank takes its rows of the global batch ---------------------
+
+def rank_share(batch: Batch, rank: int, size: int) -> Batch:
+    """Rows ``[rank * size, (rank + 1) * size)`` of a global batch, padding width kept (so every item
+    is computed exactly as in one process)."""
+    rows = slice(rank * size, (rank + 1) * size)
+    return Batch(batch.wav[rows], batch.lengths[rows], batch.index[rows], batch.start[rows])
+
+
+def global_frame_mean(parallel: Parallel, loss: torch.Tensor, parts: dict[str, float], frames: int) -> tuple[float, dict[str, float]]:
+    """(gradient scale of this rank's loss, the loss and parts as means over every rank's frames).
+
+    Each rank's loss is a mean over its own frames; weighting it by its share of the frames
+    (times the world size, which DDP's gradient averaging divides out) gives the gradient of
+    the mean over the global batch, as in one process with the whole batch.
+    """
+    if parallel.world_size == 1:
+        return 1.0, {"loss": loss.item(), **parts}
+    total = parallel.sum({"frames": float(frames)})["frames"]
+    share = frames / total
+    values = parallel.sum({k: v * share for k, v in {"loss": loss.item(), **parts}.items()})
+    return share * parallel.world_size, values
 
 
 def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: GrowthPlan, cfg: LoopSettings,
-            out: str | Path, state: dict[str, Any] | None = None, optimizer_from: Path | None = None) -> dict[str, Any]:
-    """Train ``student`` for ``cfg.steps`` steps (from ``state['step']`` when resuming)."""
+            out: str | Path, state: dict[str, Any] | None = None, optimizer_from: Path | None = None,
+            parallel: Parallel = SINGLE) -> dict[str, Any]:
+    """Train ``student`` for ``cfg.steps`` steps (from ``state['step']`` when resuming).
+
+    With ``parallel`` (DDP under torchrun) each rank takes ``cfg.batch_size`` rows of a global
+    batch of ``cfg.batch_size`` x world size; rank 0 logs and writes checkpoints.
+    """
     out = Path(out)
     start, elapsed = (state or {}).get("step", 0), (state or {}).get("train_seconds", 0.0)
     cpu = (state or {}).get("cpu_seconds", 0.0)  # process CPU time: less sensitive to other jobs on the machine
@@ -145,7 +168,8 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
     optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay)
     if optimizer_from is not None:
         load_optimizer_state(optimizer, optimizer_from)
-    logger = _open_log(out / "log.jsonl", start)
+    wrapped = parallel.wrap(student, find_unused=True)  # DDP: the growth below rewraps it
+    logger = open_log(out / "log.jsonl", start) if parallel.is_main else None
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
     student.train()
     loss_value, parts = float("nan"), {}
@@ -155,29 +179,37 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
             k = plan.steps.index(step)
             optimizer = grow_student(student, optimizer, plan.op, plan.params[k], plan.optimizer_mode,
                                      cfg.lr, cfg.weight_decay, step)
+            wrapped = parallel.wrap(student, find_unused=True)
         t0, c0 = time.perf_counter(), time.process_time()
-        batch = sample_batch(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, step, stride)
+        batch = sample_batch(bank, cfg.batch_size * parallel.world_size, cfg.crop_samples, cfg.seed, step, stride)
+        batch = rank_share(batch, parallel.rank, cfg.batch_size)
         targets, features = teacher(step, batch)
-        loss, parts = loss_step(student, targets, batch, cfg.intermediate_weight, features)
+        loss, parts = loss_step(student, targets, batch, cfg.intermediate_weight, features, wrapped)
+        frames = int(frame_lengths(student.encoder.config, batch.lengths).sum())
+        scale, values = global_frame_mean(parallel, loss, parts, frames)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * scale if scale != 1.0 else loss).backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
         set_lr(optimizer, lr)
         optimizer.step()
         elapsed, cpu = elapsed + time.perf_counter() - t0, cpu + time.process_time() - c0
-        loss_value = loss.item()
-        logger.write({"step": step + 1, "loss": loss_value, **parts, "lr": lr, "depth": student.depth,
-                      "train_seconds": round(elapsed, 4), "cpu_seconds": round(cpu, 4)})
+        loss_value, parts = values["loss"], {k: v for k, v in values.items() if k != "loss"}
+        if logger is not None:
+            logger.write({"step": step + 1, "loss": loss_value, **parts, "lr": lr, "depth": student.depth,
+                          "train_seconds": round(elapsed, 4), "cpu_seconds": round(cpu, 4)})
         progress.update(1)
         progress.set_postfix(loss=f"{loss_value:.4f}", depth=student.depth)
         if (step + 1) % cfg.log_every == 0:
             log.info("step %d/%d loss %.4f depth %d lr %.2e", step + 1, cfg.steps, loss_value, student.depth, lr)
-        if (step + 1) % cfg.save_every == 0 or step + 1 == end:
+        if ((step + 1) % cfg.save_every == 0 or step + 1 == end) and parallel.is_main:
             save_checkpoint(out / "checkpoints", step + 1, student.save, optimizer,
                             {"depth": student.depth, "train_seconds": elapsed, "cpu_seconds": cpu, "op": plan.op}, cfg.keep)
+        if (step + 1) % cfg.save_every == 0 or step + 1 == end:
+            parallel.barrier()  # no rank runs ahead of a checkpoint being written
     progress.close()
-    logger.close()
+    if logger is not None:
+        logger.close()
     return {"step": end, "loss": loss_value, "parts": parts, "depth": student.depth, "train_seconds": elapsed,
             "cpu_seconds": cpu, "finished": end == cfg.steps}
 

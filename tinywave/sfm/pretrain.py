@@ -19,11 +19,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import HubertModel
 
-from tinywave.files import JsonlAppender
 from tinywave.progress import bar
 from tinywave.sfm.data import Batch, WaveBank, sample_batch
 from tinywave.sfm.models import downsample_rate, frame_lengths, frame_mask, hidden_states
-from tinywave.sfm.optim import load_optimizer_state, lr_at, make_optimizer, save_checkpoint, set_lr
+from tinywave.sfm.optim import load_optimizer_state, lr_at, make_optimizer, open_log, save_checkpoint, set_lr
 from tinywave.sfm.units import UnitLabeler, align_labels
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ def pretrain(model: MaskedUnitModel, bank: WaveBank, labels: list[np.ndarray], c
         load_optimizer_state(optimizer, optimizer_from)
     model.train()
     t_start, loss_v, acc = time.perf_counter(), float("nan"), float("nan")
-    with JsonlAppender(out / "log.jsonl", fsync=False) as logger:
+    with open_log(out / "log.jsonl", start) as logger:
         for step in bar(range(start, cfg.steps), desc="sfm pretrain", unit="step"):
             rng = np.random.default_rng([cfg.seed, step, 7])
             batch = sample_batch(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, step, stride)

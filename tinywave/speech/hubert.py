@@ -90,7 +90,10 @@ class HubertFeatures:
         if self._model is None:
             from transformers import HubertModel
 
-            model = HubertModel.from_pretrained(str(self.model_dir)).eval()
+            from tinywave.safeload import refuse_pickled_weights
+
+            with refuse_pickled_weights(self.model_dir):
+                model = HubertModel.from_pretrained(str(self.model_dir)).eval()
             # blocks past `layer` never run (one is kept for layer 0: hidden_states are captured per block)
             model.encoder.layers = model.encoder.layers[: max(self.layer, 1)]
             self._model = model
@@ -184,20 +187,19 @@ class LinearQuantizer:
         return cls(spec["vocab_size"], spec["dim"], spec["upstream_dim"], arrays)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "LinearQuantizer":
-        """Read SpiritLM's ``L11_quantizer_500.pt`` ({model_cfg, model_weight}), tensors only."""
-        import torch
+    def from_file(cls, path: str | Path, allow_pickle: bool = False) -> "LinearQuantizer":
+        """Read SpiritLM's ``L11_quantizer_500.pt`` ({model_cfg, model_weight}); tensors only unless ``allow_pickle``."""
+        from tinywave.safeload import load_torch
 
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"linear quantizer {path} not found; pass SpiritLM's L11_quantizer_500.pt or k-means centroids (.npy)")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle errors of many kinds
-            raise ValueError(f"{path} cannot be read as a tensors-only checkpoint ({exc})") from None
+        ckpt = load_torch(path, allow_pickle, what="linear quantizer")
         if not isinstance(ckpt, dict) or not {"model_cfg", "model_weight"} <= set(ckpt):
             raise ValueError(f"{path} must hold a dict with 'model_cfg' and 'model_weight' (SpiritLM's quantizer format)")
         cfg, weights = ckpt["model_cfg"], ckpt["model_weight"]
+        if not isinstance(cfg, dict) or not isinstance(weights, dict):
+            raise ValueError(f"{path}: model_cfg and model_weight must be dicts, got {type(cfg).__name__} and {type(weights).__name__}")
         missing = [k for k in ("vocab_size", "dim", "upstream_dim") if k not in cfg]
         if missing or set(weights) != set(LINEAR_KEYS):
             raise ValueError(f"{path}: model_cfg lacks {missing} or model_weight keys {sorted(weights)} are not {list(LINEAR_KEYS)}")
@@ -207,18 +209,20 @@ class LinearQuantizer:
             raise ValueError(f"{path}: weights do not fit model_cfg {dict(cfg)}: {exc}") from None
 
 
-def load_quantizer(path: str | Path):
-    """k-means centroids (.npy, (K, D)) or a SpiritLM linear quantizer (.pt) from a file."""
+def load_quantizer(path: str | Path, allow_pickle: bool = False):
+    """k-means centroids (.npy, (K, D)) or a SpiritLM linear quantizer (.pt) from a file.
+
+    Pickled content (object arrays, non-tensor objects) is refused unless ``allow_pickle``.
+    """
+    from tinywave.safeload import load_numpy
     from tinywave.speech.kmeans import Codebook
 
     path = Path(path)
     if path.suffix == ".npy":
-        if not path.is_file():
-            raise FileNotFoundError(f"centroids file {path} not found")
-        centroids = np.load(path, allow_pickle=False)
-        if centroids.ndim != 2:
-            raise ValueError(f"{path} holds an array of shape {centroids.shape}; k-means centroids must be (K, D)")
+        centroids = np.asarray(load_numpy(path, allow_pickle, what="centroids file"))
+        if centroids.ndim != 2 or centroids.dtype.kind not in "fiu":
+            raise ValueError(f"{path} holds an array of shape {centroids.shape} and dtype {centroids.dtype}; k-means centroids must be a (K, D) float array")
         return Codebook(centroids.astype(np.float32))
     if path.suffix == ".pt":
-        return LinearQuantizer.from_file(path)
+        return LinearQuantizer.from_file(path, allow_pickle)
     raise ValueError(f"quantizer {path}: use k-means centroids (.npy) or SpiritLM's linear quantizer (.pt)")

@@ -51,6 +51,18 @@ def _linear_quantizer(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> Qu
     return LinearQuantizer.from_spec(spec, arrays)
 
 
+def _spiritlm_features(spec: dict[str, Any], folder: Path) -> Features:
+    from tinywave.spiritlm.release import load_features
+
+    return load_features(spec, folder)
+
+
+def _classifier(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> Quantizer:
+    from tinywave.spiritlm.release import load_classifier
+
+    return load_classifier(spec, arrays)
+
+
 # stream spec "kind" -> features loader (stream spec, tokenizer folder)
 FEATURES: dict[str, Callable[[dict[str, Any], Path], Features]] = {
     "mfcc_kmeans": lambda spec, folder: FrameFeatures.from_spec(spec["features"]),
@@ -58,12 +70,18 @@ FEATURES: dict[str, Callable[[dict[str, Any], Path], Features]] = {
     "hubert": _hubert_features,
     "f0_kmeans": lambda spec, folder: PitchFeatures.from_spec(spec["features"]),
     "pooled_kmeans": lambda spec, folder: StyleFeatures.from_spec(spec["features"]),
+    "spiritlm_mhubert": _spiritlm_features,
+    "spiritlm_f0_vqvae": _spiritlm_features,
+    "spiritlm_w2v2_style": _spiritlm_features,
 }
 # quantizer spec "kind" -> loader (quantizer spec, that stream's arrays)
 QUANTIZERS: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], Quantizer]] = {
     "kmeans": Codebook.from_spec,
     "linear": _linear_quantizer,
+    "classifier": _classifier,
 }
+# "KIND:ROOT" tokenizer names built from a released checkpoint folder (tinywave.spiritlm.release)
+RELEASES = ("spiritlm-base", "spiritlm-expressive")
 
 
 def chunks(wav: np.ndarray, chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
@@ -176,8 +194,14 @@ class SpeechTokenizer:
 
     @classmethod
     def load(cls, folder: str | Path) -> "SpeechTokenizer":
+        """A tokenizer directory, or ``spiritlm-base:ROOT`` / ``spiritlm-expressive:ROOT`` (SpiritLM's release)."""
         from safetensors.numpy import load_file
 
+        kind, sep, root = str(folder).partition(":")
+        if sep and kind in RELEASES:
+            from tinywave.spiritlm.release import speech_tokenizer
+
+            return speech_tokenizer(kind, root)
         folder = resolve_dir(folder)
         path = folder / TOKENIZER_FILE
         try:

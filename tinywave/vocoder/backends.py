@@ -5,9 +5,10 @@
     wav = voc.vocode({"hubert": [12, 12, 7]})        # raw frames from encode_units
 
 Backends are registered in ``BACKENDS`` (name -> loader) and recognized by a marker file
-(``MARKERS``): ``hifigan`` (our unit HiFi-GAN: ``config.json`` + ``generator.safetensors``)
-and ``griffinlim`` (the per-unit mean-mel baseline). Another checkpoint format plugs in
-by adding a loader and a marker, e.g. SpiritLM's ``generator.pt``.
+(``MARKERS``): ``hifigan`` (our unit HiFi-GAN: ``config.json`` + ``generator.safetensors``),
+``griffinlim`` (the per-unit mean-mel baseline) and ``spiritlm`` (SpiritLM's released
+``generator.pt`` folders, :mod:`tinywave.spiritlm.vocoder`). Another checkpoint format
+plugs in by adding a loader and a marker.
 """
 
 from __future__ import annotations
@@ -77,8 +78,13 @@ class HifiGanVocoder(UnitVocoder):
     """The unit HiFi-GAN (weight norm folded away, eval mode) as a backend.
 
     It works on its own copy of ``model`` (a fresh module loaded with its weights), so the
-    model passed in, e.g. one still training, is left untouched.
+    model passed in, e.g. one still training, is left untouched. ``default_style`` is the
+    global style row used by a multi-style generator (SpiritLM's base vocoder: 8).
     """
+
+    default_style: int = 0
+
+    default_style: int = 0  # global style id for vocoders with ``multistyle`` (SpiritLM base: 8)
 
     def __init__(self, model: UnitHiFiGAN, speakers: Sequence[str] = ()):
         own = UnitHiFiGAN(model.cfg)
@@ -106,7 +112,7 @@ class HifiGanVocoder(UnitVocoder):
     def _synthesize(self, units: Units, speaker: int) -> tuple[np.ndarray, np.ndarray]:
         code = _stream_tensor(units.hubert)  # (1, N)
         spk = torch.tensor([speaker]) if self.cfg.multispkr else None
-        style = torch.tensor([0]) if self.cfg.multistyle else None
+        style = torch.tensor([self.default_style]) if self.cfg.multistyle else None
         if units.deduplicated:
             durations = self.model.predict_durations(code)  # (N,) frames per unit
         else:
@@ -141,8 +147,15 @@ def _load_griffinlim(path: Path) -> UnitVocoder:
     return GriffinLimVocoder.load(path)
 
 
-BACKENDS: dict[str, Callable[[Path], UnitVocoder]] = {"hifigan": HifiGanVocoder.load, "griffinlim": _load_griffinlim}
-MARKERS: dict[str, str] = {"generator.safetensors": "hifigan", "unit_mels.npy": "griffinlim"}
+def _load_spiritlm(path: Path) -> UnitVocoder:
+    from tinywave.spiritlm.vocoder import load_spiritlm_vocoder
+
+    return load_spiritlm_vocoder(path)
+
+
+BACKENDS: dict[str, Callable[[Path], UnitVocoder]] = {"hifigan": HifiGanVocoder.load, "griffinlim": _load_griffinlim,
+                                                      "spiritlm": _load_spiritlm}
+MARKERS: dict[str, str] = {"generator.safetensors": "hifigan", "unit_mels.npy": "griffinlim", "generator.pt": "spiritlm"}
 
 
 def detect_backend(path: Path) -> str:

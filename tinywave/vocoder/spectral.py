@@ -79,15 +79,6 @@ def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
     return sum(stft_loss(pred, target, *r) for r in usable) / len(usable)
 
 
-def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Orthonormal DCT-II rows 0..n_out-1: (n_out, n_in)."""
-    k = np.arange(n_out)[:, None]
-    n = np.arange(n_in)[None]
-    m = np.cos(math.pi / n_in * (n + 0.5) * k) * math.sqrt(2.0 / n_in)
-    m[0] /= math.sqrt(2.0)
-    return m
-
-
 def _world():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld imports the deprecated pkg_resources

@@ -220,3 +220,18 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     opt.load_state_dict({"state": slots, "param_groups": meta.pop("param_groups")})
     torch.set_rng_state(tensors["rng.torch"])
     return int(meta.pop("step")), meta
+
+
+def evaluate_units(vocoders: dict[str, Any], utts: list[Utterance], tokenizer: Any) -> dict[str, float]:
+    """Intelligibility proxy: share of unit frames the speech tokenizer finds again in the resynthesis.
+
+    Each held-out utterance is vocoded from its raw units, re-encoded with ``tokenizer``,
+    and compared frame by frame with the units it was made from.
+    """
+    scores: dict[str, list[float]] = {}
+    for utt in utts:
+        for name, voc in vocoders.items():
+            again = tokenizer.encode_units(voc.vocode(utt.units, utt.speaker))["hubert"]
+            n = min(len(again), len(utt.units))
+            scores.setdefault(name, []).append(float(np.mean(np.asarray(again[:n]) == np.asarray(utt.units.hubert[:n]))) if n else 0.0)
+    return {k: float(np.mean(v)) for k, v in scores.items()}

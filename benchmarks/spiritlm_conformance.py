@@ -1,0 +1,75 @@
+"""Conformance check: TinyWave's SpiritLM tokenizers on the real release vs SpiritLM's test vectors.
+
+    .venv/bin/python benchmarks/spiritlm_conformance.py --root /data/spiritlm/checkpoints
+    SPIRITLM_CHECKPOINTS_DIR=/data/spiritlm/checkpoints .venv/bin/python benchmarks/spiritlm_conformance.py
+    .venv/bin/python benchmarks/spiritlm_conformance.py --tiny      # the pipeline on a tiny random release
+
+Tokenizes LibriSpeech ``7143-88743-0029.flac`` (146,160 samples; default: ../shared/data/
+or --audio) with ``spiritlm-base:ROOT`` and ``spiritlm-expressive:ROOT`` and prints, per
+stream, how many frames equal the vectors of ``tests/fixtures/spiritlm_tokenizer.json``,
+whether the base/expressive strings are identical, and the tokenizing speed (x real
+time). With the real files, ``hubert`` must be 228/228 and the base string identical;
+``pitch`` agrees only as far as our F0 tracker agrees with FCPE (exact only when
+torchfcpe is importable); ``style`` must be 10/10. Exit status 0 when the base stream
+is conformant. ``--tiny`` uses a random fixture release (no agreement expected): it
+shows the command runs end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TINYWAVE_PROGRESS", "0")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tinywave.audio.io import load_audio  # noqa: E402
+from tinywave.speech.tokenizer import SpeechTokenizer  # noqa: E402
+from tinywave.spiritlm.conformance import AUDIO_SHA256, compare, load_vectors  # noqa: E402
+
+DEFAULT_AUDIO = ROOT.parent / "shared" / "data" / "librispeech-7143-88743-0029.flac"
+DEFAULT_VECTORS = ROOT / "tests" / "fixtures" / "spiritlm_tokenizer.json"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="SpiritLM tokenizer conformance (docs/SPIRITLM.md)")
+    parser.add_argument("--root", default="", help="SpiritLM checkpoints folder (default: $SPIRITLM_CHECKPOINTS_DIR)")
+    parser.add_argument("--audio", default=str(DEFAULT_AUDIO), help="LibriSpeech 7143-88743-0029.flac")
+    parser.add_argument("--vectors", default=str(DEFAULT_VECTORS), help="the test vectors JSON")
+    parser.add_argument("--kinds", default="spiritlm-base,spiritlm-expressive", help="tokenizers to check")
+    parser.add_argument("--tiny", action="store_true", help="use a tiny random release instead (pipeline check only)")
+    args = parser.parse_args()
+
+    audio = Path(args.audio)
+    digest = hashlib.sha256(audio.read_bytes()).hexdigest()
+    print(f"audio {audio} sha256 {'ok' if digest == AUDIO_SHA256 else 'DIFFERS: ' + digest}")
+    wav, _ = load_audio(audio)
+    vectors = load_vectors(args.vectors)
+    root = args.root or os.environ.get("SPIRITLM_CHECKPOINTS_DIR", "")
+    if args.tiny:
+        from tinywave.spiritlm.fixtures import make_release
+
+        root = str(make_release(tempfile.mkdtemp(prefix="spiritlm_tiny_"), vocoders=False))
+    base_ok = True
+    for kind in args.kinds.split(","):
+        t0 = time.perf_counter()
+        tok = SpeechTokenizer.load(f"{kind}:{root}")
+        t1 = time.perf_counter()
+        report = compare(tok, wav, vectors)
+        t2 = time.perf_counter()
+        speed = 2 * len(wav) / 16000 / (t2 - t1)  # compare() tokenizes twice (units, then the string)
+        print(f"\n{kind} (fingerprint {tok.fingerprint}): load {t1 - t0:.1f} s, tokenize {speed:.1f}x real time")
+        print("\n".join("  " + line for line in report.lines()))
+        if kind == "spiritlm-base":
+            base_ok = report.exact
+    return 0 if base_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Distillation under torchrun with 2 CPU processes (gloo): DDP and FSDP2 follow the 1-process loss curve.
+
+The global batch is the same in both runs (1 process x 4 rows == 2 processes x 2 rows),
+so every step sees the same rows and the curves agree up to float summation order.
+Checkpoints are gathered: a run cut by 2 DDP ranks resumes on 2 ranks, one cut by 2 FSDP
+ranks resumes on 1 process, and both finish on the uninterrupted curve.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tinywave.cli import main
+from tinywave.data.shards import write_shards
+from tinywave.distill.checkpoint import list_checkpoints
+from tinywave.files import load_jsonl
+from tinywave.models.hf import new_llama, write_model_dir
+from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
+
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
+LOSSES = ("loss", "ce", "kl", "hidden", "attn", "tokens")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Tokenizer, shards and a random 4-layer teacher folder; the 1-process reference run."""
+    import random
+
+    root = tmp_path_factory.mktemp("dist")
+    tok, layout = train_bpe_tokenizer(["tom went to the park and found a red ball"] * 10, vocab_size=60, n_hu=32, n_pi=4, n_st=4)
+    rng = random.Random(0)
+    docs = [[tok.bos_token_id] + [rng.randrange(layout.hu_offset, layout.hu_offset + 32) for _ in range(rng.randint(5, 30))]
+            + [tok.eos_token_id] for _ in range(40)]
+    write_shards(root / "shards", docs, 32, vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    torch.manual_seed(0)
+    teacher = new_llama(len(tok), 4, 32, 4, 2, 64, 64, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    write_model_dir(teacher, tok, root / "teacher")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(distill_args(root, root / "single", 4)) == 0
+    finally:
+        torch.set_num_threads(n)
+    return root
+
+
+def distill_args(ws, out, batch_size, *extra):
+    return ["distill", f"teacher.dir={ws / 'teacher'}", f"data.shards={ws / 'shards'}", f"train.out={out}",
+            "student.n_layers=2", f"data.batch_size={batch_size}", "loss.chunk_size=16", "optim.lr=5e-3",
+            "optim.warmup_steps=1", "train.steps=4", "train.ckpt_every=2", "train.tensorboard=false", *extra]
+
+
+def torchrun(ws, out, parallel, *extra):
+    """`torchrun --nproc_per_node 2 -m tinywave.cli distill ...` with 2 rows per rank."""
+    env = {**os.environ, "TINYWAVE_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           "-m", "tinywave.cli", *distill_args(ws, out, 2, f"train.parallel={parallel}", *extra)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def curve(run_dir):
+    return [{k: r[k] for k in ("step", *LOSSES) if k in r} for r in load_jsonl(run_dir / "train_log.jsonl")]
+
+
+def assert_same_curve(got, want, rel=1e-4):
+    assert [r["step"] for r in got] == [r["step"] for r in want] == [1, 2, 3, 4]
+    assert set(LOSSES) <= set(want[0])
+    for a, b in zip(want, got):
+        for key in LOSSES:
+            assert b[key] == pytest.approx(a[key], rel=rel, abs=1e-7), (a["step"], key, a[key], b[key])
+
+
+def assert_close_weights(a_dir, b_dir, atol=1e-4):
+    a, b = load_file(str(a_dir / "model.safetensors")), load_file(str(b_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=atol, msg=k)
+
+
+def test_ddp_two_processes_follow_the_one_process_curve_and_resume(ws, tmp_path):
+    out = tmp_path / "ddp"
+    torchrun(ws, out, "ddp", "train.stop_after_steps=2")
+    assert [p.name for p in list_checkpoints(out)] == ["step_00000002"]
+    assert [r["step"] for r in load_jsonl(out / "train_log.jsonl")] == [1, 2]  # rank 0 alone writes the log
+    torchrun(ws, out, "ddp", "train.resume=true")  # resumed under DDP
+    assert_same_curve(curve(out), curve(ws / "single"))
+    state = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())
+    assert state["position"] == json.loads((list_checkpoints(ws / "single")[-1] / "state.json").read_text())["position"]
+    assert state["tokens_seen"] == sum(r["tokens"] for r in curve(ws / "single"))
+    assert_close_weights(ws / "single" / "model", out / "model")
+
+
+def test_fsdp_checkpoint_of_two_ranks_resumes_in_one_process(ws, tmp_path):
+    out = tmp_path / "fsdp"
+    torchrun(ws, out, "fsdp", "train.stop_after_steps=2")
+    ckpt = list_checkpoints(out)[-1]
+    assert ckpt.name == "step_00000002" and (ckpt / "config.json").is_file()  # a plain HF folder, gathered on rank 0
+    assert_close_weights(list_checkpoints(ws / "single")[0], ckpt)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(distill_args(ws, out, 4, "train.resume=true")) == 0  # the sharded run continues in one process
+    finally:
+        torch.set_num_threads(n)
+    assert_same_curve(curve(out), curve(ws / "single"))
+    assert_close_weights(ws / "single" / "model", out / "model")

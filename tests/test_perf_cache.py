@@ -1,0 +1,208 @@
+"""Offline teacher cache: parity with the online teacher (k = V), top-k accuracy, resume, refusals."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from tinywave.data.shards import ShardDataset, write_shards
+from tinywave.distill.cache import CacheSettings, CachedTeacher, build_cache, open_cache, read_index, topk_targets
+from tinywave.distill.data import BatchStream
+from tinywave.distill.losses import IGNORE_INDEX
+from tinywave.distill.objective import DistillObjective, LossWeights
+from tinywave.distill.teacher import OnlineTeacher
+from tinywave.models.hf import new_llama
+from tinywave.models.student import build_student
+
+VOCAB, SEQ = 48, 16
+PAIRS = [(0, 0), (1, 2)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add contention
+    yield
+    torch.set_num_threads(n)
+
+
+def make_teacher(seed=0):
+    torch.manual_seed(seed)
+    model = new_llama(VOCAB, 3, 16, 2, 1, 32, 32).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40.0)  # peaked distributions, like a trained teacher
+    return model
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = random.Random(0)
+    docs = [[1] + [rng.randrange(4, VOCAB) for _ in range(rng.randint(3, 25))] + [2] for _ in range(30)]
+    root = tmp_path_factory.mktemp("cache")
+    write_shards(root / "shards", docs, SEQ, "fp", VOCAB, 3, 1, 2)
+    return root, ShardDataset(root / "shards")
+
+
+@pytest.fixture(scope="module")
+def full_cache(data):
+    root, ds = data
+    settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
+                             batch_size=3, block_rows=8, chunk_size=7)
+    build_cache(make_teacher(), ds, root / "full", settings)
+    return root / "full"
+
+
+def losses_and_grads(teacher_targets, ds, temperature=2.0, weights=(1.0, 1.0, 1.0)):
+    student = build_student(make_teacher(), 2, [0, 2])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(torch.randn_like(p) * 0.02)  # a student that differs from the teacher
+    w = LossWeights(ce=weights[0], kl=weights[1], hidden=weights[2], temperature=temperature, chunk_size=5)
+    objective = DistillObjective(student, w, PAIRS, teacher_targets)
+    batch = BatchStream(ds, 4, seed=0).next()
+    n = float((batch["labels"] != IGNORE_INDEX).sum())
+    losses = objective(batch, n)
+    losses["loss"].backward()
+    grads = {k: p.grad.clone() for k, p in student.named_parameters() if p.grad is not None}
+    return {k: float(v.detach()) for k, v in losses.items()}, grads
+
+
+def test_full_vocabulary_cache_gives_the_online_losses(data, full_cache):
+    _, ds = data
+    online = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], (), logits=True), ds)
+    cached = losses_and_grads(open_cache(full_cache, make_teacher(), ds, 2.0, [0, 2]), ds)
+    assert online[0]["kl"] > 1e-3 and online[0]["hidden"] > 1e-4  # the comparison is not between zeros
+    for key, value in online[0].items():
+        assert cached[0][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    for name, g in online[1].items():
+        torch.testing.assert_close(cached[1][name], g, rtol=1e-4, atol=1e-7)
+    # k = V serves any temperature: the normalizer is recomputed from the stored logits
+    at3 = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], (), logits=True), ds, temperature=3.0)[0]
+    assert losses_and_grads(CachedTeacher(full_cache, 3.0, [0, 2]), ds, temperature=3.0)[0]["kl"] == pytest.approx(at3["kl"], rel=1e-5)
+
+
+def test_topk_cache_is_close_and_improves_with_k(data, tmp_path):
+    _, ds = data
+    online = losses_and_grads(OnlineTeacher(make_teacher(), (), (), logits=True), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
+    errors = []
+    for k in (1, 4, 16, VOCAB):
+        out = tmp_path / f"k{k}"
+        build_cache(make_teacher(), ds, out, CacheSettings(top_k=k, temperatures=(1.0, 2.0), logit_dtype="float32", block_rows=16))
+        cached = losses_and_grads(open_cache(out, make_teacher(), ds, 2.0), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
+        errors.append(abs(cached - online))
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[0] > 1e-3 and errors[-1] < 1e-6 * online
+    assert errors[2] < 0.05 * online  # 16 of 48 ids already carry almost all of the mass
+    # half-precision storage of the logits stays close to the float32 cache
+    for dtype in ("float16", "bfloat16"):
+        out = tmp_path / dtype
+        build_cache(make_teacher(), ds, out, CacheSettings(top_k=16, temperatures=(2.0,), logit_dtype=dtype, block_rows=16))
+        kl = losses_and_grads(open_cache(out, make_teacher(), ds, 2.0), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
+        assert kl == pytest.approx(online, rel=0.05 + errors[2] / online)
+
+
+def test_topk_targets_store_exact_log_probabilities_and_rest_mass():
+    logits = torch.randn(5, 11) * 3
+    got = topk_targets(logits, 4, [1.0, 2.5])
+    for j, temp in enumerate((1.0, 2.5)):
+        logp = torch.log_softmax(logits / temp, -1)
+        torch.testing.assert_close(got["topk_logits"] / temp - got["logz"][:, j:j + 1], logp.gather(1, got["topk_ids"].long()))
+        top_mass = logp.gather(1, got["topk_ids"].long()).exp().sum(-1)
+        torch.testing.assert_close(got["rest"][:, j].exp(), 1 - top_mass, atol=1e-6, rtol=1e-5)
+    assert (got["topk_logits"][:, :-1] >= got["topk_logits"][:, 1:]).all()  # most likely first
+    assert torch.isinf(topk_targets(logits, 11, [1.0])["rest"]).all()  # k = V: nothing left
+
+
+def test_interrupted_cache_resumes_to_the_same_arrays(data, full_cache, tmp_path):
+    _, ds = data
+    settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
+                             batch_size=3, block_rows=8, chunk_size=7)
+    out = tmp_path / "resumed"
+    first = build_cache(make_teacher(), ds, out, settings, stop_after_blocks=2)
+    assert not first["complete"] and first["blocks_done"] == 2 and not out.exists()
+    with pytest.raises(FileNotFoundError, match="unfinished one: rerun"):
+        read_index(out)
+    with pytest.raises(ValueError, match="other settings"):
+        build_cache(make_teacher(), ds, out, CacheSettings(top_k=5, block_rows=8))
+    second = build_cache(make_teacher(), ds, out, settings)
+    assert second["complete"] and second["blocks_done"] == second["blocks"] - 2
+    assert not out.with_name("resumed.partial").exists()
+    for name in read_index(full_cache)["arrays"]:
+        a = np.load(full_cache / f"{name}.npy", allow_pickle=False)
+        b = np.load(out / f"{name}.npy", allow_pickle=False)
+        assert np.array_equal(a, b), name
+    assert build_cache(make_teacher(), ds, out, settings)["blocks_done"] == 0  # already complete: nothing redone
+
+
+def test_mismatched_cache_is_refused(data, full_cache, tmp_path):
+    root, ds = data
+    changed = make_teacher()
+    with torch.no_grad():
+        changed.model.layers[1].mlp.up_proj.weight[3, 5] += 1e-3
+    with pytest.raises(ValueError, match="another teacher .*weights differ"):
+        open_cache(full_cache, changed, ds, 2.0)
+    with pytest.raises(ValueError, match="dtype differ"):
+        open_cache(full_cache, make_teacher().to(torch.bfloat16), ds, 2.0)
+    docs = [[1, 5, 6, 7, 2]] * 12
+    write_shards(tmp_path / "other", docs, SEQ, "fp", VOCAB, 3, 1, 2)
+    with pytest.raises(ValueError, match="other shards"):
+        open_cache(full_cache, make_teacher(), ShardDataset(tmp_path / "other"), 2.0)
+    with pytest.raises(ValueError, match="attention maps are not cached.*loss.attn_weight=0"):
+        open_cache(full_cache, make_teacher(), ds, 2.0, attention=True)
+    with pytest.raises(ValueError, match=r"stores hidden states of layers \[0, 2\], not \[1\]"):
+        open_cache(full_cache, make_teacher(), ds, 2.0, hidden_layers=[1])
+    topk = tmp_path / "topk"
+    build_cache(make_teacher(), ds, topk, CacheSettings(top_k=8, temperatures=(1.0,), block_rows=32))
+    with pytest.raises(ValueError, match=r"temperatures \[1.0\] only; loss.temperature=2.0"):
+        open_cache(topk, make_teacher(), ds, 2.0)
+    with pytest.raises(ValueError, match="top_k=99 must be in"):
+        build_cache(make_teacher(), ds, tmp_path / "bad", CacheSettings(top_k=99))
+
+
+def test_ranks_fill_their_blocks_and_the_last_one_finishes(data, full_cache, tmp_path):
+    from tinywave.distill.cache import finish_if_complete
+
+    _, ds = data
+    settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
+                             batch_size=3, block_rows=8, chunk_size=7)
+    out = tmp_path / "ranks"
+    one = build_cache(make_teacher(), ds, out, settings, rank=1, world_size=2)
+    assert not one["complete"] and one["blocks_done"] == one["blocks"] // 2 and not finish_if_complete(out)
+    build_cache(make_teacher(), ds, out, settings, rank=0, world_size=2)
+    assert finish_if_complete(out)  # what rank 0 does after the barrier
+    for name in read_index(full_cache)["arrays"]:
+        assert np.array_equal(np.load(full_cache / f"{name}.npy"), np.load(out / f"{name}.npy")), name
+
+
+@pytest.mark.slow
+def test_cli_cache_then_distill_reproduces_the_online_run(tmp_path):
+    """`tinywave teacher-cache` (k = V) then `tinywave distill teacher.cache=...`: the online loss curve."""
+    from tinywave.cli import main
+    from tinywave.files import load_jsonl
+    from tinywave.models.hf import write_model_dir
+    from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
+
+    tok, layout = train_bpe_tokenizer(["tom went to the park"] * 10, vocab_size=50, n_hu=24, n_pi=4, n_st=4)
+    rng = random.Random(1)
+    docs = [[tok.bos_token_id] + [rng.randrange(layout.hu_offset, layout.hu_offset + 24) for _ in range(rng.randint(5, 30))]
+            + [tok.eos_token_id] for _ in range(24)]
+    write_shards(tmp_path / "shards", docs, 32, vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    torch.manual_seed(0)
+    write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, 64), tok, tmp_path / "teacher")
+    common = [f"teacher.dir={tmp_path / 'teacher'}", f"data.shards={tmp_path / 'shards'}", "student.n_layers=2",
+              "data.batch_size=4", "loss.attn_weight=0", "loss.chunk_size=16", "train.steps=3", "train.tensorboard=false"]
+    assert main(["teacher-cache", "--teacher", str(tmp_path / "teacher"), "--shards", str(tmp_path / "shards"),
+                 "--out", str(tmp_path / "cache"), "top_k=0", "temperatures=[2.0]", "logit_dtype=float32",
+                 "hidden_layers=[1,3]", "hidden_dtype=float32", "block_rows=8"]) == 0
+    assert main(["distill", *common, f"train.out={tmp_path / 'online'}"]) == 0
+    assert main(["distill", *common, f"train.out={tmp_path / 'cached'}", f"teacher.cache={tmp_path / 'cache'}"]) == 0
+    online, cached = (load_jsonl(tmp_path / name / "train_log.jsonl") for name in ("online", "cached"))
+    assert [r["step"] for r in cached] == [1, 2, 3] and {"kl", "hidden"} <= set(cached[0])
+    for a, b in zip(online, cached):
+        for key in ("loss", "ce", "kl", "hidden", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["step"], key)  # teacher batches differ: rounding only
+    # a cache refuses a run whose loss needs attention maps, with the fix in the message
+    assert main(["distill", *common[:-4], "loss.attn_weight=1", "train.steps=1", f"train.out={tmp_path / 'attn'}",
+                 f"teacher.cache={tmp_path / 'cache'}"]) == 2

@@ -1,0 +1,214 @@
+"""Fast paths of the distillation losses: fused vocabulary losses, attention KL from queries and keys.
+
+Both compute exactly what the reference functions of ``losses.py`` compute (parity tests
+in ``tests/test_perf_fused.py``); they only change how.
+
+**Vocabulary losses** (:func:`fused_vocab_losses`): CE and KL(T) need the student's
+[N, V] logits. Autograd through them keeps (or, chunked + checkpointed, recomputes)
+several [N, V] float32 tensors and runs the LM-head matmuls and softmaxes again in the
+backward pass. Here each chunk of rows computes its logits once, the two losses, and
+their gradient with respect to the logits in closed form,
+
+    d CE / dz = softmax(z) - onehot(y),      d T^2 KL / dz = T (softmax(z / T) - p_teacher(T)),
+
+weighted by the loss weights and folded straight into the gradients of the hidden states
+(n, D) and of the LM head (V, D). Backward only scales those by the incoming gradient: no
+logits are kept or recomputed, and the teacher's logits are computed once.
+
+**Attention KL** (:func:`attention_kl_from_qk`): instead of materializing every mapped
+layer's [B, H, T, T] probabilities (an explicit, slow attention in that layer), each
+mapped layer keeps SDPA for its output and :func:`record_qk` records its queries and keys
+(after RoPE). The KL between teacher and student attention rows is then computed in
+blocks of query rows, each block against the keys up to its last row only (causal), and
+recomputed in backward (activation checkpointing): memory O(block x T) per pair and about
+half the score matmuls of a dense map.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+QK_ATTENTION = "tinywave_qk"
+_QK_ATTR = "_tinywave_qk_record"
+_NEG = torch.finfo(torch.float32).min  # masked scores: exp gives exactly 0, differences stay finite
+
+
+# --- vocabulary losses --------------------------------------------------------------------
+
+def _chunk(h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None, temperature: float,
+           w_ce: float, w_kl: float) -> tuple[float, float, torch.Tensor]:
+    """(CE sum, KL sum, weighted d loss / d logits (n, V)) of one chunk; h: (n, D), y: (n,)."""
+    z = F.linear(h, weight).float()  # (n, V)
+    log_sm = torch.log_softmax(z, dim=-1)  # (n, V)
+    ce = -log_sm.gather(1, y[:, None]).sum()
+    grad = log_sm.exp_().mul_(w_ce)  # w_ce * softmax(z), in place
+    grad[torch.arange(len(y), device=y.device), y] -= w_ce
+    if t_logits is None:
+        return float(ce), 0.0, grad
+    log_q = torch.log_softmax(z.div_(temperature), dim=-1)  # (n, V) student at T
+    log_p = torch.log_softmax(t_logits.float() / temperature, dim=-1)  # (n, V) teacher at T
+    p = log_p.exp()
+    kl = torch.vdot(p.flatten(), log_p.sub_(log_q).flatten()) * temperature**2
+    grad.add_(log_q.exp_().sub_(p), alpha=w_kl * temperature)  # T (q - p)
+    return float(ce), float(kl), grad
+
+
+class _FusedVocab(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, rows, teacher_logits, temperature, chunk_size, normalizer, w_ce, w_kl):
+        grad_h = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)  # (N, D)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)  # (V, D)
+        ce_sum = kl_sum = 0.0
+        scale = 1.0 / max(float(normalizer), 1.0)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h = hidden[start : start + chunk_size]
+            t = teacher_logits(rows[start : start + chunk_size]) if teacher_logits is not None else None  # (n, V)
+            ce, kl, g = _chunk(h, weight, targets[start : start + chunk_size], t, temperature, w_ce, w_kl)
+            g.mul_(scale)
+            ce_sum, kl_sum = ce_sum + ce, kl_sum + kl
+            grad_h[start : start + chunk_size] = g @ weight.float()  # (n, D)
+            grad_w.addmm_(g.T, h.float())  # (V, D)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.dtypes = (hidden.dtype, weight.dtype)
+        ce_t = hidden.new_tensor(ce_sum * scale, dtype=torch.float32)
+        kl_t = hidden.new_tensor(kl_sum * scale, dtype=torch.float32)
+        ctx.mark_non_differentiable(ce_t, kl_t)
+        return (ce_t * w_ce + kl_t * w_kl), ce_t, kl_t
+
+    @staticmethod
+    def backward(ctx, grad_total, grad_ce, grad_kl):
+        grad_h, grad_w = ctx.saved_tensors
+        h_dtype, w_dtype = ctx.dtypes
+        return (grad_h * grad_total).to(h_dtype), (grad_w * grad_total).to(w_dtype), *([None] * 8)
+
+
+def fused_vocab_losses(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    teacher_logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    rows: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    normalizer: float | None = None,
+    ce_weight: float = 1.0,
+    kl_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ce_weight * CE + kl_weight * KL, CE, KL): the values of ``losses.chunked_vocab_losses``.
+
+    Arguments as there (hidden (N, D), weight (V, D), targets (N,), teacher_logits(rows) ->
+    (n, V), rows (N,)). Only the first result carries a gradient; CE and KL come detached,
+    for logging. Its gradient holds both losses with their weights.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size} must be a positive number of tokens (e.g. 1024)")
+    rows = torch.arange(hidden.shape[0], device=hidden.device) if rows is None else rows
+    kl_weight = kl_weight if teacher_logits is not None else 0.0
+    norm = float(hidden.shape[0]) if normalizer is None else float(normalizer)
+    return _FusedVocab.apply(hidden, weight, targets, rows, teacher_logits, float(temperature), int(chunk_size), norm,
+                             float(ce_weight), float(kl_weight))
+
+
+# --- recording queries and keys ------------------------------------------------------------
+
+def qk_attention_forward(module: nn.Module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kwargs):
+    """SDPA, recording (query, key, scale) of layers inside :func:`record_qk` (AttentionInterface signature)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    record = getattr(module, _QK_ATTR, None)
+    if record is not None:
+        record[module.layer_idx] = (query, key, scaling if scaling is not None else query.shape[-1] ** -0.5)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+def use_qk_attention(model: nn.Module) -> None:
+    """Switch a transformers model to SDPA that can record queries and keys (same outputs as SDPA)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(QK_ATTENTION, qk_attention_forward)
+    AttentionMaskInterface.register(QK_ATTENTION, sdpa_mask)
+    model.set_attn_implementation(QK_ATTENTION)
+
+
+@contextlib.contextmanager
+def record_qk(layers: nn.ModuleList, which: Iterable[int]) -> Iterator[dict[int, tuple]]:
+    """{layer: (query (B, H, T, d), key (B, Hkv, T, d), scale)} of decoder ``layers[i]`` for i in ``which``."""
+    which = sorted(set(which))
+    if which and layers[0].self_attn.config._attn_implementation != QK_ATTENTION:
+        raise ValueError("recording queries and keys needs use_qk_attention(model) first")
+    record: dict[int, tuple] = {}
+    for i in which:
+        setattr(layers[i].self_attn, _QK_ATTR, record)
+    try:
+        yield record
+    finally:
+        for i in which:
+            delattr(layers[i].self_attn, _QK_ATTR)
+
+
+# --- attention KL from queries and keys ----------------------------------------------------
+
+def _repeat_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, Hkv, T, d) -> (B, heads, T, d), each kv head repeated for its query group."""
+    b, h, t, d = x.shape
+    return x if h == heads else x[:, :, None].expand(b, h, heads // h, t, d).reshape(b, heads, t, d)
+
+
+def _block_logp(q: torch.Tensor, k: torch.Tensor, scale: float, allowed: torch.Tensor) -> torch.Tensor:
+    """Attention log-probabilities of a block of query rows. q: (B, H, n, d); k: (B, H, m, d) -> (B, H, n, m)."""
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+        return torch.log_softmax(scores.masked_fill(~allowed, _NEG), dim=-1)
+
+
+def _head_mean(logp: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(logp, dim=1, keepdim=True) - math.log(logp.shape[1])  # (B, 1, n, m)
+
+
+def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int) -> torch.Tensor:
+    """Sum over the block's real query rows of the head-mean KL(teacher row || student row)."""
+    n, m = sq.shape[2], sk.shape[2]  # the block's queries are positions start..start+n-1 of keys 0..m-1
+    causal = torch.arange(m, device=sq.device)[None, :] <= torch.arange(start, start + n, device=sq.device)[:, None]  # (n, m)
+    allowed = causal[None, None] & key_mask[:, None, None, :m]  # (B, 1, n, m)
+    ls = _block_logp(sq, sk, s_scale, allowed)  # (B, Hs, n, m)
+    with torch.no_grad():
+        lt = _block_logp(tq, tk, t_scale, allowed)  # (B, Ht, n, m)
+    if ls.shape[1] != lt.shape[1]:
+        ls, lt = _head_mean(ls), _head_mean(lt)
+    per_row = (lt.exp() * (lt - ls)).sum(-1).mean(1)  # (B, n)
+    return (per_row * query_mask).sum()
+
+
+def attention_kl_from_qk(
+    student: tuple[torch.Tensor, torch.Tensor, float],
+    teacher: tuple[torch.Tensor, torch.Tensor, float],
+    query_mask: torch.Tensor,
+    key_mask: torch.Tensor,
+    normalizer: float | None = None,
+    block: int = 128,
+) -> torch.Tensor:
+    """``losses.attention_loss`` of one layer pair from recorded (query, key, scale) of both models.
+
+    query (B, H, T, d), key (B, Hkv, T, d); query_mask: (B, T) rows that count; key_mask:
+    (B, T) real keys (future keys are always excluded). Blocks of ``block`` query rows are
+    checkpointed when the student's queries need gradients.
+    """
+    (sq, sk, s_scale), (tq, tk, t_scale) = student, teacher
+    sk, tk = _repeat_heads(sk, sq.shape[1]), _repeat_heads(tk, tq.shape[1])
+    qmask, kmask = query_mask.to(torch.float32), key_mask.bool()
+    grad = torch.is_grad_enabled() and (sq.requires_grad or sk.requires_grad)
+    total = sq.new_zeros((), dtype=torch.float32)
+    for a in range(0, sq.shape[2], block):
+        b = min(a + block, sq.shape[2])
+        args = (sq[:, :, a:b], sk[:, :, :b], s_scale, tq[:, :, a:b], tk[:, :, :b], t_scale, kmask, qmask[:, a:b], a)
+        total = total + (checkpoint(_block_kl, *args, use_reentrant=False) if grad else _block_kl(*args))
+    count = float(query_mask.sum()) if normalizer is None else float(normalizer)
+    return total / max(count, 1.0)
