@@ -23,13 +23,15 @@ one warm-up step. Memory: peak resident set size (``ru_maxrss``) of the process 
 the warm-up step minus its RSS once models, inputs and cache were set up -- what the step
 itself adds (activations, logits, gradients). Throughput: tokens/s, and model FLOP/s
 (PaLM accounting: 6N + 12LDT per trained token, 2N + 4LDT per teacher token) as a fraction
-of this machine's float32 GEMM rate measured in the same run (model FLOPs utilization).
+of this machine's float32 GEMM rate (1024^3) measured in the same process right after its
+steps, so a busy machine slows both alike (model FLOPs utilization).
 Nothing here is asserted; correctness is covered by the parity tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing as mp
 import os
 import resource
@@ -127,7 +129,7 @@ def _ours_step(shape: Shape, attn: bool = True, cache: str = ""):
     from tinywave.distill.losses import IGNORE_INDEX
     from tinywave.distill.objective import DistillObjective, LossWeights
     from tinywave.distill.teacher import OnlineTeacher
-    from tinywave.models.attention import use_mapped_attention
+    from tinywave.distill.fused import use_qk_attention
 
     teacher, student = _models(shape)
     pairs = _pairs(shape)
@@ -137,7 +139,7 @@ def _ours_step(shape: Shape, attn: bool = True, cache: str = ""):
     else:
         targets = OnlineTeacher(teacher, mapped, mapped if attn else (), logits=True)
     if attn:
-        use_mapped_attention(student)
+        use_qk_attention(student)  # SDPA recording the mapped layers' queries and keys
     weights = LossWeights(ce=1.0, kl=1.0, hidden=1.0, attn=1.0 if attn else 0.0, temperature=TEMPERATURE, chunk_size=shape.chunk)
     objective = DistillObjective(student, weights, pairs, targets)
     batch = _batch(shape)
@@ -194,18 +196,19 @@ def _child(name: str, shape: Shape, repeats: int, threads: int, cache: str, queu
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    queue.put((name, statistics.median(times) if times else first, peak))
+    gflops = matmul_gflops(threads, n=1024, repeats=4)  # this process's GEMM rate, in the conditions of its steps
+    queue.put((name, statistics.median(times) if times else first, peak, gflops))
 
 
-def _run(name: str, shape: Shape, repeats: int, threads: int, cache: str = "") -> tuple[float, float]:
+def _run(name: str, shape: Shape, repeats: int, threads: int, cache: str = "") -> tuple[float, float, float]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(name, shape, repeats, threads, cache, queue))
     proc.start()
-    _, seconds, mb = queue.get()
+    _, seconds, mb, gflops = queue.get()
     proc.join()
-    print(f"   {name:15s} {seconds * 1000:9.0f} ms/step   peak +{mb:7.0f} MB", flush=True)
-    return seconds, mb
+    print(f"   {name:15s} {seconds * 1000:9.0f} ms/step   peak +{mb:7.0f} MB   (GEMM {gflops:.1f} GFLOP/s here)", flush=True)
+    return seconds, mb, gflops
 
 
 def _build_cache(shape: Shape, folder: Path) -> str:
@@ -253,8 +256,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small shapes (smoke run)")
     ap.add_argument("--repeats", type=int, default=2, help="timed steps per variant after the warm-up")
     ap.add_argument("--threads", type=int, default=1, help="torch threads in every measured process")
+    ap.add_argument("--batch", type=int, default=0, help="rows per step (default: 2); the last row is 1/4 padding")
     args = ap.parse_args()
     shape = QUICK if args.quick else Shape()
+    if args.batch:
+        shape = dataclasses.replace(shape, batch=args.batch)
     tokens = shape.batch * shape.seq
     print(f"distillation step: V={shape.vocab}, batch {shape.batch} x {shape.seq} tokens, teacher {shape.teacher_layers} x "
           f"{shape.width}, student layers {list(shape.keep)}, {args.threads} thread(s)")
@@ -276,8 +282,9 @@ def main() -> None:
     print(f"   cached step saves {saved:.0%} of the online step; the teacher forward is {share:.0%} of it (target: saved >= share)")
     print(f"   cached / online time = {t['cached'] / t['online_no_attn']:.2f}x, memory {m['cached']:.0f} vs {m['online_no_attn']:.0f} MB")
     for name, flops in (("ours", s_flops + t_flops), ("naive", s_flops + t_flops), ("cached", s_flops)):
-        achieved = flops / t[name] / 1e9
-        print(f"   {name:7s} {tokens / t[name]:8.0f} tokens/s, {achieved:6.1f} model GFLOP/s = {achieved / gflops:.0%} of the GEMM rate (MFU)")
+        achieved, rate = flops / t[name] / 1e9, r[name][2]
+        print(f"   {name:7s} {tokens / t[name]:8.0f} tokens/s, {achieved:6.1f} model GFLOP/s = {achieved / rate:.0%} of the GEMM rate "
+              f"measured in the same process ({rate:.1f} GFLOP/s; MFU)")
 
 
 if __name__ == "__main__":

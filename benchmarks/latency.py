@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-vocoder", action="store_true", help="RTF of the LM alone (25 [Hu] tokens = 1 s)")
+    ap.add_argument("--precision", action="append", choices=["fp32", "bf16", "int8"], help="repeatable (default: all three)")
     ap.add_argument("--quick", action="store_true", help="width 512, fp32 and int8 only, 24 tokens")
     ap.add_argument("--out", default="", help="also write the JSON report here")
     args = ap.parse_args()
@@ -84,7 +85,8 @@ def main() -> None:
         teacher, student = build(Path(tmp), args.hidden, args.teacher_layers, args.student_layers, not args.no_vocoder)
         argv = ["bench", "latency", "--model", f"teacher={teacher}", "--model", f"student={student}",
                 f"prompt_tokens={args.prompt_tokens}", f"new_tokens={args.new_tokens}", f"repeats={args.repeats}"]
-        argv += ["--precision", "fp32", "--precision", "int8"] if args.quick else []
+        precisions = args.precision or (["fp32", "int8"] if args.quick else [])
+        argv += [a for p in precisions for a in ("--precision", p)]
         argv += [f"threads={args.threads}"] if args.threads else []
         argv += ["--out", args.out] if args.out else []
         argv += ["vocoder=none"] if args.no_vocoder else []

@@ -11,8 +11,11 @@ Steps (all cached under --work, so a rerun skips what exists):
    every run (stated: cached teacher targets; the students' CNN is the teacher's, frozen),
    so the measured time is the student's own training time, the part stacking shrinks;
 4. for op in none / top / gradual / middle / interleaved: a layer-to-layer student
-   (3 -> 12 layers; top: 3 -> 6 -> 12) trained for the same number of steps with the
-   Prop-1 schedule, then probed (KS accuracy, SID accuracy, PR PER).
+   (3 -> 12 layers; top: 3 -> 6 -> 12) trained with the Prop-1 schedule on the same
+   budget, then probed (KS accuracy, SID accuracy, PR PER). ``--budget compute``
+   (default): the same transformer compute (layer-steps) as the full-depth run's
+   ``--steps``, so stacked runs take more, cheaper steps (interleaved: 1.33x as many);
+   ``--budget steps``: the same number of steps for every run.
 
 Printed: wall time (student training seconds) to reach the full-depth run's final loss
 (moving average), speed-up vs none, final losses and probe metrics, and the targets of
@@ -45,7 +48,7 @@ from tinywave.sfm.models import build_student, freeze, load_encoder, student_con
 from tinywave.sfm.probes import ProbeSettings, probe_task  # noqa: E402
 from tinywave.sfm.student import Student, uniform_targets  # noqa: E402
 from tinywave.sfm.synth import synth_corpus, synth_probes  # noqa: E402
-from tinywave.stacking import final_depth, growth_steps, plan_growth  # noqa: E402
+from tinywave.stacking import final_depth, growth_steps, plan_growth, stage_lengths  # noqa: E402
 
 OPS = ("none", "top", "gradual", "middle", "interleaved")
 
@@ -75,11 +78,55 @@ def probe(encoder, probes: Path, epochs: int) -> dict[str, float]:
     return out
 
 
-def run_op(op: str, teacher, bank, cache: dict, a: argparse.Namespace, work: Path) -> dict:
+def op_shape(op: str, a: argparse.Namespace) -> tuple[int, int]:
+    """(initial depth, stages) of an operator's run; every run ends at ``a.depth`` layers."""
     init, stages = (a.depth, 1) if op == "none" else (a.init, a.stages if op != "top" else a.top_stages)
     assert final_depth(op, init, stages) == a.depth, (op, init, stages)
-    plan = GrowthPlan(op, growth_steps(a.steps, stages, "prop1") if stages > 1 else [],
+    return init, stages
+
+
+def op_steps(op: str, a: argparse.Namespace) -> int:
+    """Steps of an operator's run. ``--budget steps``: ``a.steps`` for all. ``--budget compute``: as many
+    steps as make the layer-steps (sum over steps of the depth) equal to the full-depth run's
+    ``a.steps * a.depth``, so a shallower start buys more steps for the same transformer compute."""
+    if a.budget == "steps" or op == "none":
+        return a.steps
+    init, stages = op_shape(op, a)
+    depths = [init] + [d for d in _depths(op, init, stages)]
+    lengths = stage_lengths(10**6, stages, "prop1")
+    mean_depth = sum(n * d for n, d in zip(lengths, depths)) / 10**6
+    return int(round(a.steps * a.depth / mean_depth))
+
+
+def _depths(op: str, init: int, stages: int) -> list[int]:
+    return [final_depth(op, init, s) for s in range(2, stages + 1)]
+
+
+def op_plan(op: str, a: argparse.Namespace) -> tuple[int, int, GrowthPlan]:
+    init, stages = op_shape(op, a)
+    steps = op_steps(op, a)
+    plan = GrowthPlan(op, growth_steps(steps, stages, "prop1") if stages > 1 else [],
                       plan_growth(op, init, stages), a.optimizer)
+    return init, steps, plan
+
+
+def finished_run(op: str, a: argparse.Namespace, work: Path) -> dict | None:
+    """With ``--reuse``: a run of ``op`` finished earlier (full log + final checkpoint), probed if not yet."""
+    out = work / "runs" / op
+    _, steps, plan = op_plan(op, a)
+    final = out / "checkpoints" / f"step_{steps:07d}"
+    if not a.reuse or not (out / "log.jsonl").is_file() or not (final / "trainer_state.json").is_file():
+        return None
+    rows = load_jsonl(out / "log.jsonl")
+    if len(rows) != steps:
+        return None
+    if not (out / "probe.json").is_file():
+        (out / "probe.json").write_text(json.dumps(probe(Student.load(final).encoder.eval(), a.probes, a.epochs)))
+    return {"op": op, "plan": plan.steps, "rows": rows, "probe": json.loads((out / "probe.json").read_text())}
+
+
+def run_op(op: str, teacher, bank, cache: dict, a: argparse.Namespace, work: Path) -> dict:
+    init, steps, plan = op_plan(op, a)
     encoder = build_student(teacher, student_config(teacher, a.width, init, 4, 4 * a.width), True, seed=0)
     freeze(encoder.feature_extractor)
     layers = a.targets
@@ -89,11 +136,13 @@ def run_op(op: str, teacher, bank, cache: dict, a: argparse.Namespace, work: Pat
         import shutil
 
         shutil.rmtree(out)
-    settings = LoopSettings(steps=a.steps, batch_size=8, crop_samples=32000, lr=1e-3, warmup=40, seed=0,
+    settings = LoopSettings(steps=steps, batch_size=8, crop_samples=32000, lr=1e-3, warmup=40, seed=0,
                             log_every=10**9, save_every=10**9, keep=1)
     summary = distill(student, TeacherTargets(teacher, layers, cache, share_front_end=True), bank, plan, settings, out)
     rows = load_jsonl(out / "log.jsonl")
-    return {"op": op, "plan": plan.steps, "rows": rows, "summary": summary, "probe": probe(student.encoder.eval(), a.probes, a.epochs)}
+    metrics = probe(student.encoder.eval(), a.probes, a.epochs)
+    (out / "probe.json").write_text(json.dumps(metrics))
+    return {"op": op, "plan": plan.steps, "rows": rows, "summary": summary, "probe": metrics}
 
 
 def smooth(values: list[float], window: int) -> np.ndarray:
@@ -107,6 +156,7 @@ def smooth(values: list[float], window: int) -> np.ndarray:
 
 
 def time_to_reach(rows: list[dict], target: float, window: int, clock: str) -> float | None:
+    """``clock`` value (or ``"step"``) at the first step whose moving-average loss is <= ``target``."""
     s = smooth([r["loss"] for r in rows], window)
     hit = np.nonzero(s <= target)[0]
     return None if len(hit) == 0 else float(rows[int(hit[0])][clock])
@@ -122,11 +172,12 @@ def report(results: dict[str, dict], a: argparse.Namespace, teacher_probe: dict,
     table = {}
     print(f"\nreference: full-depth (none) final loss {ref_loss:.4f} (moving average over {a.window} steps)")
     print("times: wall = student training wall seconds; cpu = process CPU seconds (robust to other jobs)")
-    print(f"{'op':<12}{'wall s':>8}{'cpu s':>8}{'wall->ref':>10}{'cpu->ref':>10}{'speed-up':>10}{'(cpu)':>8}"
+    print(f"{'op':<12}{'steps':>6}{'wall s':>8}{'cpu s':>8}{'wall->ref':>10}{'cpu->ref':>10}{'speed-up':>10}{'(cpu)':>8}"
           f"{'final loss':>11}{'KS acc':>8}{'SID acc':>8}{'PR PER':>8}")
     for op, r in results.items():
         row = {"final_loss": float(smooth([x["loss"] for x in r["rows"]], a.window)[-1]), **r["probe"],
-               "growth_steps": r["plan"]}
+               "growth_steps": r["plan"], "steps": len(r["rows"]),
+               "step_to_ref": time_to_reach(r["rows"], ref_loss, a.window, "step")}
         for clock in ("train_seconds", "cpu_seconds"):
             ref_time = time_to_reach(ref_rows, ref_loss, a.window, clock)
             reach = time_to_reach(r["rows"], ref_loss, a.window, clock)
@@ -135,12 +186,12 @@ def report(results: dict[str, dict], a: argparse.Namespace, teacher_probe: dict,
             row[f"{clock}_speedup"] = None if reach is None else ref_time / reach
             row[f"{clock}_total_ratio"] = ref_rows[-1][clock] / r["rows"][-1][clock]
         table[op] = row
-        print(f"{op:<12}{row['train_seconds_total']:>8.1f}{row['cpu_seconds_total']:>8.1f}"
+        print(f"{op:<12}{row['steps']:>6}{row['train_seconds_total']:>8.1f}{row['cpu_seconds_total']:>8.1f}"
               f"{_fmt(row['train_seconds_to_ref'], '>10.1f')}{_fmt(row['cpu_seconds_to_ref'], '>10.1f')}"
               f"{_fmt(row['train_seconds_speedup'], '>9.2f')}x{_fmt(row['cpu_seconds_speedup'], '>7.2f')}x"
               f"{row['final_loss']:>11.4f}{row['ks']:>8.3f}{row['sid']:>8.3f}{row['pr']:>8.3f}")
     for name, p in (("teacher", teacher_probe), ("random init", random_probe)):
-        print(f"{name:<12}{'':>65}{p['ks']:>8.3f}{p['sid']:>8.3f}{p['pr']:>8.3f}")
+        print(f"{name:<12}{'':>71}{p['ks']:>8.3f}{p['sid']:>8.3f}{p['pr']:>8.3f}")
     inter, none = table["interleaved"], table["none"]
     rel = {t: abs(inter[t] - none[t]) / max(abs(none[t]), 1e-9) for t in ("ks", "sid", "pr")}
     better = {f"{t} vs {o}": (inter[t] < table[o][t]) if t == "pr" else (inter[t] > table[o][t])
@@ -149,14 +200,15 @@ def report(results: dict[str, dict], a: argparse.Namespace, teacher_probe: dict,
     print(f"  interleaved speed-up to the full-depth loss: wall {_fmt(inter['train_seconds_speedup'], '.2f')}x, "
           f"cpu {_fmt(inter['cpu_seconds_speedup'], '.2f')}x (target >= 1.2x); whole-run time ratio none/interleaved: "
           f"wall {inter['train_seconds_total_ratio']:.2f}x, cpu {inter['cpu_seconds_total_ratio']:.2f}x")
-    if inter["cpu_seconds_to_ref"] is not None:
-        share = a.teacher_cpu * inter["cpu_seconds_to_ref"] / inter["cpu_seconds_total"]  # teacher work up to then
-        online = (none["cpu_seconds_to_ref"] + a.teacher_cpu) / (inter["cpu_seconds_to_ref"] + share)
-        print(f"  the same with an online teacher (its {a.teacher_cpu:.0f} cpu s added pro rata): {online:.2f}x")
+    if inter["cpu_seconds_to_ref"] is not None:  # the teacher's cost per step is the same for every operator
+        online = ((none["cpu_seconds_to_ref"] + a.teacher_cpu_per_step * none["step_to_ref"])
+                  / (inter["cpu_seconds_to_ref"] + a.teacher_cpu_per_step * inter["step_to_ref"]))
+        print(f"  the same with an online teacher ({a.teacher_cpu_per_step:.3f} cpu s per step added): {online:.2f}x")
     print("  probes within 2 % (relative) of none: " + ", ".join(f"{t} {100 * v:.1f} %" for t, v in rel.items()))
     print("  interleaved better than: " + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in better.items()))
     return {"table": table, "reference_loss": ref_loss, "relative_probe_gap": rel, "better": better,
-            "teacher_probe": teacher_probe, "random_init_probe": random_probe, "teacher_cpu_seconds": a.teacher_cpu}
+            "teacher_probe": teacher_probe, "random_init_probe": random_probe, "teacher_cpu_seconds_per_step": a.teacher_cpu_per_step,
+            "budget": a.budget}
 
 
 def main() -> None:
@@ -166,7 +218,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--ops", default=",".join(OPS))
     ap.add_argument("--optimizer", default="copy")
+    ap.add_argument("--budget", choices=("compute", "steps"), default="compute",
+                    help="compute: every run gets the full-depth run's layer-steps (stacked runs take more, "
+                         "cheaper steps); steps: the same number of steps for all")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse runs finished earlier in --work (full log + final checkpoint) instead of retraining; "
+                         "lets several processes each train some --ops, then one report over all")
     a = ap.parse_args()
     a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.teacher_width, a.teacher_layers = 240, 24, 120, 400, 192, 4
     a.width, a.depth, a.init, a.stages, a.top_stages, a.targets = 128, 12, 3, 4, 3, [2, 3, 4]
@@ -192,23 +250,35 @@ def main() -> None:
         random_probe = probe(type(teacher)(teacher.config).eval(), a.probes, a.epochs)
         cached.write_text(json.dumps([teacher_probe, random_probe]))
     print(f"teacher probes {teacher_probe}; random-init encoder {random_probe} ({time.perf_counter() - t0:.0f} s)")
+    results = {op: r for op in a.ops.split(",") if (r := finished_run(op, a, work)) is not None}
+    todo = [op for op in a.ops.split(",") if op not in results]
+    print(f"reused finished runs: {sorted(results) or 'none'}; to train: {todo or 'none'}")
     bank = load_bank(manifest)
     cache: dict = {}
     t0, c0 = time.perf_counter(), time.process_time()
     targets = TeacherTargets(teacher, a.targets, cache, share_front_end=True)
-    for step in range(a.steps):  # the same batches every run sees (a pure function of seed and step)
+    n_cached = max([op_steps(op, a) for op in todo], default=0)
+    for step in range(n_cached):  # the same batches every run sees (a pure function of seed and step)
         targets(step, sample_batch(bank, 8, 32000, 0, step, 320))
-    a.teacher_cpu = time.process_time() - c0
-    print(f"teacher targets + CNN features for {a.steps} steps: {time.perf_counter() - t0:.1f} s wall, "
-          f"{a.teacher_cpu:.1f} s cpu (a fixed cost of every run, cached)")
-    results = {}
-    for op in a.ops.split(","):
+    cost_file = work / "teacher_cost.json"
+    if n_cached:
+        a.teacher_cpu_per_step = (time.process_time() - c0) / n_cached
+        cost_file.write_text(json.dumps({"cpu_seconds_per_step": a.teacher_cpu_per_step}))
+        print(f"teacher targets + CNN features for {n_cached} steps: {time.perf_counter() - t0:.1f} s wall, "
+              f"{a.teacher_cpu_per_step * n_cached:.1f} s cpu (a fixed cost of every run, cached)")
+    else:
+        a.teacher_cpu_per_step = json.loads(cost_file.read_text())["cpu_seconds_per_step"] if cost_file.is_file() else 0.0
+    for op in todo:
         t1 = time.perf_counter()
         results[op] = run_op(op, teacher, bank, cache, a, work)
         last = results[op]["rows"][-1]
         print(f"{op}: done in {time.perf_counter() - t1:.0f} s (student training {last['train_seconds']:.1f} s wall, "
               f"{last['cpu_seconds']:.1f} s cpu); probes {results[op]['probe']}")
     print(f"all runs: {time.perf_counter() - t0:.0f} s")
+    results = {op: results[op] for op in a.ops.split(",")}  # table in --ops order
+    if {"none", "interleaved"} - set(results):
+        print("the report needs the none and interleaved runs; rerun with them in --ops (and --reuse)")
+        return
     summary = report(results, a, teacher_probe, random_probe)
     (work / "results.json").write_text(json.dumps(summary, indent=1))
     print(f"\nresults -> {work / 'results.json'}")

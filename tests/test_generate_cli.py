@@ -46,6 +46,12 @@ def test_streamed_and_batched_cli_runs_agree_and_text_output_has_no_wav(model_di
     b = json.loads((tmp_path / "b" / "generations.jsonl").read_text())
     assert a["transcript"] == b["transcript"] and a["prompt_id"] == "a" and "wav" not in a
     assert not (tmp_path / "a" / "0.wav").exists() and "[Hu" not in a["transcript"]
+    # streamed samples of one prompt each get their own seed
+    sampled = ["--model", str(model_dir), "--prompts", str(prompts), "--modality", "text", "max_new_tokens=12", "temperature=3.0",
+               "top_p=1.0", "--num-samples", "2", "--stream", "--out", str(tmp_path / "c")]
+    assert main(["generate", *sampled]) == 0
+    c = [json.loads(line) for line in (tmp_path / "c" / "generations.jsonl").read_text().splitlines()]
+    assert len(c) == 2 and c[0]["transcript"] != c[1]["transcript"]
 
 
 @pytest.mark.slow

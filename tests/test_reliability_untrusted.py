@@ -210,6 +210,41 @@ def test_units_train_refuses_then_accepts_with_trust_pickle(tmp_path, capsys):
     FIGURES["payloads refused"] += 1
 
 
+@pytest.mark.slow
+def test_tokenize_with_a_pickled_spiritlm_vqvae_needs_trust_pickle(tmp_path, capsys):
+    """SpiritLM's F0 VQ-VAE ``model.pt`` pickles its training args: `tinywave tokenize` refuses it by default."""
+    import argparse
+    import json
+
+    import soundfile as sf
+
+    from tinywave.spiritlm import fixtures
+
+    release = fixtures.make_release(tmp_path / "release", vocoders=False)
+    vq = release / "speech_tokenizer" / "vqvae_f0_quantizer"
+    fixtures.write_f0_vqvae(vq, extra={"args": argparse.Namespace(lr=1.0, seed=3)})  # what the real release holds
+    t = np.arange(24000) / 16000
+    sf.write(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * (120 + 40 * t) * t)).astype(np.float32), 16000)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    out = tmp_path / "tokens.jsonl"
+    args = ["tokenize", "--manifest", str(tmp_path / "m.jsonl"), "--tokenizer", f"spiritlm-expressive:{release}", "--out", str(out), "workers=1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: .*model\.pt was refused: this VQ-VAE checkpoint \(model\.pt\) needs Python objects unpickled "
+                     r"\(it would import argparse\.Namespace\).*Nothing in it was executed.*--trust-pickle", err), err
+    assert "Traceback" not in err and not out.exists()
+    assert main([*args, "--trust-pickle"]) == 0  # the explicit opt-in
+    rec = json.loads(out.read_text())
+    assert rec["id"] == "a" and "[Pi" in rec["speech"] and "[St" in rec["speech"]
+    # a live payload in the same place: refused through the CLI, it never runs
+    marker = tmp_path / "PWNED"
+    fixtures.write_f0_vqvae(vq, extra={"args": SystemPayload(marker)})
+    assert main([*args[:-2], str(tmp_path / "tokens2.jsonl"), "workers=1"]) == 2
+    err = capsys.readouterr().err
+    assert "posix.system" in err and "was refused" in err and not marker.exists()
+    FIGURES["payloads refused"] += 2
+
+
 # ---------------------------------------------------------------- audit of the package
 
 

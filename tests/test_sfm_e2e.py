@@ -107,6 +107,13 @@ def test_distilled_student_is_accepted_by_the_hubert_unit_extractor(corpus):
     wav, _ = load_audio(manifest.parent / "wavs" / "u00000.wav")
     vectors = features.vectors(Analysis(wav))
     assert vectors.shape == (features.n_frames(len(wav)), 16)
+    # the whole unit pipeline: k-means fitted on the student's layer 3, then encoding
+    from tinywave.speech.tokenizer import SpeechTokenizer
+
+    assert main(["units", "train", "--manifest", str(manifest), "--out", str(root / "student_units"), "kind=hubert",
+                 f"hubert.model={root / 'full' / 'student'}", "hubert.layer=3", "n_units=4", "workers=1"]) == 0
+    units = SpeechTokenizer.load(root / "student_units").encode_units(wav)["hubert"]
+    assert len(units) == features.n_frames(len(wav)) and 0 <= min(units) and max(units) < 4
 
 
 @pytest.mark.slow

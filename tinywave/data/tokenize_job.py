@@ -104,8 +104,8 @@ def _words_outside(item: ManifestItem, seconds: float) -> str:
 class ItemTokenizer:
     """Worker function: one manifest item -> ItemResult (loads the tokenizer once)."""
 
-    def __init__(self, tokenizer_dir: str, fingerprint: str, chunk_seconds: float, min_seconds: float):
-        self.tok = SpeechTokenizer.load(tokenizer_dir)
+    def __init__(self, tokenizer_dir: str, fingerprint: str, chunk_seconds: float, min_seconds: float, trust_pickle: bool = False):
+        self.tok = SpeechTokenizer.load(tokenizer_dir, trust_pickle)
         self.fingerprint, self.chunk_seconds, self.min_seconds = fingerprint, chunk_seconds, min_seconds
 
     def __call__(self, item: ManifestItem) -> ItemResult:
@@ -143,12 +143,12 @@ def _previous(out: Path, errors: Path, fingerprint: str) -> tuple[set[str], list
 
 def tokenize_corpus(manifest: str | Path, tokenizer_dir: str | Path, out: str | Path, workers: int = 2,
                     chunk_seconds: float = 100.0, min_seconds: float = 0.08, resume: bool = True,
-                    retry_errors: bool = False, rank: int = 0, world_size: int = 1) -> JobSummary:
+                    retry_errors: bool = False, rank: int = 0, world_size: int = 1, trust_pickle: bool = False) -> JobSummary:
     """Tokenize this rank's share of a manifest into a token corpus; see the module docstring."""
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank={rank} must be in 0..world_size-1 (world_size={world_size})")
     t0 = time.perf_counter()
-    fingerprint = SpeechTokenizer.load(tokenizer_dir).fingerprint
+    fingerprint = SpeechTokenizer.load(tokenizer_dir, trust_pickle).fingerprint
     items, bad_lines = read_manifest(manifest)
     mine, bad_lines = items[rank::world_size], (bad_lines if rank == 0 else [])
     out_path, err_path = part_paths(out, rank, world_size)
@@ -164,7 +164,7 @@ def tokenize_corpus(manifest: str | Path, tokenizer_dir: str | Path, out: str | 
     seen_errors = {(e.get("id"), e.get("where"), e.get("reason")) for e in old_errors}
     new_bad = [b for b in bad_lines if (b.id, b.where, b.reason) not in seen_errors]
     stats = {"ok": 0, "seconds": 0.0, "multi": 0}
-    factory = functools.partial(ItemTokenizer, str(tokenizer_dir), fingerprint, chunk_seconds, min_seconds)
+    factory = functools.partial(ItemTokenizer, str(tokenizer_dir), fingerprint, chunk_seconds, min_seconds, trust_pickle)
     with JsonlAppender(out_path) as good, JsonlAppender(err_path) as errors:
         errors.write_many(b.to_json() for b in new_bad)
         for res in bar(ordered_map(factory, todo, workers), total=len(todo), desc="tokenize", unit="utt"):

@@ -24,8 +24,11 @@ every world_size-th block.
 **The KL from a cache** (:class:`CachedTeacher`): the teacher distribution at temperature
 T is rebuilt over the whole vocabulary: the top-k ids get their exact log-probabilities
 and the remaining mass is spread uniformly over the other V - k ids. The student's full
-distribution is still compared, so the chunked vocabulary losses run unchanged; with
-k = V nothing is spread and the losses equal the online ones. A softened distribution at
+distribution is still compared. ``CachedBatch.logits`` gives that distribution dense (the
+reference losses run on it unchanged); the training step takes it sparse
+(``vocab_targets``: top-k log-probabilities + one value for the other ids), so the fused KL
+never builds an (n, V) teacher tensor. With k = V nothing is spread and the losses equal
+the online ones. A softened distribution at
 a temperature needs the normalizer of *all* logits at that temperature: a cache serves
 the temperatures it was built with (any temperature when k = V). Attention maps are not
 cached (T^2 per head and layer): ``loss.attn_weight`` must be 0 with a cache.
@@ -47,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinywave.distill.fused import TopKTargets
 from tinywave.distill.teacher import OnlineTeacher, TeacherBatch
 from tinywave.files import JsonlAppender, atomic_write_json, load_jsonl
 from tinywave.progress import bar
@@ -336,6 +340,10 @@ class CachedBatch(TeacherBatch):
         logp = self.fill[rows, None].expand(rows.numel(), self.vocab_size).clone()  # (n, V) rest mass, uniform
         logp.scatter_(1, self.ids[rows], self.logp[rows])  # top-k log-probabilities
         return logp * self.temperature
+
+    def vocab_targets(self, rows: torch.Tensor) -> TopKTargets:
+        """The same distribution, sparse: the fused KL never builds the dense (n, V) teacher tensor."""
+        return TopKTargets(self.ids[rows], self.logp[rows], self.fill[rows])
 
 
 class CachedTeacher:

@@ -5,7 +5,9 @@
 * the model, written by the recipe's ``save_model(folder)``: a plain Hugging Face
   folder (``config.json``, ``model.safetensors``, tokenizer files, ``speech_tokenizer/``)
   or a peft adapter folder (``adapter_config.json``, ``adapter_model.safetensors``);
-  extra trained tensors (projections) as ``projections.safetensors``;
+  extra trained tensors (projections) as ``projections.safetensors``; with depth growth,
+  ``growth.json`` (depth, layer map, growth history; ``tinywave.distill.growth``) and the
+  model at its current depth;
 * ``optimizer.pt``, ``scheduler.pt``, ``rng.pt``: state dicts saved with ``torch.save``
   and read back with ``torch.load(weights_only=True)`` (``tinywave.safeload.load_torch``);
 * ``state.json``: step, data position, tokens seen, elapsed time, the tail of the loss history;

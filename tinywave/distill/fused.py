@@ -13,7 +13,9 @@ their gradient with respect to the logits in closed form,
 
 weighted by the loss weights and folded straight into the gradients of the hidden states
 (n, D) and of the LM head (V, D). Backward only scales those by the incoming gradient: no
-logits are kept or recomputed, and the teacher's logits are computed once.
+logits are kept or recomputed, and the teacher's logits are computed once. A teacher read
+from a top-k cache comes as :class:`TopKTargets` (top-k log-probabilities + one value for
+every other id): its KL and gradient are then computed without a dense teacher tensor.
 
 **Attention KL** (:func:`attention_kl_from_qk`): instead of materializing every mapped
 layer's [B, H, T, T] probabilities (an explicit, slow attention in that layer), each
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +45,39 @@ _NEG = torch.finfo(torch.float32).min  # masked scores: exp gives exactly 0, dif
 
 # --- vocabulary losses --------------------------------------------------------------------
 
-def _chunk(h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None, temperature: float,
-           w_ce: float, w_kl: float) -> tuple[float, float, torch.Tensor]:
+@dataclass
+class TopKTargets:
+    """A teacher distribution at the KL temperature given sparsely (from a top-k teacher cache):
+    ``ids`` (n, k) get log-probabilities ``logp`` (n, k); every other id gets ``fill`` (n,)."""
+
+    ids: torch.Tensor  # (n, k) long
+    logp: torch.Tensor  # (n, k) float32
+    fill: torch.Tensor  # (n,) float32
+
+
+def _dense_kl(log_q: torch.Tensor, t_logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(KL sum, p) for full teacher logits (n, V); p: the teacher probabilities at T (n, V)."""
+    log_p = torch.log_softmax(t_logits.float() / temperature, dim=-1)  # (n, V) teacher at T
+    p = log_p.exp()
+    return torch.vdot(p.flatten(), log_p.sub_(log_q).flatten()), p
+
+
+def _topk_kl(log_q: torch.Tensor, t: TopKTargets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(KL sum, p_fill (n, 1), p_top - p_fill (n, k)) without building the dense teacher distribution.
+
+    sum_K p_i (log p_i - log q_i) + sum_{j not in K} f (log f - log q_j), f = exp(fill), and
+    sum_{j not in K} log q_j = sum_V log q - sum_K log q.
+    """
+    p_top, p_fill = t.logp.exp(), t.fill.exp()  # (n, k), (n,)
+    lq_top = log_q.gather(1, t.ids)  # (n, k)
+    top = (p_top * (t.logp - lq_top)).sum()
+    others = log_q.shape[1] - t.ids.shape[1]
+    rest = (p_fill * (others * t.fill - (log_q.sum(1) - lq_top.sum(1)))).sum()
+    return top + rest, p_fill[:, None], p_top - p_fill[:, None]
+
+
+def _chunk(h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | TopKTargets | None,
+           temperature: float, w_ce: float, w_kl: float) -> tuple[float, float, torch.Tensor]:
     """(CE sum, KL sum, weighted d loss / d logits (n, V)) of one chunk; h: (n, D), y: (n,)."""
     z = F.linear(h, weight).float()  # (n, V)
     log_sm = torch.log_softmax(z, dim=-1)  # (n, V)
@@ -53,11 +87,14 @@ def _chunk(h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, t_logits: tor
     if t_logits is None:
         return float(ce), 0.0, grad
     log_q = torch.log_softmax(z.div_(temperature), dim=-1)  # (n, V) student at T
-    log_p = torch.log_softmax(t_logits.float() / temperature, dim=-1)  # (n, V) teacher at T
-    p = log_p.exp()
-    kl = torch.vdot(p.flatten(), log_p.sub_(log_q).flatten()) * temperature**2
-    grad.add_(log_q.exp_().sub_(p), alpha=w_kl * temperature)  # T (q - p)
-    return float(ce), float(kl), grad
+    if isinstance(t_logits, TopKTargets):
+        kl, p_fill, p_extra = _topk_kl(log_q, t_logits)
+        grad.add_(log_q.exp_().sub_(p_fill), alpha=w_kl * temperature)  # T (q - p), p = fill everywhere...
+        grad.scatter_add_(1, t_logits.ids, p_extra.mul_(-w_kl * temperature))  # ...but p_top on the top k
+    else:
+        kl, p = _dense_kl(log_q, t_logits, temperature)
+        grad.add_(log_q.exp_().sub_(p), alpha=w_kl * temperature)  # T (q - p)
+    return float(ce), float(kl) * temperature**2, grad
 
 
 class _FusedVocab(torch.autograd.Function):

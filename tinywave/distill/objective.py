@@ -79,6 +79,12 @@ class DistillObjective(nn.Module):
         self.pairs = [(int(s), int(t)) for s, t in layer_map]
         self.projections = projections if projections is not None else nn.ModuleDict()
 
+    def remap_layers(self, moved: dict[int, int]) -> None:
+        """After the student grew (``tinywave.distill.growth``): student layer s of each pair, and its
+        projection, is now layer ``moved[s]``; the teacher layers stay."""
+        self.pairs = sorted((moved[s], t) for s, t in self.pairs)
+        self.projections = nn.ModuleDict({str(moved[int(s)]): proj for s, proj in self.projections.items()})
+
     def _student_layers(self, active: float) -> list[int]:
         return [s for s, _ in self.pairs] if active > 0 else []
 
@@ -95,7 +101,7 @@ class DistillObjective(nn.Module):
         head = self.student.get_output_embeddings().weight  # (V, D)
         # CE and KL in one fused pass (tinywave.distill.fused; reference: losses.chunked_vocab_losses)
         vocab, ce, kl = fused_vocab_losses(
-            hidden, head, labels.flatten()[rows], teacher.logits if w.kl > 0 else None, rows,
+            hidden, head, labels.flatten()[rows], teacher.vocab_targets if w.kl > 0 else None, rows,
             w.temperature, w.chunk_size, normalizer, w.ce, w.kl,
         )
         losses = {"ce": ce}

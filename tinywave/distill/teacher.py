@@ -35,6 +35,10 @@ class TeacherBatch:
             raise ValueError("these teacher targets carry no logits; set loss.kl_weight=0 or use an online teacher")
         return F.linear(self.final_hidden[rows], self.head_weight).float()
 
+    def vocab_targets(self, rows: torch.Tensor):
+        """What the fused vocabulary losses take: logits (n, V), or a sparse form (a top-k cache)."""
+        return self.logits(rows)
+
 
 class TeacherTargets(Protocol):
     """``rows``: the dataset rows of the batch ((B,) LongTensor), for teachers read from a cache."""

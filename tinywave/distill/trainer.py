@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 NONFINITE_POLICIES = ("stop", "skip")
 Objective = Callable[[dict[str, torch.Tensor], float], dict[str, torch.Tensor]]
+# called after each optimizer step (step, optimizer, scheduler); returns None, or the trainable parameters,
+# optimizer and scheduler of a student that just grew (tinywave.distill.growth.StudentGrowth)
+GrowthHook = Callable[[int, torch.optim.Optimizer, Any], "tuple[list[nn.Parameter], torch.optim.Optimizer, Any] | None"]
 
 
 class NonFiniteLossError(ValueError):
@@ -174,12 +177,14 @@ def fit(
     config: dict[str, Any],
     resume_from: Path | None = None,
     parallel: Parallel = SINGLE,
+    growth: GrowthHook | None = None,
 ) -> FitResult:
     """Train ``params`` on ``objective`` for ``run.steps`` steps in total, checkpointing under ``run.out``.
 
     ``parallel`` (from :class:`~tinywave.distill.distributed.Parallel`) when ``objective`` is
     wrapped for several processes: rank 0 logs and writes checkpoints, every rank takes part
-    in the collectives.
+    in the collectives. ``growth`` (one process only) may swap in new parameters, optimizer and
+    scheduler after a step: the student grew (``tinywave.distill.growth``).
     """
     for name, value in {"optim.accum_steps": optim.accum_steps, "train.steps": run.steps,
                         "train.log_every": run.log_every, "train.ckpt_every": run.ckpt_every}.items():
@@ -233,6 +238,9 @@ def fit(
                 warnings.simplefilter("ignore", UserWarning)
                 sched.step()  # the learning rate follows the step number, skipped or not
             opt.zero_grad(set_to_none=True)
+            grown = growth(step, opt, sched) if growth is not None else None
+            if grown is not None:  # the student grew: train the new parameters from here on
+                params, opt, sched = grown
             seconds = time.monotonic() - t0
             state["elapsed_s"] += seconds
             result.step = step

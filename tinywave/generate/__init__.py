@@ -2,5 +2,6 @@
 
 ``speechlm.SpeechLM`` is the entry point; ``forcing`` holds the ``transformers`` logits
 processor and stopping criterion, ``decode`` our KV-cached decoding loop, ``audio`` output
-parsing and chunked vocoding, ``deploy`` CPU dtypes and int8, ``bench`` latency figures.
+parsing and chunked vocoding, ``outputs`` the files a run writes, ``samples`` listening
+samples of several models for reports, ``deploy`` CPU dtypes and int8, ``bench`` latency figures.
 """

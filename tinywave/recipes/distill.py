@@ -63,6 +63,16 @@ class TrainSection(RunSettings):
 
 
 @dataclass
+class GrowthSection:
+    op: str = field("none", help="grow the student during distillation (stacking): none, top, gradual, middle or interleaved; the student starts shallow and reaches student.n_layers in growth.stages stages")
+    stages: int = field(2, help="number of growth stages (the student grows at the start of stages 2..S)")
+    schedule: str = field("equal", help="stage lengths: equal, or prop1 (stage s lasts in proportion to s)")
+    every: int = field(0, help="interleaved: duplicate every b-th layer at each growth (0: planned, one copy per initial layer)")
+    n: int = field(0, help="gradual/middle: layers copied at each growth (0: planned, the initial depth)")
+    optimizer: str = field("copy", help="AdamW state at a growth: copy (each copy gets its original's moments) or reset")
+
+
+@dataclass
 class Config:
     teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "the teacher"})
     student: StudentSection = dc_field(default_factory=StudentSection, metadata={"help": "the student"})
@@ -71,6 +81,7 @@ class Config:
     data: DataSettings = dc_field(default_factory=DataSettings, metadata={"help": "training shards"})
     optim: OptimSettings = dc_field(default_factory=OptimSettings, metadata={"help": "optimizer"})
     train: TrainSection = dc_field(default_factory=TrainSection, metadata={"help": "run"})
+    growth: GrowthSection = dc_field(default_factory=GrowthSection, metadata={"help": "depth growth of the student (docs/SFM.md)"})
     resume: bool = field(False, help="continue from the newest checkpoint in train.out (same as train.resume)")
     dry_run: bool = field(False, help="validate the config on a scaled-down teacher of the same shape and print parameter, memory, FLOP and GPU estimates for the real sizes; trains nothing")
 
@@ -133,7 +144,37 @@ def _make_student(cfg: Config, teacher, keep: list[int], resume_from: Path | Non
     if cfg.student.dir:
         return load_causal_lm(cfg.student.dir), Path(cfg.student.dir)
     width = cfg.student.width or None
-    return build_student(teacher, cfg.student.n_layers, keep, width, cfg.student.init), Path(cfg.teacher.dir)
+    return build_student(teacher, len(keep), keep, width, cfg.student.init), Path(cfg.teacher.dir)
+
+
+# --- depth growth (stacking; tinywave.distill.growth) -----------------------------------------
+
+def _growth_plan(cfg: Config, keep: list[int], n_teacher: int, parallel):
+    """The growth plan (None with growth.op=none): layer map and teacher layers are those of the FINAL student."""
+    from tinywave.distill.growth import describe, plan_student_growth
+
+    g = cfg.growth
+    if g.op == "none":
+        return None
+    if parallel.mode != "none" or parallel.world_size > 1:
+        raise ValueError(f"growth.op={g.op} grows the student in one process only; run without torchrun and with "
+                         f"train.parallel=none (or auto), or set growth.op=none (train.parallel={cfg.train.parallel})")
+    final = _layer_pairs(cfg, keep, len(keep), n_teacher)
+    plan = plan_student_growth(g.op, g.stages, g.schedule, cfg.train.steps, final, keep, bool(cfg.layer_map), g.every, g.n, g.optimizer)
+    log.info("%s", describe(plan))
+    return plan
+
+
+def _stage_pairs(cfg: Config, plan, keep: list[int], n_student: int, n_teacher: int, resume_from: Path | None):
+    """Layer pairs of the student as built or loaded: the fixed map, or that of its growth stage."""
+    from tinywave.distill.checkpoint import read_state
+    from tinywave.distill.growth import resume_stage
+
+    if plan is None:
+        return _layer_pairs(cfg, keep, n_student, n_teacher)
+    step = read_state(resume_from)["step"] if resume_from is not None else 0
+    source = str(resume_from or cfg.student.dir or "the student built from the teacher")
+    return plan.pairs[resume_stage(plan, n_student, step, source)]
 
 
 def _layer_pairs(cfg: Config, keep: list[int], n_student: int, n_teacher: int) -> list[tuple[int, int]]:
@@ -197,6 +238,7 @@ def run(cfg: Config) -> int:
     from tinywave.data.shards import ShardDataset
     from tinywave.distill.data import BatchStream
     from tinywave.distill.distributed import Parallel
+    from tinywave.distill.growth import StudentGrowth, read_history
     from tinywave.distill.trainer import fit, resolve_device, resume_point
     from tinywave.models.attention import decoder_layers
     from tinywave.models.checks import check_same_vocabulary, check_shards_fit, check_tokenizer_fits
@@ -223,12 +265,13 @@ def run(cfg: Config) -> int:
 
     # 2. student (built from the teacher, or loaded), same vocabulary
     keep = _student_plan(cfg, n_teacher)
-    student, student_src = _make_student(cfg, teacher, keep, resume_from)
+    plan = _growth_plan(cfg, keep, n_teacher, parallel)  # growth.op: the student starts shallow, grows to n_layers
+    student, student_src = _make_student(cfg, teacher, plan.init_keep if plan else keep, resume_from)
     check_same_vocabulary(teacher, student, fingerprint, vocab_fingerprint(load_tokenizer(student_src)), str(student_src))
     n_student = len(decoder_layers(student))
 
     # 3. layer map, validated and printed
-    pairs = _layer_pairs(cfg, keep, n_student, n_teacher)
+    pairs = _stage_pairs(cfg, plan, keep, n_student, n_teacher, resume_from)
     log.info("layer map (student <- teacher): %s", ", ".join(f"{s} <- {t}" for s, t in pairs) or "none")
 
     # 4. data, refused unless built with the teacher's vocabulary
@@ -244,13 +287,17 @@ def run(cfg: Config) -> int:
     log.info("student: %.2fM trainable parameters; teacher %s", sum(p.numel() for p in params) / 1e6, teacher_kind)
 
     # 6. train (rank 0 writes; under FSDP from the weights gathered for the checkpoint)
+    grow = StudentGrowth(plan, objective, cfg.optim, cfg.train.steps, cfg.train.out, read_history(resume_from)) if plan else None
+
     def save_model(folder: Path) -> None:
         plain = parallel.plain(objective)
         write_model_dir(plain.student, tokenizer, folder, speech_src=cfg.teacher.dir)
         if projections is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in plain.projections.state_dict().items()}, str(folder / PROJECTIONS_FILE))
+        if grow is not None:
+            grow.save(folder)  # growth.json: depth, layer map and growth history
 
-    result = fit(model, params, stream, cfg.optim, cfg.train, save_model, to_dict(cfg), resume_from, parallel)
+    result = fit(model, params, stream, cfg.optim, cfg.train, save_model, to_dict(cfg), resume_from, parallel, grow)
 
     # 7. the student as a plain HF folder
     if result.finished and result.checkpoint is not None and parallel.is_main:

@@ -72,12 +72,37 @@ def check_espeak() -> tuple[str, str]:
         ctypes.CDLL(lib)
     except OSError as exc:
         return FAIL, f"{lib} does not load ({exc}): reinstall espeak-ng"
-    return OK, f"{lib} loads"
+    if shutil.which("espeak-ng") is None:
+        return WARN, f"{lib} loads but the espeak-ng command is not on PATH: apt-get install espeak-ng"
+    return OK, f"{lib} loads, espeak-ng command on PATH"
+
+
+def check_threads() -> tuple[str, str]:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp and (not omp.isdigit() or int(omp) < 1):
+        return FAIL, f"OMP_NUM_THREADS={omp!r} is not a positive integer: unset it or set OMP_NUM_THREADS={cores}"
+    if omp and int(omp) > cores:
+        return WARN, f"OMP_NUM_THREADS={omp} is more than the {cores} usable cores: set OMP_NUM_THREADS={cores}"
+    return OK, f"{cores} usable cores, OMP_NUM_THREADS={omp or 'unset (torch picks)'}"
+
+
+def check_reproducible() -> tuple[str, str]:
+    """Bit-identical resumes on CPU need MKL's strict reproducibility mode (docs/RELIABILITY.md)."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return OK, "torch does not use MKL: CPU runs are reproducible with one thread"
+    cbwr = os.environ.get("MKL_CBWR", "")
+    if "STRICT" in cbwr.upper():
+        return OK, f"MKL_CBWR={cbwr}: a resumed CPU run is bit-identical to an uninterrupted one"
+    return OK, ("MKL_CBWR is not strict: a resumed CPU run matches an uninterrupted one to ~1e-7 only; "
+                "for bit-identical resumes export MKL_CBWR=AUTO,STRICT (and OMP_NUM_THREADS=1)")
 
 
 def check_disk(out: Path, min_free_gb: float) -> tuple[str, str]:
     target = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    free = shutil.disk_usage(target).free / 1e9
+    free = shutil.disk_usage(target if target.is_dir() else target.parent).free / 1e9
     if free < min_free_gb:
         return WARN, f"{free:.1f} GB free at {target}: the demo needs ~2 GB, a real run much more; free space or choose another --out"
     return OK, f"{free:.1f} GB free at {target}"
@@ -85,6 +110,8 @@ def check_disk(out: Path, min_free_gb: float) -> tuple[str, str]:
 
 def check_writable(out: Path) -> tuple[str, str]:
     target = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not target.is_dir():
+        return FAIL, f"{target} is a file, not a folder: choose another --out"
     try:
         with tempfile.NamedTemporaryFile(dir=target):
             pass
@@ -98,6 +125,8 @@ def run(cfg: Config) -> int:
     checks: dict[str, Callable[[], tuple[str, str]]] = {
         "python": check_python,
         "torch": check_torch,
+        "threads": check_threads,
+        "resume": check_reproducible,
         "packages": check_packages,
         "espeak-ng": check_espeak,
         "disk": lambda: check_disk(out, cfg.min_free_gb),

@@ -94,6 +94,13 @@ def _options(cfg: Config):
                              max(1, cfg.batch), cfg.chunk_units)
 
 
+def _nth_sample(options: Any, k: int) -> Any:
+    """Streaming decodes one row at a time: sample ``k`` of a prompt gets its own seed."""
+    import dataclasses
+
+    return dataclasses.replace(options, sampling=dataclasses.replace(options.sampling, seed=options.sampling.seed + k))
+
+
 def _stream_one(lm: Any, items: list[Any], modality: str, options: Any) -> Any:
     """Stream one generation, echoing tokens to stdout and logging audio latency."""
     t0 = time.perf_counter()
@@ -114,38 +121,9 @@ def _stream_one(lm: Any, items: list[Any], modality: str, options: Any) -> Any:
     return result
 
 
-def write_outputs(out: Path, rows: list[dict[str, Any]], results: list[Any]) -> None:
-    from tinywave.audio.io import save_wav
-    from tinywave.files import atomic_write_text
-
-    out.mkdir(parents=True, exist_ok=True)
-    for i, (row, res) in enumerate(zip(rows, results)):
-        atomic_write_text(out / f"{i}.txt", res.transcript + "\n")
-        if res.audio is not None and len(res.audio):
-            save_wav(out / f"{i}.wav", res.audio)
-            row["wav"] = f"{i}.wav"
-    import json
-
-    atomic_write_text(out / "generations.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    atomic_write_text(out / "index.md", index_markdown(rows))
-
-
-def index_markdown(rows: list[dict[str, Any]], width: int = 80) -> str:
-    """A page linking every sample (a report can link to it)."""
-
-    def cell(text: str) -> str:
-        text = text.replace("|", "\\|").replace("\n", " ")
-        return text if len(text) <= width else text[: width - 1] + "…"
-
-    lines = ["# Generated samples", "", "| # | prompt | output | stop | audio |", "|---|---|---|---|---|"]
-    for r in rows:
-        audio = f"[{r['wav']}]({r['wav']}) ({r['seconds']:.1f} s)" if r.get("wav") else "-"
-        lines.append(f"| [{r['index']}]({r['index']}.txt) | {cell(r['prompt'])} | {cell(r['transcript'])} | {r['stop']} | {audio} |")
-    return "\n".join(lines) + "\n"
-
-
 def run(cfg: Config) -> int:
     from tinywave.generate.forcing import check_modality
+    from tinywave.generate.outputs import generation_rows, write_outputs
     from tinywave.generate.speechlm import SpeechLM
 
     # 1. arguments and prompts, checked before loading anything heavy
@@ -163,16 +141,12 @@ def run(cfg: Config) -> int:
     # 3. generation: batched, or streamed one prompt at a time
     t0 = time.perf_counter()
     if cfg.stream:
-        results = [_stream_one(lm, items, cfg.modality, options) for _, items in prompts for _ in range(cfg.num_samples)]
+        results = [_stream_one(lm, items, cfg.modality, _nth_sample(options, k)) for _, items in prompts for k in range(cfg.num_samples)]
     else:
         results = lm.generate([items for _, items in prompts], cfg.modality, options)
     wall = time.perf_counter() - t0
     # 4. outputs, written only now
-    ids = [pid for pid, _ in prompts for _ in range(cfg.num_samples)]
-    rows = [{"index": i, "prompt_id": pid, "prompt": r.prompt, "transcript": r.transcript, "text": r.text,
-             "speech_tokens": r.speech, "stop": r.stop, "new_tokens": len(r.ids),
-             "seconds": round(len(r.audio) / 16000, 3) if r.audio is not None else 0.0}
-            for i, (pid, r) in enumerate(zip(ids, results))]
+    rows = generation_rows(results, [pid for pid, _ in prompts for _ in range(cfg.num_samples)])
     write_outputs(Path(cfg.out), rows, results)
     audio_s = sum(r["seconds"] for r in rows)
     log.info("%d generation(s) -> %s in %.1f s (%d tokens, %.1f s of audio)", len(results), cfg.out, wall,

@@ -31,6 +31,7 @@ class Config:
     rank: int = field(0, help="this job's share: items i with i % world_size == rank")
     world_size: int = field(1, help="number of jobs sharing the manifest")
     merge: bool = field(False, help="merge the world_size rank parts of --out (in manifest order) and exit")
+    trust_pickle: bool = field(False, help="allow a release file that needs arbitrary unpickling (SpiritLM's F0 VQ-VAE model.pt; can run code: only for files you trust)")
 
 
 def run(cfg: Config) -> int:
@@ -45,7 +46,7 @@ def run(cfg: Config) -> int:
     if not cfg.tokenizer:
         raise ValueError("--tokenizer DIR is required: a directory written by `tinywave units train`")
     s = tokenize_corpus(cfg.manifest, cfg.tokenizer, cfg.out, cfg.workers, cfg.chunk_seconds, cfg.min_seconds,
-                        cfg.resume, cfg.retry_errors, cfg.rank, cfg.world_size)
+                        cfg.resume, cfg.retry_errors, cfg.rank, cfg.world_size, cfg.trust_pickle)
     if s.multichannel:
         log.warning("%d files had more than one channel; they were averaged to mono", s.multichannel)
     speed = s.audio_seconds / s.wall_seconds if s.wall_seconds else 0.0

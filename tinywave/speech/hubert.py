@@ -88,6 +88,7 @@ class HubertFeatures:
     @property
     def model(self):
         if self._model is None:
+            import torch
             from transformers import HubertModel
 
             from tinywave.safeload import refuse_pickled_weights
@@ -95,7 +96,12 @@ class HubertFeatures:
             with refuse_pickled_weights(self.model_dir):
                 model = HubertModel.from_pretrained(str(self.model_dir)).eval()
             # blocks past `layer` never run (one is kept for layer 0: hidden_states are captured per block)
+            truncated = self.layer < len(model.encoder.layers)
             model.encoder.layers = model.encoder.layers[: max(self.layer, 1)]
+            if truncated and model.config.do_stable_layer_norm:
+                # pre-norm encoders apply a final LayerNorm after the LAST block; after truncation that
+                # would be block `layer`, which the full model does not normalize
+                model.encoder.layer_norm = torch.nn.Identity()
             self._model = model
         return self._model
 

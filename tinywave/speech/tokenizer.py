@@ -193,15 +193,17 @@ class SpeechTokenizer:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "SpeechTokenizer":
-        """A tokenizer directory, or ``spiritlm-base:ROOT`` / ``spiritlm-expressive:ROOT`` (SpiritLM's release)."""
+    def load(cls, folder: str | Path, trust_pickle: bool = False) -> "SpeechTokenizer":
+        """A tokenizer directory, or ``spiritlm-base:ROOT`` / ``spiritlm-expressive:ROOT`` (SpiritLM's release).
+
+        ``trust_pickle`` lets a release's pickled ``model.pt`` (the F0 VQ-VAE) be fully unpickled."""
         from safetensors.numpy import load_file
 
         kind, sep, root = str(folder).partition(":")
         if sep and kind in RELEASES:
             from tinywave.spiritlm.release import speech_tokenizer
 
-            return speech_tokenizer(kind, root)
+            return speech_tokenizer(kind, root, trust_pickle)
         folder = resolve_dir(folder)
         path = folder / TOKENIZER_FILE
         try:

@@ -82,8 +82,6 @@ class HifiGanVocoder(UnitVocoder):
     global style row used by a multi-style generator (SpiritLM's base vocoder: 8).
     """
 
-    default_style: int = 0
-
     default_style: int = 0  # global style id for vocoders with ``multistyle`` (SpiritLM base: 8)
 
     def __init__(self, model: UnitHiFiGAN, speakers: Sequence[str] = ()):
