@@ -38,6 +38,12 @@ def test_report_has_the_contract_keys(demo_dir):
     assert all(math.isfinite(v) and v > 1.0 for v in report["normalized_ppl"].values())
     assert report["config"]["fast"] is True
     assert (demo_dir / "report.md").read_text().startswith("# TinyWave demo report")
+    assert report["samples"] == "samples/index.md" and "samples/index.md" in (demo_dir / "report.md").read_text()
+    import soundfile as sf
+
+    wavs = sorted((demo_dir / "samples" / "student").glob("*.wav"))
+    assert len(wavs) == 3  # text->speech, speech->speech, speech+text->speech (speech->text has no audio)
+    assert all(sf.info(w).samplerate == 16000 and sf.info(w).frames > 0 for w in wavs)
     for png in ("results.png", "student_ce.png", "teacher_losses.png"):
         assert (demo_dir / "plots" / png).stat().st_size > 1000
 

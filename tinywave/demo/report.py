@@ -105,6 +105,8 @@ def _markdown(report: dict[str, Any], eval_md: str) -> str:
               "| " + " | ".join(f"{report['normalized_ppl'].get(n, float('nan')):.2f}" for n in names) + " |", "",
               "## Stage times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v.get('seconds', 0):.0f} |" for k, v in report["stages"].items()]
+    if report.get("samples"):
+        lines += ["", f"Generated samples (teacher and student, wav + token transcript): [{report['samples']}]({report['samples']})"]
     lines += ["", "Plots: `plots/results.png` (accuracies), `plots/student_ce.png` (CE curves), `plots/<run>_losses.png`.",
               "", "## Full evaluation tables", "", eval_md]
     return "\n".join(lines) + "\n"
@@ -128,7 +130,7 @@ def write_demo_report(out: Path, models: dict[str, dict[str, Any]], results: dic
     report = {"format": REPORT_FORMAT, "models": models, "benchmarks": benchmarks, "ratios": _ratios(benchmarks),
               "normalized_ppl": ppl, "normalized_ppl_definition": "per token: exp(mean NLL of held-out speech tokens)",
               "ppl_per_second": {n: ppl_rows[n].get("ppl_per_second") for n in names if n in ppl_rows},
-              "summary": _summary(benchmarks, ppl),
+              "summary": _summary(benchmarks, ppl), "samples": stages["done"].get("samples", {}).get("index"),
               "wall_seconds": round(sum(v.get("seconds", 0.0) for v in stages["done"].values()), 1),
               "stages": stages["done"], "config": stages["config"]}
     atomic_write_json(out / "report.json", report)

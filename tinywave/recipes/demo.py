@@ -81,6 +81,9 @@ class Config:
     precision: str = field("fp32", help="fp32 or bf16 (bf16 autocast is slower than fp32 on CPUs without bf16 instructions)")
     workers: int = field(2, help="processes for synthesis and tokenization")
     cross_modal: bool = field(False, help="also score text->speech and speech->text benchmark variants (slower)")
+    vocoder_steps: int = field(40, help="HiFi-GAN steps of the demo vocoder (samples use its Griffin-Lim unit-mel baseline, better at this budget)")
+    vocoder_items: int = field(300, help="utterances the demo vocoder is fitted on")
+    prompt_seconds: float = field(3.0, help="length of the held-out audio prompt of the generated samples")
     corpus: CorpusSection = dc_field(default_factory=CorpusSection, metadata={"help": "embedded corpus"})
     tokenizer: TokenizerSection = dc_field(default_factory=TokenizerSection, metadata={"help": "speech units and vocabulary"})
     teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "teacher pretraining"})
@@ -90,6 +93,8 @@ class Config:
 # --fast: every stage at toy size (the pipeline, not the quality, is under test)
 FAST = {
     "seq_len": 128,
+    "vocoder_steps": 2,
+    "vocoder_items": 12,
     "corpus": {"stories": 48, "bench_items": 12, "heldout": 0.15},
     "tokenizer": {"n_units": 32, "text_vocab": 300},
     "teacher": {"n_layers": 3, "width": 64, "heads": 2, "ffn": 128, "steps": 12, "batch_size": 4, "passes": 1},
@@ -188,6 +193,36 @@ def _student_run(cfg: Config, runs: Path, name: str, shards: Path, teacher_dir: 
                  "log_every": 5, "ckpt_every": max(1, s.steps // 3), "resume": True, "parallel": "none"})
 
 
+def held_out_prompt(tokens: Path, corpus: Path, out: Path, seconds: float) -> tuple[str, Path]:
+    """(first words of a held-out story, its first ``seconds`` of audio as a wav) for the samples."""
+    import soundfile as sf
+
+    from tinywave.audio.io import SAMPLE_RATE, load_audio
+    from tinywave.files import read_jsonl
+
+    held = {obj["id"] for _, obj, _ in read_jsonl(tokens) if obj}
+    item = next((obj for _, obj, _ in read_jsonl(corpus / "manifest.jsonl") if obj and obj["id"] in held), None)
+    if item is None:
+        raise ValueError(f"no held-out utterance of {tokens} is in {corpus / 'manifest.jsonl'}; rerun the demo in a new --out")
+    audio, _ = load_audio(corpus / item["audio"])  # [samples] at 16 kHz
+    out.mkdir(parents=True, exist_ok=True)
+    sf.write(out / "prompt0.wav", audio[: int(seconds * SAMPLE_RATE)], SAMPLE_RATE)
+    return " ".join(item["text"].split()[:6]), out / "prompt0.wav"
+
+
+def _samples(cfg: Config, out: Path, models: Path, tokens: Path, corpus: Path) -> dict[str, Any]:
+    from tinywave.generate.samples import default_specs, write_samples
+    from tinywave.generate.decode import Sampling
+    from tinywave.generate.speechlm import GenerationOptions
+
+    text, wav = held_out_prompt(tokens / "heldout.jsonl", corpus, out / "samples" / "prompts", cfg.prompt_seconds)
+    options = GenerationOptions(max_new_tokens=100, max_seconds=6.0,
+                                sampling=Sampling(greedy=False, temperature=0.8, top_p=0.95, seed=cfg.seed))
+    index = write_samples({n: models / n for n in ("teacher", "student")}, out / "samples", default_specs([text], [wav]),
+                          options, vocoder=out / "vocoder" / "griffinlim")
+    return {"index": str(index.relative_to(out))}
+
+
 def run(cfg: Config) -> int:
     from tinywave.demo.report import describe_models, write_demo_report
 
@@ -244,7 +279,13 @@ def run(cfg: Config) -> int:
         "evaluate", model=[f"{n}={models / n}" for n in names], bench=[str(bench)], out=str(out / "eval"),
         reference="teacher", cross_modal=cfg.cross_modal, ppl=[f"heldout={tokens / 'heldout.jsonl'}"]))
 
-    # 7. report
+    # 7. listening samples from held-out prompts: text -> speech, speech -> speech / text, speech + text -> speech
+    stages.run("vocoder", lambda: _call("vocoder_train", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(units),
+                                        out=str(out / "vocoder"), steps=cfg.vocoder_steps, max_items=cfg.vocoder_items, heldout=2,
+                                        samples=1, seed=cfg.seed))
+    stages.run("samples", lambda: _samples(cfg, out, models, tokens, corpus))
+
+    # 8. report
     info = describe_models({n: models / n for n in names})
     report = write_demo_report(out, info, json.loads((out / "eval" / "results.json").read_text()), runs, stages.state)
     log.info("demo report -> %s (%s)", out / "report.md", ", ".join(f"{k}: {v}" for k, v in report["summary"].items()))
