@@ -25,13 +25,6 @@ GOLDEN = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):

@@ -13,13 +13,6 @@ from tinywave.models.hf import new_llama, write_model_dir
 from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 def _shards(out, tok, seq_len=16, fingerprint=None):
     rng = random.Random(0)

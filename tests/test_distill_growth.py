@@ -30,13 +30,6 @@ from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
 LOSSES = ("loss", "ce", "kl", "hidden", "attn")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):

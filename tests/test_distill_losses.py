@@ -11,13 +11,6 @@ from hypothesis import strategies as st
 from tinywave.distill.losses import IGNORE_INDEX, attention_loss, ce_loss, chunked_vocab_losses, hidden_loss, kl_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 def _labels(b: int, t: int, v: int, keep: float, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)

@@ -18,13 +18,6 @@ from tinywave.models.hf import new_llama
 VOCAB = 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):

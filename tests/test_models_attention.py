@@ -7,13 +7,6 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from tinywave.models.attention import MAPPED_ATTENTION, capture, use_mapped_attention
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_llama(layers: int = 3, heads: int = 4, kv_heads: int = 2, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)

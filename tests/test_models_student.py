@@ -9,13 +9,6 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from tinywave.models.student import build_student, check_layer_map, uniform_layer_map
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 def teacher(layers: int = 6, width: int = 32, heads: int = 4, kv_heads: int = 2) -> LlamaForCausalLM:
     torch.manual_seed(0)

@@ -19,13 +19,6 @@ VOCAB, SEQ = 48, 16
 PAIRS = [(0, 0), (1, 2)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 def make_teacher(seed=0):
     torch.manual_seed(seed)

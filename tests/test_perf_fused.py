@@ -22,13 +22,6 @@ from tinywave.models.hf import new_llama
 from tinywave.models.student import build_student
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def reference_vocab(hidden, weight, targets, teacher, temperature, normalizer, w_ce, w_kl):
     """Plain CE + KL on the full (1, N, V) logits, the reference functions of losses.py."""
