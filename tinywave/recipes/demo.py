@@ -51,7 +51,7 @@ class TeacherSection:
     width: int = field(256, help="hidden size")
     heads: int = field(4, help="attention heads")
     ffn: int = field(704, help="FFN size")
-    steps: int = field(260, help="optimizer steps (the bulk of the demo's time)")
+    steps: int = field(300, help="optimizer steps (the bulk of the demo's time)")
     batch_size: int = field(8, help="rows of seq_len tokens per step")
     lr: float = field(1e-3, help="peak learning rate (2e-3 stalls a 6-layer teacher on a plateau for ~150 steps)")
     passes: int = field(4, help="passes over the training stories when building its shards (new mixture draws each)")
