@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from tinywave.cli import main
-from tinywave.data.shards import ShardDataset, write_shards
+from tinywave.data.shards import write_shards
 from tinywave.distill.checkpoint import list_checkpoints, read_state
 from tinywave.distill.data import BatchStream
 from tinywave.distill.objective import DistillObjective, LossWeights
@@ -31,7 +31,7 @@ from tinywave.files import atomic_dir
 from tinywave.models.hf import new_llama
 from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
 
-VOCAB = 40
+from test_distill_trainer import VOCAB, shards  # noqa: E402,F401  (the same tiny shards fixture)
 FIGURES: dict[str, int] = {"faults injected": 0, "checkpoints damaged": 0, "resumes to identical weights": 0}
 
 
@@ -237,15 +237,6 @@ def test_leftovers_of_a_killed_save_are_ignored_then_removed(ws, tmp_path):
 def tiny_model(seed=0):
     torch.manual_seed(seed)
     return new_llama(VOCAB, 2, 16, 2, 1, 32, 32)
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    rng = random.Random(0)
-    docs = [[1] + [rng.randrange(4, VOCAB) for _ in range(rng.randint(3, 20))] + [2] for _ in range(40)]
-    out = tmp_path_factory.mktemp("shards") / "s"
-    write_shards(out, docs, 16, "fp", VOCAB, 3, 1, 2)
-    return ShardDataset(out)
 
 
 class FaultyLoss:
