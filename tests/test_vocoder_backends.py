@@ -154,6 +154,18 @@ def test_chunked_vocoding_matches_one_shot_synthesis(hifigan):
     assert len(cont.flush()) == int(voc.vocode_aligned(prefix + "[Hu4][Hu5]", 1)[1][-2:].sum())  # the prefix is context only
 
 
+def test_chunked_vocoding_is_exact_with_the_istft_head(tmp_path):
+    torch.manual_seed(0)
+    model = UnitHiFiGAN(small_config(16, 640, channels=32, embedding_dim=8, num_speakers=2, num_f0_tokens=4, istft_hop=80))
+    save_hifigan(tmp_path, model, ["alice", "bob"])
+    voc = load_vocoder(tmp_path)
+    assert voc.cfg.istft and voc.model.receptive_units() >= 1
+    speech = "".join(f"[Pi{i % 4}][Hu{(i * 5) % 16}]" for i in range(60))
+    one_shot, _ = voc.vocode_aligned(speech, 1)  # _chunked vocodes for speaker 1
+    exact = _chunked(voc, speech, lookahead=voc.model.receptive_units())
+    assert len(exact) > 3 and np.allclose(np.concatenate(exact), one_shot, atol=1e-5)
+
+
 def test_a_vocoder_made_from_a_training_model_leaves_it_trainable():
     model = UnitHiFiGAN(small_config(8, 80, channels=16, embedding_dim=8)).train()
     code = torch.randint(0, 8, (1, 5))

@@ -136,3 +136,34 @@ def test_upsample_plan_reaches_the_unit_hop(hop):
     assert UnitHiFiGAN(cfg)(torch.zeros(1, 3, dtype=torch.long)).shape[-1] == 3 * hop
     with pytest.raises(ValueError, match="prime factor"):
         upsample_plan(7 * 64)
+
+
+@pytest.mark.parametrize("hop, istft_hop", [(320, 40), (1280, 160), (640, 640)])
+def test_istft_head_upsamples_to_the_frame_rate_and_keeps_lengths(hop, istft_hop):
+    cfg = small_config(10, hop, channels=32, embedding_dim=8, num_speakers=2, kernels=(3,), istft_hop=istft_hop)
+    assert cfg.gen_istft_n_fft == 4 * istft_hop and torch.tensor(cfg.upsample_rates).prod().item() * istft_hop == hop
+    assert HifiGanConfig.from_json(cfg.to_json()) == cfg
+    model = UnitHiFiGAN(cfg).eval()
+    assert model.conv_post.weight.shape[0] == cfg.gen_istft_n_fft + 2  # log magnitude + phase per bin
+    code, spk = torch.randint(0, 10, (2, 7)), torch.tensor([0, 1])
+    wav = model(code, speaker=spk)
+    assert wav.shape == (2, 1, 7 * hop) and torch.isfinite(wav).all()
+    dur = model.predict_durations(code[:1])
+    assert model(code[:1], speaker=spk[:1], durations=dur).shape[-1] == int(dur.sum()) * hop
+    before = model(code, speaker=spk)
+    model.remove_weight_norm()  # folding weight norm keeps the output with the head too
+    assert torch.allclose(before, model(code, speaker=spk), atol=1e-5)
+
+
+def test_istft_head_config_errors_name_the_fields():
+    good = small_config(10, 320, channels=32, embedding_dim=8, istft_hop=40).to_json()
+    with pytest.raises(ValueError, match="set both gen_istft_n_fft and gen_istft_hop_size"):
+        HifiGanConfig.from_json({k: v for k, v in good.items() if k != "gen_istft_n_fft"})
+    with pytest.raises(ValueError, match="must equal code_hop_size=320"):
+        HifiGanConfig.from_json({**good, "gen_istft_hop_size": 80})
+    with pytest.raises(ValueError, match="must be even and >= gen_istft_hop_size"):
+        HifiGanConfig.from_json({**good, "gen_istft_n_fft": 20})
+    with pytest.raises(ValueError, match="must divide the unit hop"):
+        small_config(10, 320, istft_hop=48)
+    plain = HifiGanConfig.from_json(SPIRIT_BASE)  # SpiritLM configs have no head: unchanged behaviour
+    assert not plain.istft and "gen_istft_n_fft" not in plain.to_json()

@@ -82,6 +82,9 @@ def test_training_steps_lower_the_loss_and_checkpoints_resume_exactly(tmp_path):
 def test_lr_schedule_warms_up_then_decays():
     lrs = [T.lr_at(s, 200, 1e-3, warmup=10) for s in range(200)]
     assert lrs[0] < lrs[9] == pytest.approx(1e-3) and lrs[-1] < 0.1e-3 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    # a wall-time budget further spent than the step budget drives the decay: a timed run ends at the floor
+    assert T.lr_at(20, 200, 1e-3, warmup=10, elapsed=1.0) == pytest.approx(0.05e-3)
+    assert T.lr_at(20, 200, 1e-3, warmup=10, elapsed=0.5) < T.lr_at(20, 200, 1e-3, warmup=10) < 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +137,15 @@ def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
     assert rate == 16000 and len(wav) > 0
     row = json.loads((gen / "generations.jsonl").read_text())
     assert row["prompt"].startswith("[Speech][Hu") and "[Text]and then[Speech]" in row["prompt"]
+    # a checked prompt carries the audio as speech tokens, so decoding does not read the file again
+    from tinywave.audio.io import load_audio
+    from tinywave.generate.prompt import PromptItem
+    from tinywave.generate.speechlm import SpeechLM
+    from tinywave.speech.tokenizer import SpeechTokenizer
+
+    lm = SpeechLM.load(model)
+    wav0, _ = load_audio(corpus / "wavs" / "u0.wav")  # resampled to 16 kHz, as the prompt reader does
+    encoded = lm.encode([PromptItem("audio", str(corpus / "wavs" / "u0.wav")), PromptItem("text", "and then")], "speech")
+    assert [i.kind for i in encoded] == ["tokens", "text"]
+    assert encoded[0].content == SpeechTokenizer.load(corpus / "tok").encode_string(wav0)
+    assert row["prompt"] == lm.prepare(encoded, "speech").prompt

@@ -54,9 +54,8 @@ def generate_samples(models: Mapping[str, str | Path], specs: Sequence[SampleSpe
     out = {}
     for name, path in models.items():
         lm = SpeechLM.load(path, vocoder)
-        for spec in specs:  # every prompt checked (audio read, context) before any decoding
-            lm.prepare(spec.items, spec.modality)
-        results = [g for spec in specs for g in lm.generate([list(spec.items)], spec.modality, options)]
+        encoded = [lm.encode(spec.items, spec.modality) for spec in specs]  # every prompt checked before any decoding
+        results = [g for spec, items in zip(specs, encoded) for g in lm.generate([items], spec.modality, options)]
         out[name] = (generation_rows(results, [s.name for s in specs]), results)
         log.info("samples: %s generated %d prompt(s)", name, len(specs))
     return out

@@ -140,6 +140,17 @@ class SpeechLM:
                              f"shorten the text or audio (about {self.unit_rate():.0f} tokens per second of speech)")
         return _Prepared(ids, prompt_text(segments), last_speech_run(resolved))
 
+    def encode(self, items: Sequence[PromptItem], modality: str) -> list[PromptItem]:
+        """Check one prompt like :meth:`prepare` and return it with audio replaced by its speech tokens.
+
+        Callers that validate every prompt before decoding pass the result on, so each audio
+        file is read and tokenized once.
+        """
+        resolved = resolve(items, lambda: self.speech_tokenizer)
+        encoded = [PromptItem("text" if kind == "t" else "tokens", content) for kind, content in resolved]
+        self.prepare(encoded, modality)  # context and modality errors, before anything is decoded
+        return encoded
+
     def forcing(self, modality: str, allow_eos: bool = True) -> ModalityLogitsProcessor:
         """The logits processor for ``modality``, limited to what the vocoder can synthesize."""
         check_modality(modality)

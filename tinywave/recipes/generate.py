@@ -134,8 +134,7 @@ def run(cfg: Config) -> int:
     options = _options(cfg)
     # 2. the model; every prompt is encoded (audio read and tokenized) before decoding starts
     lm = SpeechLM.load(cfg.model, cfg.vocoder or None, cfg.dtype, cfg.int8)
-    for _, items in prompts:
-        lm.prepare(items, cfg.modality)
+    prompts = [(pid, lm.encode(items, cfg.modality)) for pid, items in prompts]  # audio read and tokenized once
     if cfg.modality != "text" and lm.vocoder is None:
         log.warning("no vocoder: writing transcripts only")
     # 3. generation: batched, or streamed one prompt at a time

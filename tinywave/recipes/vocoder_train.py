@@ -40,6 +40,8 @@ class Config:
     channels: int = field(64, help="upsample_initial_channel (SpiritLM: 512)")
     embedding_dim: int = field(64, help="unit/speaker embedding width (SpiritLM: 128)")
     kernels: list[int] = field([3, 7, 11], help="resblock kernel sizes")
+    istft_hop: int = field(0, help="iSTFT head: samples per STFT frame (0: plain HiFi-GAN upsampling to 16 kHz)")
+    istft_n_fft: int = field(0, help="iSTFT head: FFT size (0: 4 x istft_hop)")
     mel_weight: float = field(10.0, help="weight of the log-mel L1 loss next to the multi-resolution STFT loss")
     num_units: int = field(0, help="unit table size (0: from the tokenizer, else the largest unit seen + 1)")
     heldout: int = field(8, help="utterances held out for the MCD evaluation")
@@ -109,7 +111,8 @@ def run(cfg: Config) -> int:
     hop = int(round(16000 / float(tokenizer.rates["hubert"])))
     model_cfg = small_config(int(sizes["hubert"] or 1), hop, channels=cfg.channels, embedding_dim=cfg.embedding_dim,
                              num_speakers=len(speakers) if len(speakers) > 1 else 0, num_f0_tokens=sizes["pitch"],
-                             num_style_tokens=sizes["style"], kernels=tuple(cfg.kernels))
+                             num_style_tokens=sizes["style"], kernels=tuple(cfg.kernels),
+                             istft_hop=cfg.istft_hop, istft_n_fft=cfg.istft_n_fft)
     model = UnitHiFiGAN(model_cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
     log.info("vocoder: %d units, hop %d, upsampling %s, %.2fM parameters, %d train / %d held-out utterances",
@@ -125,7 +128,8 @@ def run(cfg: Config) -> int:
         progress = bar(total=cfg.steps, initial=start, desc="vocoder", unit="step")
         for step in T.iterate_steps(start, cfg.steps, cfg.minutes, time.perf_counter):
             for group in opt.param_groups:
-                group["lr"] = T.lr_at(step, cfg.steps, cfg.lr)
+                spent = (time.perf_counter() - t0) / (60.0 * cfg.minutes) if cfg.minutes > 0 else 0.0
+                group["lr"] = T.lr_at(step, cfg.steps, cfg.lr, elapsed=spent)
             losses = T.loss_step(model, loss_fn, sampler.sample(cfg.batch), T.duration_batch(train, 8, dur_rng))
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()

@@ -6,6 +6,13 @@ concatenated with a speaker (``spkr``) and a global-style (``style``) embedding,
 turned into a 16 kHz waveform by a HiFi-GAN V1 generator (``conv_pre``, ``ups.{i}``,
 ``resblocks.{n}``, ``conv_post``). See reference/spiritlm.md section 2.6.
 
+Optional iSTFT head (iSTFTNet's idea; config fields ``gen_istft_n_fft`` /
+``gen_istft_hop_size``): the upsampling stops at the STFT frame rate and ``conv_post``
+predicts a log magnitude and a phase per frequency bin, turned into the waveform by an
+inverse STFT. All convolutions then run at <= 100-200 Hz instead of 16 kHz, which is what
+makes a useful vocoder trainable in minutes on a CPU. SpiritLM's released vocoders do
+not use it; their configs load unchanged.
+
 Weight norm uses ``torch.nn.utils.parametrizations``; state-dict hooks rename its keys to
 the old-style ``weight_g`` / ``weight_v`` names, so ``state_dict()`` has SpiritLM's keys
 and a SpiritLM ``generator.pt`` state dict loads with ``load_state_dict(strict=True)``.
@@ -52,6 +59,17 @@ class HifiGanConfig:
     num_styles: int = 100
     dur_predictor_params: dict[str, Any] | None = None
     sampling_rate: int = 16000
+    gen_istft_n_fft: int | None = None  # iSTFT head: FFT size (window = n_fft, Hann)
+    gen_istft_hop_size: int | None = None  # iSTFT head: samples per STFT frame
+
+    @property
+    def istft(self) -> bool:
+        return self.gen_istft_hop_size is not None
+
+    @property
+    def frame_hop(self) -> int:
+        """Samples per output frame of the last upsampling stage (1 without the iSTFT head)."""
+        return self.gen_istft_hop_size or 1
 
     @property
     def n_tables(self) -> int:
@@ -97,6 +115,13 @@ class HifiGanConfig:
     def check(self, where: str = "config.json") -> None:
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
             raise ValueError(f"{where}: upsample_rates and upsample_kernel_sizes must have the same length")
+        if (self.gen_istft_n_fft is None) != (self.gen_istft_hop_size is None):
+            raise ValueError(f"{where}: set both gen_istft_n_fft and gen_istft_hop_size (iSTFT head) or neither")
+        if self.istft and (self.gen_istft_n_fft < self.frame_hop or self.gen_istft_n_fft % 2):
+            raise ValueError(f"{where}: gen_istft_n_fft={self.gen_istft_n_fft} must be even and >= gen_istft_hop_size={self.frame_hop}")
+        if math.prod(self.upsample_rates) * self.frame_hop != self.code_hop_size:
+            raise ValueError(f"{where}: upsample_rates {list(self.upsample_rates)} x iSTFT hop {self.frame_hop} must equal "
+                             f"code_hop_size={self.code_hop_size}")
         if any(len(d) != 3 for d in self.resblock_dilation_sizes):
             raise ValueError(f"{where}: every resblock_dilation_sizes entry needs exactly 3 dilations (HiFi-GAN V1 resblocks)")
         if self.model_in_dim != self.embedding_dim * self.n_tables:
@@ -109,7 +134,7 @@ class HifiGanConfig:
 
 
 def upsample_plan(hop: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Upsampling factors (largest first, each <= 8) whose product is ``hop``, and their kernels."""
+    """Upsampling factors (largest first, each <= 8) whose product is ``hop``, and their kernels (none for 1)."""
     rates, left = [], hop
     while left > 1:
         factor = next((f for f in (8, 5, 4, 3, 2) if left % f == 0), None)
@@ -122,9 +147,12 @@ def upsample_plan(hop: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 def small_config(num_embeddings: int, code_hop_size: int, *, channels: int = 128, embedding_dim: int = 64,
                  num_speakers: int = 0, num_f0_tokens: int | None = None, num_style_tokens: int | None = None,
-                 kernels: tuple[int, ...] = (3, 7, 11), dur_hidden: int = 64) -> HifiGanConfig:
-    """A scaled-down configuration for CPU training (same architecture as SpiritLM's)."""
-    rates, ks = upsample_plan(code_hop_size)
+                 kernels: tuple[int, ...] = (3, 7, 11), dur_hidden: int = 64, istft_hop: int = 0,
+                 istft_n_fft: int = 0) -> HifiGanConfig:
+    """A scaled-down configuration for CPU training (SpiritLM's architecture; ``istft_hop`` > 0 adds the iSTFT head)."""
+    if istft_hop and code_hop_size % istft_hop:
+        raise ValueError(f"istft_hop={istft_hop} must divide the unit hop of {code_hop_size} samples")
+    rates, ks = upsample_plan(code_hop_size // istft_hop if istft_hop else code_hop_size)
     cfg = HifiGanConfig(
         upsample_rates=rates, upsample_kernel_sizes=ks, upsample_initial_channel=channels,
         resblock_kernel_sizes=tuple(kernels), resblock_dilation_sizes=tuple((1, 3, 5) for _ in kernels),
@@ -134,6 +162,7 @@ def small_config(num_embeddings: int, code_hop_size: int, *, channels: int = 128
         multispkr=num_speakers > 0, num_speakers=max(num_speakers, 1),
         dur_predictor_params={"encoder_embed_dim": embedding_dim, "var_pred_hidden_dim": dur_hidden,
                               "var_pred_kernel_size": 3, "var_pred_dropout": 0.5},
+        gen_istft_n_fft=(istft_n_fft or 4 * istft_hop) if istft_hop else None, gen_istft_hop_size=istft_hop or None,
     )
     return dataclasses.replace(cfg, model_in_dim=embedding_dim * cfg.n_tables)
 
@@ -218,7 +247,10 @@ class UnitHiFiGAN(nn.Module):
             for i in range(len(cfg.upsample_rates))
             for k, d in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes)
         )
-        self.conv_post = _wn(nn.Conv1d(c // 2 ** len(cfg.upsample_rates), 1, 7, padding=3))
+        out = cfg.gen_istft_n_fft + 2 if cfg.istft else 1  # iSTFT head: log magnitude + phase per bin
+        self.conv_post = _wn(nn.Conv1d(c // 2 ** len(cfg.upsample_rates), out, 7, padding=3))
+        if cfg.istft:
+            self.register_buffer("istft_window", torch.hann_window(cfg.gen_istft_n_fft), persistent=False)
         self.register_state_dict_post_hook(lambda m, sd, prefix, meta: _rename_keys(sd, _PARAM_KEYS))
         self.register_load_state_dict_pre_hook(self._load_hook)
 
@@ -269,7 +301,18 @@ class UnitHiFiGAN(nn.Module):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
             x = sum(self.resblocks[i * nk + j](x) for j in range(nk)) / nk
         x = F.leaky_relu(x)  # default slope 0.01, as in the reference
+        if self.cfg.istft:
+            return self._istft(self.conv_post(x))
         return torch.tanh(self.conv_post(x))
+
+    def _istft(self, x: torch.Tensor) -> torch.Tensor:  # (B, n_fft + 2, M) -> (B, 1, M * hop)
+        n_fft, hop = self.cfg.gen_istft_n_fft, self.cfg.frame_hop
+        x = F.pad(x, (0, 1), mode="replicate")  # M + 1 centred frames -> exactly M * hop samples
+        bins = n_fft // 2 + 1
+        magnitude = torch.exp(x[:, :bins].clamp(max=8.0))  # (B, F, M + 1)
+        phase = math.pi * torch.sin(x[:, bins:])
+        spec = torch.polar(magnitude, phase)
+        return torch.istft(spec, n_fft, hop, n_fft, self.istft_window, center=True).unsqueeze(1)
 
     def forward(self, code: torch.Tensor, f0_code: torch.Tensor | None = None, style_code: torch.Tensor | None = None,
                 speaker: torch.Tensor | None = None, style: torch.Tensor | None = None,
@@ -293,6 +336,8 @@ class UnitHiFiGAN(nn.Module):
             rate *= u
             side += res / rate  # the stage's resblocks
         side += 3 / rate  # conv_post
+        if cfg.istft:  # overlap-add reaches n_fft / 2 samples, i.e. ceil(n_fft / 2 / hop) frames, each side
+            side += math.ceil(cfg.gen_istft_n_fft / 2 / cfg.frame_hop) / rate
         return int(math.ceil(side))
 
 

@@ -179,11 +179,16 @@ def evaluate_mcd(vocoders: dict[str, Any], utts: list[Utterance], with_durations
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
-def lr_at(step: int, steps: int, peak: float, warmup: int = 50) -> float:
-    """Linear warm-up then cosine decay to 5% of ``peak``."""
+def lr_at(step: int, steps: int, peak: float, warmup: int = 50, elapsed: float = 0.0) -> float:
+    """Linear warm-up then cosine decay to 5% of ``peak``.
+
+    The decay follows whichever budget is further spent: ``step / steps`` or ``elapsed``,
+    the share (0..1) of a wall-time budget already used, so a run stopped by its time
+    budget still ends at the low learning rate.
+    """
     if step < warmup:
         return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, steps - warmup), elapsed))
     return peak * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
 
 
