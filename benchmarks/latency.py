@@ -57,7 +57,9 @@ def build(out: Path, hidden: int, teacher_layers: int, student_layers: int, voco
         model.save_pretrained(str(path))
         tok.save_pretrained(str(path))
         if vocoder:
-            save_hifigan(path / "vocoder", UnitHiFiGAN(small_config(500, 640, channels=64, embedding_dim=64)), [])
+            # the shape `tinywave vocoder train` trains by default (iSTFT head, 512 channels)
+            voc_cfg = small_config(500, 640, channels=512, embedding_dim=64, kernels=(3,), istft_hop=160)
+            save_hifigan(path / "vocoder", UnitHiFiGAN(voc_cfg), [])
         paths.append(path)
     print(f"teacher: {teacher_layers} layers, student: layers {keep} of it; width {hidden}, vocabulary {len(tok)}")
     return paths[0], paths[1]

@@ -151,7 +151,8 @@ def small_config(num_embeddings: int, code_hop_size: int, *, channels: int = 128
                  istft_n_fft: int = 0) -> HifiGanConfig:
     """A scaled-down configuration for CPU training (SpiritLM's architecture; ``istft_hop`` > 0 adds the iSTFT head)."""
     if istft_hop and code_hop_size % istft_hop:
-        raise ValueError(f"istft_hop={istft_hop} must divide the unit hop of {code_hop_size} samples")
+        raise ValueError(f"istft_hop={istft_hop} must divide the unit hop of {code_hop_size} samples; pass a divisor "
+                         f"(160 suits 12.5, 25 and 50 Hz units) or istft_hop=0 for the plain generator")
     rates, ks = upsample_plan(code_hop_size // istft_hop if istft_hop else code_hop_size)
     cfg = HifiGanConfig(
         upsample_rates=rates, upsample_kernel_sizes=ks, upsample_initial_channel=channels,
