@@ -106,7 +106,10 @@ def _markdown(report: dict[str, Any], eval_md: str) -> str:
               "## Stage times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v.get('seconds', 0):.0f} |" for k, v in report["stages"].items()]
     if report.get("samples"):
-        lines += ["", f"Generated samples (teacher and student, wav + token transcript): [{report['samples']}]({report['samples']})"]
+        lines += ["", f"Generated samples (teacher and student, wav + token transcript): [{report['samples']}]({report['samples']})",
+                  "", "The samples are vocoded with the Griffin-Lim unit-mel baseline (`vocoder/griffinlim`): the demo trains "
+                  "its HiFi-GAN for a few steps only. `tinywave vocoder train` with its defaults (about 9 minutes here) gives "
+                  "a vocoder with lower distortion than Griffin-Lim; see docs/GENERATION.md."]
     lines += ["", "Plots: `plots/results.png` (accuracies), `plots/student_ce.png` (CE curves), `plots/<run>_losses.png`.",
               "", "## Full evaluation tables", "", eval_md]
     return "\n".join(lines) + "\n"
