@@ -39,6 +39,9 @@ def test_report_has_the_contract_keys(demo_dir):
     assert report["config"]["fast"] is True
     assert (demo_dir / "report.md").read_text().startswith("# TinyWave demo report")
     assert report["samples"] == "samples/index.md" and "samples/index.md" in (demo_dir / "report.md").read_text()
+    lower = json.loads((demo_dir / "vocoder" / "eval.json").read_text())["lower_mcd"]  # samples use the better vocoder
+    assert report["sample_vocoder"] == {"hifigan": "vocoder", "griffinlim": "vocoder/griffinlim"}[lower]
+    assert f"`{report['sample_vocoder']}`" in (demo_dir / "report.md").read_text()
     import soundfile as sf
 
     wavs = sorted((demo_dir / "samples" / "student").glob("*.wav"))
@@ -74,3 +77,12 @@ def test_rerun_skips_finished_stages_and_refuses_other_config(demo_dir):
     assert json.loads((demo_dir / "stages.json").read_text())["done"] == stages
     assert {p: p.stat().st_mtime_ns for p in (demo_dir / "models").rglob("*.safetensors")} == before
     assert main(["demo", "--out", str(demo_dir), "--fast", "seed=1"]) == 2  # a clean CLI error, nothing overwritten
+
+
+def test_samples_use_the_trained_vocoder_only_when_it_beats_griffin_lim(tmp_path):
+    from tinywave.recipes.demo import sample_vocoder
+
+    (tmp_path / "eval.json").write_text(json.dumps({"lower_mcd": "griffinlim"}))
+    assert sample_vocoder(tmp_path) == tmp_path / "griffinlim"
+    (tmp_path / "eval.json").write_text(json.dumps({"lower_mcd": "hifigan"}))
+    assert sample_vocoder(tmp_path) == tmp_path

@@ -83,6 +83,14 @@ def _summary(benchmarks: dict[str, dict[str, float]], ppl: dict[str, float]) -> 
     return s
 
 
+_SAMPLE_VOCODER = {
+    "vocoder": "The samples are vocoded with the demo's trained unit HiFi-GAN (`vocoder/`, lower held-out MCD than Griffin-Lim).",
+    "vocoder/griffinlim": "The samples are vocoded with the Griffin-Lim unit-mel baseline (`vocoder/griffinlim`): at `vocoder_steps` "
+                          "the demo's HiFi-GAN is not yet better. `tinywave vocoder train` with its defaults (about 9 minutes "
+                          "here) gives a vocoder with lower distortion than Griffin-Lim; see docs/GENERATION.md.",
+}
+
+
 def _markdown(report: dict[str, Any], eval_md: str) -> str:
     names = list(report["models"])
     lines = ["# TinyWave demo report", "",
@@ -106,10 +114,8 @@ def _markdown(report: dict[str, Any], eval_md: str) -> str:
               "## Stage times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v.get('seconds', 0):.0f} |" for k, v in report["stages"].items()]
     if report.get("samples"):
-        lines += ["", f"Generated samples (teacher and student, wav + token transcript): [{report['samples']}]({report['samples']})",
-                  "", "The samples are vocoded with the Griffin-Lim unit-mel baseline (`vocoder/griffinlim`): the demo trains "
-                  "its HiFi-GAN for a few steps only. `tinywave vocoder train` with its defaults (about 9 minutes here) gives "
-                  "a vocoder with lower distortion than Griffin-Lim; see docs/GENERATION.md."]
+        lines += ["", f"Generated samples (teacher and student, wav + token transcript): [{report['samples']}]({report['samples']})"]
+        lines += ["", _SAMPLE_VOCODER.get(report.get("sample_vocoder") or "", "")]
     lines += ["", "Plots: `plots/results.png` (accuracies), `plots/student_ce.png` (CE curves), `plots/<run>_losses.png`.",
               "", "## Full evaluation tables", "", eval_md]
     return "\n".join(lines) + "\n"
@@ -134,6 +140,7 @@ def write_demo_report(out: Path, models: dict[str, dict[str, Any]], results: dic
               "normalized_ppl": ppl, "normalized_ppl_definition": "per token: exp(mean NLL of held-out speech tokens)",
               "ppl_per_second": {n: ppl_rows[n].get("ppl_per_second") for n in names if n in ppl_rows},
               "summary": _summary(benchmarks, ppl), "samples": stages["done"].get("samples", {}).get("index"),
+              "sample_vocoder": stages["done"].get("samples", {}).get("vocoder"),
               "wall_seconds": round(sum(v.get("seconds", 0.0) for v in stages["done"].values()), 1),
               "stages": stages["done"], "config": stages["config"]}
     atomic_write_json(out / "report.json", report)

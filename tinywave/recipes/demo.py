@@ -81,7 +81,8 @@ class Config:
     precision: str = field("fp32", help="fp32 or bf16 (bf16 autocast is slower than fp32 on CPUs without bf16 instructions)")
     workers: int = field(2, help="processes for synthesis and tokenization")
     cross_modal: bool = field(False, help="also score text->speech and speech->text benchmark variants (slower)")
-    vocoder_steps: int = field(40, help="HiFi-GAN steps of the demo vocoder (samples use its Griffin-Lim unit-mel baseline, better at this budget)")
+    vocoder_steps: int = field(40, help="HiFi-GAN steps of the demo vocoder; samples use it once its held-out MCD beats "
+                                         "the Griffin-Lim baseline (~650+ steps), else the baseline")
     vocoder_items: int = field(300, help="utterances the demo vocoder is fitted on")
     prompt_seconds: float = field(3.0, help="length of the held-out audio prompt of the generated samples")
     corpus: CorpusSection = dc_field(default_factory=CorpusSection, metadata={"help": "embedded corpus"})
@@ -218,9 +219,16 @@ def _samples(cfg: Config, out: Path, models: Path, tokens: Path, corpus: Path) -
     text, wav = held_out_prompt(tokens / "heldout.jsonl", corpus, out / "samples" / "prompts", cfg.prompt_seconds)
     options = GenerationOptions(max_new_tokens=100, max_seconds=6.0,
                                 sampling=Sampling(greedy=False, temperature=0.8, top_p=0.95, seed=cfg.seed))
+    vocoder = sample_vocoder(out / "vocoder")
     index = write_samples({n: models / n for n in ("teacher", "student")}, out / "samples", default_specs([text], [wav]),
-                          options, vocoder=out / "vocoder" / "griffinlim")
-    return {"index": str(index.relative_to(out))}
+                          options, vocoder=vocoder)
+    return {"index": str(index.relative_to(out)), "vocoder": str(vocoder.relative_to(out))}
+
+
+def sample_vocoder(folder: Path) -> Path:
+    """The trained HiFi-GAN if its held-out MCD beat the Griffin-Lim baseline saved beside it, else that baseline."""
+    report = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
+    return folder if report.get("lower_mcd") == "hifigan" else folder / "griffinlim"
 
 
 def run(cfg: Config) -> int:
