@@ -1,7 +1,6 @@
 """End to end through the real CLI: teacher training, distillation, resume, baselines, LoRA correction, export."""
 
 import json
-import random
 
 import pytest
 import torch
@@ -9,12 +8,12 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from tinywave.cli import main
-from tinywave.data.shards import write_shards
 from tinywave.distill.checkpoint import list_checkpoints, read_state
 from tinywave.files import load_jsonl
 from tinywave.models.attention import capture, use_mapped_attention
 from tinywave.models.hf import load_causal_lm
-from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
+from tinywave.text.vocab import train_bpe_tokenizer
+from shard_support import speech_shards
 
 pytestmark = pytest.mark.slow
 LOSSES = ("loss", "ce", "kl", "hidden", "attn")
@@ -35,10 +34,7 @@ def ws(tmp_path_factory):
     tok.save_pretrained(root / "vocab")
     (root / "vocab" / "speech_tokenizer").mkdir()
     (root / "vocab" / "speech_tokenizer" / "speech_tokenizer.json").write_text(json.dumps({"kind": "test"}))
-    rng = random.Random(0)
-    docs = [[tok.bos_token_id] + [rng.randrange(layout.hu_offset, layout.hu_offset + 32) for _ in range(rng.randint(5, 30))]
-            + [tok.eos_token_id] for _ in range(60)]
-    write_shards(root / "shards", docs, 32, vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    speech_shards(root / "shards", tok, layout, n_docs=60, n_units=32, seq_len=32)
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     rc = main(["train", f"tokenizer={root / 'vocab'}", f"data.shards={root / 'shards'}", f"train.out={root / 'teacher'}",

@@ -1,6 +1,5 @@
 """Growing the LM student during layer-aligned distillation (growth.* of `tinywave distill`)."""
 
-import random
 import re
 
 import pytest
@@ -11,7 +10,7 @@ from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
 from tinywave.cli import main
-from tinywave.data.shards import ShardDataset, write_shards
+from tinywave.data.shards import ShardDataset
 from tinywave.distill.checkpoint import list_checkpoints, read_state
 from tinywave.distill.data import BatchStream
 from tinywave.distill.fused import use_qk_attention
@@ -25,7 +24,8 @@ from tinywave.models.attention import decoder_layers
 from tinywave.models.hf import new_llama, write_model_dir
 from tinywave.models.student import build_student, uniform_layer_map
 from tinywave.stacking import final_depth
-from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
+from tinywave.text.vocab import train_bpe_tokenizer
+from shard_support import speech_shards
 
 LOSSES = ("loss", "ce", "kl", "hidden", "attn")
 
@@ -37,10 +37,7 @@ def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("growth")
     tok, layout = train_bpe_tokenizer(["tom went to the park and found a red ball"] * 5, vocab_size=40, n_hu=16, n_pi=2, n_st=2)
     tok.save_pretrained(root / "vocab")
-    rng = random.Random(0)
-    docs = [[tok.bos_token_id] + [rng.randrange(layout.hu_offset, layout.hu_offset + 16) for _ in range(rng.randint(5, 20))]
-            + [tok.eos_token_id] for _ in range(24)]
-    write_shards(root / "shards", docs, 16, vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    speech_shards(root / "shards", tok, layout, n_docs=24, n_units=16, seq_len=16, max_len=20)
     torch.manual_seed(0)
     write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, 32), tok, root / "teacher")
     return root

@@ -18,11 +18,11 @@ import torch
 from safetensors.torch import load_file
 
 from tinywave.cli import main
-from tinywave.data.shards import write_shards
 from tinywave.distill.checkpoint import list_checkpoints
 from tinywave.files import load_jsonl
 from tinywave.models.hf import new_llama, write_model_dir
-from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
+from tinywave.text.vocab import train_bpe_tokenizer
+from shard_support import speech_shards
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 LOSSES = ("loss", "ce", "kl", "hidden", "attn", "tokens")
@@ -31,14 +31,9 @@ LOSSES = ("loss", "ce", "kl", "hidden", "attn", "tokens")
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """Tokenizer, shards and a random 4-layer teacher folder; the 1-process reference run."""
-    import random
-
     root = tmp_path_factory.mktemp("dist")
     tok, layout = train_bpe_tokenizer(["tom went to the park and found a red ball"] * 10, vocab_size=60, n_hu=32, n_pi=4, n_st=4)
-    rng = random.Random(0)
-    docs = [[tok.bos_token_id] + [rng.randrange(layout.hu_offset, layout.hu_offset + 32) for _ in range(rng.randint(5, 30))]
-            + [tok.eos_token_id] for _ in range(40)]
-    write_shards(root / "shards", docs, 32, vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    speech_shards(root / "shards", tok, layout, n_docs=40, n_units=32, seq_len=32)
     torch.manual_seed(0)
     teacher = new_llama(len(tok), 4, 32, 4, 2, 64, 64, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
     write_model_dir(teacher, tok, root / "teacher")

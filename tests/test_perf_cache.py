@@ -14,6 +14,7 @@ from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.distill.teacher import OnlineTeacher
 from tinywave.models.hf import new_llama
 from tinywave.models.student import build_student
+from shard_support import speech_shards
 
 VOCAB, SEQ = 48, 16
 PAIRS = [(0, 0), (1, 2)]
@@ -175,13 +176,10 @@ def test_cli_cache_then_distill_reproduces_the_online_run(tmp_path):
     from tinywave.cli import main
     from tinywave.files import load_jsonl
     from tinywave.models.hf import write_model_dir
-    from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
+    from tinywave.text.vocab import train_bpe_tokenizer
 
     tok, layout = train_bpe_tokenizer(["tom went to the park"] * 10, vocab_size=50, n_hu=24, n_pi=4, n_st=4)
-    rng = random.Random(1)
-    docs = [[tok.bos_token_id] + [rng.randrange(layout.hu_offset, layout.hu_offset + 24) for _ in range(rng.randint(5, 30))]
-            + [tok.eos_token_id] for _ in range(24)]
-    write_shards(tmp_path / "shards", docs, 32, vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    speech_shards(tmp_path / "shards", tok, layout, n_docs=24, n_units=24, seq_len=32, seed=1)
     torch.manual_seed(0)
     write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, 64), tok, tmp_path / "teacher")
     common = [f"teacher.dir={tmp_path / 'teacher'}", f"data.shards={tmp_path / 'shards'}", "student.n_layers=2",

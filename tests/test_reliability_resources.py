@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import resource
 import signal
 from pathlib import Path
@@ -21,7 +20,6 @@ import torch
 from safetensors.torch import load_file
 
 from tinywave.cli import main
-from tinywave.data.shards import write_shards
 from tinywave.distill.checkpoint import list_checkpoints, read_state
 from tinywave.distill.data import BatchStream
 from tinywave.distill.objective import DistillObjective, LossWeights
@@ -29,9 +27,10 @@ from tinywave.distill.settings import OptimSettings, RunSettings
 from tinywave.distill.trainer import NonFiniteLossError, fit
 from tinywave.files import atomic_dir
 from tinywave.models.hf import new_llama
-from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
+from tinywave.text.vocab import train_bpe_tokenizer
 
 from test_distill_trainer import VOCAB, shards  # noqa: E402,F401  (the same tiny shards fixture)
+from shard_support import speech_shards
 FIGURES: dict[str, int] = {"faults injected": 0, "checkpoints damaged": 0, "resumes to identical weights": 0}
 
 
@@ -42,10 +41,7 @@ def lm_workspace(root: Path, n_docs: int = 60) -> dict[str, Path]:
     tok.save_pretrained(root / "vocab")
     (root / "vocab" / "speech_tokenizer").mkdir(exist_ok=True)
     (root / "vocab" / "speech_tokenizer" / "speech_tokenizer.json").write_text(json.dumps({"kind": "test"}))
-    rng = random.Random(0)
-    docs = [[tok.bos_token_id] + [rng.randrange(layout.hu_offset, layout.hu_offset + 32) for _ in range(rng.randint(5, 30))]
-            + [tok.eos_token_id] for _ in range(n_docs)]
-    write_shards(root / "shards", docs, 32, vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    speech_shards(root / "shards", tok, layout, n_docs=n_docs, n_units=32, seq_len=32)
     return {"vocab": root / "vocab", "shards": root / "shards"}
 
 
