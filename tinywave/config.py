@@ -265,3 +265,23 @@ def field_type(cls: type, dotted: str) -> Any:
         if node is None:
             return None
     return None
+
+
+def apply_fast(cfg: T, fast: dict[str, Any], cls: type[T]) -> T:
+    """``cfg`` with ``fast`` values for every leaf the user left at its default: explicit keys win.
+
+    A `--fast` preset is a set of smaller defaults, not an override: ``--fast teacher.steps=50``
+    trains 50 steps.
+    """
+    defaults = to_dict(cls())
+
+    def merge(current: dict[str, Any], preset: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+        out = dict(current)
+        for key, value in preset.items():
+            if isinstance(value, dict) and isinstance(current.get(key), dict) and key not in ("mixture",):
+                out[key] = merge(current[key], value, default.get(key, {}))
+            elif current.get(key) == default.get(key):
+                out[key] = value
+        return out
+
+    return from_dict(cls, merge(to_dict(cfg), fast, defaults))
