@@ -112,3 +112,91 @@ def test_training_stories_never_share_a_sentence_with_the_heldout_pool():
 def test_heroes_cover_both_genders():
     assert {h.gender for h in HEROES} == {"female", "male"}
     assert len({h.name for h in HEROES}) == len(HEROES)
+
+
+# ---------------------------------------------------------------- plans: speaking rate and first story
+
+VOICES2 = ["en-us+m3", "en-us+f2"]
+
+
+def test_rate_one_and_first_zero_reproduce_todays_plans():
+    from tinywave.corpus import slm21
+    from tinywave.corpus.storycloze import plan_storycloze
+    from tinywave.corpus.synth import job_key
+    from tinywave.corpus.training import plan_corpus
+
+    corpus = plan_corpus(0, 40, VOICES2)
+    assert plan_corpus(0, 40, VOICES2, rate=1.0, first=0) == corpus
+    # deliveries and job keys of the plans made before `--rate`/`--first` existed: an old corpus resumes as it is
+    assert [(p.job.id, p.delivery.pitch, p.delivery.rate) for p in corpus[:3]] == [
+        ("s00000", 47, 180), ("s00001", 48, 175), ("s00002", 54, 168)]
+    assert job_key(corpus[0].job) == "880f5e4ba9fcb5f9"
+    sc = plan_storycloze(0, 40, VOICES2)
+    assert plan_storycloze(0, 40, VOICES2, rate=1.0) == sc
+    assert [j.params["delivery"]["rate"] for j in sc[:3]] == [175, 159, 161] and job_key(sc[0]) == "cb913c6a858e8f01"
+    pairs = slm21.syntactic_pairs(0, 10)
+    assert slm21.plan_syntactic(pairs, 0, VOICES2, rate=1.0) == slm21.plan_syntactic(pairs, 0, VOICES2)
+
+
+def test_rate_scales_the_base_rate_and_keeps_stories_and_jitter():
+    from tinywave.corpus import slm21
+    from tinywave.corpus.storycloze import plan_storycloze
+    from tinywave.corpus.training import plan_corpus
+    from tinywave.corpus.voices import BASE_RATE
+
+    slow, fast = plan_corpus(0, 40, VOICES2), plan_corpus(0, 40, VOICES2, rate=1.3)
+    assert [p.story for p in fast] == [p.story for p in slow] and [p.job.id for p in fast] == [p.job.id for p in slow]
+    assert [p.job.params["sentences"] for p in fast] == [p.job.params["sentences"] for p in slow]
+    for a, b in zip(slow, fast):
+        assert (b.delivery.voice, b.delivery.pitch) == (a.delivery.voice, a.delivery.pitch)  # same rng draws
+        assert b.delivery.rate - round(BASE_RATE * 1.3) == a.delivery.rate - BASE_RATE  # same jitter (+-12)
+        assert abs(b.delivery.rate / (1.3 * BASE_RATE) - 1) <= 12 / 221 + 1e-9
+        assert b.rate_factor == 1.3 and a.rate_factor == 1.0
+    mean = sum(p.delivery.rate for p in fast) / sum(p.delivery.rate for p in slow)
+    assert 1.25 < mean < 1.35
+    sc_slow, sc_fast = plan_storycloze(0, 40, VOICES2), plan_storycloze(0, 40, VOICES2, rate=1.3)
+    assert [j.id for j in sc_fast] == [j.id for j in sc_slow]
+    for a, b in zip(sc_slow, sc_fast):
+        assert {k: v for k, v in a.params.items() if k != "delivery"} == {k: v for k, v in b.params.items() if k != "delivery"}
+        assert b.params["delivery"]["rate"] - 221 == a.params["delivery"]["rate"] - BASE_RATE
+    pairs = slm21.syntactic_pairs(0, 10)
+    blimp_slow, _ = slm21.plan_syntactic(pairs, 0, VOICES2)
+    blimp_fast, _ = slm21.plan_syntactic(pairs, 0, VOICES2, rate=1.3)
+    assert [b.params["delivery"]["rate"] - 221 for b in blimp_fast] == [a.params["delivery"]["rate"] - BASE_RATE for a in blimp_slow]
+
+
+def test_first_skips_stories_and_keeps_absolute_ids():
+    from tinywave.corpus.training import plan_corpus
+
+    head = plan_corpus(3, 30, VOICES2)
+    tail = plan_corpus(3, 10, VOICES2, first=30)
+    assert [p.job.id for p in tail] == [f"s{i:05d}" for i in range(30, 40)]
+    assert [p.job.outputs for p in tail] == [(f"wavs/s{i:05d}.wav",) for i in range(30, 40)]
+    assert not {p.story.key for p in head} & {p.story.key for p in tail}
+    assert not {p.story.text for p in head} & {p.story.text for p in tail}
+    assert [p.story for p in tail] == training_stories(3, 40)[30:]
+    # a story is spoken the same whether its corpus starts at it or before it (jobs, hence wavs, are equal)
+    assert [(p.job, p.delivery) for p in plan_corpus(3, 40, VOICES2)[30:]] == [(p.job, p.delivery) for p in tail]
+    assert all(p.first == 30 for p in tail)
+    assert plan_corpus(0, 1, VOICES2, first=5000)[0].job.id == "s05000"
+
+
+@pytest.mark.parametrize("rate", [0.49, 2.51, 0.0, -1.0, float("nan")])
+def test_rate_outside_its_range_is_refused(rate):
+    from tinywave.corpus.storycloze import plan_storycloze
+    from tinywave.corpus.training import plan_corpus
+
+    with pytest.raises(ValueError, match=r"--rate .*0\.5\.\.2\.5"):
+        plan_corpus(0, 2, VOICES2, rate=rate)
+    with pytest.raises(ValueError, match=r"--rate .*0\.5\.\.2\.5"):
+        plan_storycloze(0, 2, VOICES2, rate=rate)
+
+
+def test_rate_bounds_and_negative_first():
+    from tinywave.corpus.training import plan_corpus
+    from tinywave.corpus.voices import MAX_RATE, MIN_RATE
+
+    for rate in (0.5, 2.5):  # the bounds are valid; espeak's clamp still holds
+        assert all(MIN_RATE <= p.delivery.rate <= MAX_RATE for p in plan_corpus(0, 10, VOICES2, rate=rate))
+    with pytest.raises(ValueError, match=r"--first -1: .* >= 0"):
+        plan_corpus(0, 2, VOICES2, first=-1)

@@ -1,54 +1,122 @@
-"""`tinywave demo --fast` end to end through the CLI: every stage, the report contract, resume."""
+"""`tinywave demo-assets --fast` and `tinywave demo --fast` end to end through the CLI.
+
+The toy assets are built by the real command; the demo then corrects that teacher and
+trains every student for two seeds. The tests check properties of what came out: the
+report's scores are the evaluation's, the losses each run logged, the student's size,
+fingerprint refusal, resume and rerun-what-changed.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 
 from tinywave.cli import main
 
 NAMES = ("teacher", "student", "baseline_pruned_ce", "baseline_random_ce")
+STUDENTS = NAMES[1:]
+SEEDS = (0, 1)  # the --fast preset's student.seeds
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
+def toy_assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assets")
+    assert main(["demo-assets", "--fast", "--out", str(root / "demo"), "--work", str(root / "work")]) == 0
+    return root / "demo"
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory, toy_assets):
     out = tmp_path_factory.mktemp("demo") / "run"
-    assert main(["demo", "--out", str(out), "--fast"]) == 0
+    assert main(["demo", "--out", str(out), "--fast", f"teacher.assets={toy_assets}"]) == 0
     return out
 
 
 @pytest.mark.slow
-def test_report_has_the_contract_keys(demo_dir):
-    report = json.loads((demo_dir / "report.json").read_text())
-    teacher = report["models"]["teacher"]
-    for name in NAMES:
-        m = report["models"][name]
-        assert set(m) >= {"params", "non_embedding_params", "layers", "width"}
-        assert 0 < m["non_embedding_params"] < m["params"]
-        assert m["width"] == teacher["width"]  # the student keeps the teacher's width
-    assert report["models"]["student"]["layers"] < teacher["layers"]
-    for bench in ("sSC", "tSC"):
-        scores = report["benchmarks"][bench]
-        assert set(scores) == set(NAMES)
-        assert all(0.0 <= v <= 1.0 for v in scores.values())
-        assert report["ratios"][bench] == pytest.approx(scores["student"] / scores["teacher"])
-    assert set(report["normalized_ppl"]) == set(NAMES)
-    assert all(math.isfinite(v) and v > 1.0 for v in report["normalized_ppl"].values())
-    assert report["config"]["fast"] is True
-    assert (demo_dir / "report.md").read_text().startswith("# TinyWave demo report")
-    assert report["samples"] == "samples/index.md" and "samples/index.md" in (demo_dir / "report.md").read_text()
-    lower = json.loads((demo_dir / "vocoder" / "eval.json").read_text())["lower_mcd"]  # samples use the better vocoder
-    assert report["sample_vocoder"] == {"hifigan": "vocoder", "griffinlim": "vocoder/griffinlim"}[lower]
-    assert f"`{report['sample_vocoder']}`" in (demo_dir / "report.md").read_text()
-    import soundfile as sf
+def test_assets_command_writes_a_checked_teacher_with_provenance(toy_assets):
+    from transformers import LlamaForCausalLM
 
-    wavs = sorted((demo_dir / "samples" / "student").glob("*.wav"))
-    assert len(wavs) == 3  # text->speech, speech->speech, speech+text->speech (speech->text has no audio)
-    assert all(sf.info(w).samplerate == 16000 and sf.info(w).frames > 0 for w in wavs)
-    for png in ("results.png", "student_ce.png", "teacher_losses.png"):
-        assert (demo_dir / "plots" / png).stat().st_size > 1000
+    from tinywave.demo.assets import check_assets
+
+    provenance = check_assets(toy_assets)
+    assert provenance["command"][:2] == ["tinywave", "demo-assets"]
+    assert provenance["teacher_steps"] == 10 and provenance["data_seed"] == 0
+    assert set(provenance["fingerprints"]) == {"speech_tokenizer", "vocab", "teacher"}
+    assert {"tSC", "sSC", "tSC-t2s", "sSC-s2t"} <= set(provenance["scores"])
+    model = LlamaForCausalLM.from_pretrained(toy_assets / "teacher")
+    assert model.config.num_hidden_layers == 3 and str(model.dtype) == "torch.bfloat16"
+
+
+@pytest.mark.slow
+def test_assets_with_a_wrong_fingerprint_are_refused(toy_assets, tmp_path):
+    from tinywave.demo.assets import check_assets
+
+    bad = tmp_path / "bad"
+    shutil.copytree(toy_assets, bad)
+    provenance = json.loads((bad / "provenance.json").read_text())
+    provenance["fingerprints"]["speech_tokenizer"] = "0" * 16
+    (bad / "provenance.json").write_text(json.dumps(provenance))
+    with pytest.raises(ValueError, match="speech_tokenizer.*demo-assets"):
+        check_assets(bad)
+    assert main(["demo", "--out", str(tmp_path / "run"), "--fast", f"teacher.assets={bad}"]) == 2
+    assert not (tmp_path / "run" / "corpus").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_report_scores_are_the_evaluations(demo_dir):
+    report = json.loads((demo_dir / "report.json").read_text())
+    results = json.loads((demo_dir / "eval" / "results.json").read_text())
+    assert report["seeds"] == list(SEEDS)
+    for bench in ("sSC", "tSC", "sSC-t2s", "tSC-s2t"):
+        scores = results["results"][bench]
+        assert report["benchmarks"][bench]["teacher"] == pytest.approx(scores["teacher"])
+        for name in STUDENTS:
+            per_seed = [scores[f"{name}-s{s}"] for s in SEEDS]
+            assert report["per_seed"][bench][name] == pytest.approx(per_seed)
+            assert report["benchmarks"][bench][name] == pytest.approx(sum(per_seed) / len(per_seed))
+            low, high = report["ci"][bench][name]
+            assert 0.0 <= low <= report["benchmarks"][bench][name] <= high <= 1.0
+        assert set(report["p_values"][bench]) == {"baseline_pruned_ce", "baseline_random_ce"}
+        assert all(0.0 < p <= 1.0 for p in report["p_values"][bench].values())
+    assert report["ratios"]["tSC"] == pytest.approx(report["benchmarks"]["tSC"]["student"] / report["benchmarks"]["tSC"]["teacher"])
+    ppl = results["perplexity"]["heldout"]
+    assert report["normalized_ppl"]["teacher"] == pytest.approx(ppl["teacher"]["ppl_per_token"])
+    assert report["normalized_ppl"]["student"] == pytest.approx(
+        sum(ppl[f"student-s{s}"]["ppl_per_token"] for s in SEEDS) / len(SEEDS))
+    before = report["teacher_before_correction"]
+    assert before["benchmarks"]["tSC"] == pytest.approx(results["results"]["tSC"]["teacher_before_correction"])
+    assert before["ppl"] == pytest.approx(ppl["teacher_before_correction"]["ppl_per_token"])
+    assert report["precision"]["name"] in ("fp32", "bf16") and report["precision"]["reason"]
+    assert {c["claim"] for c in report["claims"]} >= {"student / teacher on tSC", "correction lowers the teacher's held-out perplexity"}
+    md = (demo_dir / "report.md").read_text()
+    assert md.startswith("# TinyWave demo report") and "## Claims" in md and "paired bootstrap p" in md
+
+
+@pytest.mark.slow
+def test_student_logs_distillation_terms_and_baselines_do_not(demo_dir):
+    def keys(run: str) -> set[str]:
+        rows = [json.loads(line) for line in (demo_dir / "runs" / run / "train_log.jsonl").read_text().splitlines() if line]
+        return set().union(*(r.keys() for r in rows if "ce" in r))
+
+    for seed in SEEDS:
+        assert {"ce", "kl", "hidden", "attn"} <= keys(f"student-s{seed}")
+        for base in ("baseline_pruned_ce", "baseline_random_ce"):
+            assert "ce" in keys(f"{base}-s{seed}") and not {"kl", "hidden", "attn"} & keys(f"{base}-s{seed}")
+
+
+@pytest.mark.slow
+def test_student_keeps_a_layer_fraction_at_full_width(demo_dir):
+    report = json.loads((demo_dir / "report.json").read_text())
+    teacher, student = report["models"]["teacher"], report["models"]["student"]
+    assert student["width"] == teacher["width"] and student["layers"] < teacher["layers"]
+    norm = teacher["width"]  # the final RMSNorm is outside the layers
+    per_layer = (teacher["non_embedding_params"] - norm) / teacher["layers"]
+    assert student["non_embedding_params"] - norm == per_layer * student["layers"]
+    for name in STUDENTS:
+        assert report["models"][name]["params"] == student["params"]  # same architecture for all three
 
 
 @pytest.mark.slow
@@ -58,7 +126,7 @@ def test_exported_models_load_with_plain_transformers(demo_dir):
 
     from tinywave.speech.tokenizer import SpeechTokenizer
 
-    for name in NAMES:
+    for name in (*NAMES, "teacher_before_correction", "student-s1"):
         folder = demo_dir / "models" / name
         model = LlamaForCausalLM.from_pretrained(folder)
         tok = AutoTokenizer.from_pretrained(folder)
@@ -70,13 +138,33 @@ def test_exported_models_load_with_plain_transformers(demo_dir):
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_stages_and_refuses_other_config(demo_dir):
-    before = {p: p.stat().st_mtime_ns for p in (demo_dir / "models").rglob("*.safetensors")}
-    stages = json.loads((demo_dir / "stages.json").read_text())["done"]
-    assert main(["demo", "--out", str(demo_dir), "--fast"]) == 0
-    assert json.loads((demo_dir / "stages.json").read_text())["done"] == stages
-    assert {p: p.stat().st_mtime_ns for p in (demo_dir / "models").rglob("*.safetensors")} == before
-    assert main(["demo", "--out", str(demo_dir), "--fast", "seed=1"]) == 2  # a clean CLI error, nothing overwritten
+def test_corrected_teacher_differs_from_the_shipped_one(demo_dir):
+    from safetensors.torch import load_file
+
+    before = load_file(demo_dir / "models" / "teacher_before_correction" / "model.safetensors")
+    after = load_file(demo_dir / "models" / "teacher" / "model.safetensors")
+    assert set(before) == set(after)  # LoRA merged: the same plain Llama keys
+    changed = [k for k in before if not (before[k].float() - after[k].float()).abs().max() < 1e-6]
+    assert any("q_proj" in k for k in changed) and not any("embed_tokens" in k for k in changed)
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_stages_and_reruns_only_what_changed(demo_dir, toy_assets):
+    def mtimes(pattern: str) -> dict:
+        return {p: p.stat().st_mtime_ns for p in demo_dir.glob(pattern)}
+
+    args = ["demo", "--out", str(demo_dir), "--fast", f"teacher.assets={toy_assets}"]
+    done = json.loads((demo_dir / "stages.json").read_text())["done"]
+    models = mtimes("models/**/*.safetensors")
+    assert main(args) == 0
+    assert json.loads((demo_dir / "stages.json").read_text())["done"] == done
+    assert mtimes("models/**/*.safetensors") == models
+    corpus, teacher = mtimes("corpus/wavs/*.wav"), mtimes("models/teacher/*.safetensors")
+    assert main([*args, "student.steps=4"]) == 0  # --fast keeps an explicit key: 4 steps, not the preset's 6
+    assert mtimes("corpus/wavs/*.wav") == corpus and mtimes("models/teacher/*.safetensors") == teacher
+    log = [json.loads(line) for line in (demo_dir / "runs" / "student-s0" / "train_log.jsonl").read_text().splitlines() if line]
+    assert max(r["step"] for r in log) == 4
+    assert json.loads((demo_dir / "report.json").read_text())["config"]["student"]["steps"] == 4
 
 
 def test_samples_use_the_trained_vocoder_only_when_it_beats_griffin_lim(tmp_path):
@@ -86,3 +174,13 @@ def test_samples_use_the_trained_vocoder_only_when_it_beats_griffin_lim(tmp_path
     assert sample_vocoder(tmp_path) == tmp_path / "griffinlim"
     (tmp_path / "eval.json").write_text(json.dumps({"lower_mcd": "hifigan"}))
     assert sample_vocoder(tmp_path) == tmp_path
+
+
+def test_fast_preset_keeps_explicit_keys():
+    from tinywave.config import apply_fast, load_config
+    from tinywave.recipes.demo import FAST, Config
+
+    cfg = apply_fast(load_config(Config, None, ["fast=true", "student.steps=50"]), FAST, Config)
+    assert cfg.student.steps == 50 and cfg.student.batch_size == FAST["student"]["batch_size"]
+    assert cfg.seq_len == FAST["seq_len"] and cfg.student.lr == Config().student.lr
+    assert math.isclose(cfg.target.heldout, FAST["target"]["heldout"])

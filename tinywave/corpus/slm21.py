@@ -24,7 +24,7 @@ from tinywave.corpus.lexicon import OOV_WORDS, base, inventory, nonword
 from tinywave.corpus.split import heldout_pool
 from tinywave.corpus.stories import COLORS, FAMILY, vocabulary
 from tinywave.corpus.synth import Job
-from tinywave.corpus.voices import HELD_OUT, jittered
+from tinywave.corpus.voices import HELD_OUT, base_wpm, jittered
 from tinywave.files import atomic_write_text
 
 LEXICAL_DIR, SYNTACTIC_DIR = "sLM21/lexical/dev", "sLM21/syntactic/dev"
@@ -137,11 +137,15 @@ def syntactic_pairs(seed: int, items: int) -> list[tuple[str, str, str, str]]:
     return pairs
 
 
-def plan_syntactic(pairs: list[tuple[str, str, str, str]], seed: int, voices: list[str]) -> tuple[list[Job], list[dict]]:
+def plan_syntactic(pairs: list[tuple[str, str, str, str]], seed: int, voices: list[str],
+                   rate: float = 1.0) -> tuple[list[Job], list[dict]]:
+    """Two utterance jobs (good, bad) per pair and voice, sharing one delivery at rate factor ``rate``; the gold rows."""
+    wpm = base_wpm(rate)
     jobs, rows = [], []
     for pid, (kind, subtype, good, bad) in enumerate(pairs):
         for voice in voices:
-            delivery = dataclasses.asdict(jittered(voice, random.Random(f"tinywave-blimp-voice/{seed}/{pid}/{voice}")))
+            rng = random.Random(f"tinywave-blimp-voice/{seed}/{pid}/{voice}")
+            delivery = dataclasses.asdict(jittered(voice, rng, base_rate=wpm))
             for correct, text in ((1, good), (0, bad)):
                 name = _file_id(seed, "syntactic", pid, voice, correct)
                 jobs.append(Job(name, "utterance", {"text": text, "delivery": delivery}, (f"{SYNTACTIC_DIR}/{name}.wav",)))

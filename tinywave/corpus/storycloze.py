@@ -4,7 +4,8 @@
     sSC/<name>_incorrect.wav  the same prompt audio + the wrong ending (outcome or entity)
     tSC/<name>_correct.wav    identical to the sSC one
     tSC/<name>_incorrect.wav  the same prompt audio + the ending of a story of another type
-    sSC/items.jsonl, tSC/items.jsonl  (ours) texts, kinds, ending start times
+    sSC/items.jsonl, tSC/items.jsonl  (ours) texts, kinds, ending start times, voice, pitch,
+                                      rate (words per minute) and rate_factor (`--rate`)
 
 All three endings of an item are spoken in one request after the prompt, and every
 wav reuses the same prompt samples, so a pair differs only in its ending.
@@ -23,7 +24,7 @@ from tinywave.corpus.espeak import Piece, Segment, Synthesizer
 from tinywave.corpus.split import heldout_pool
 from tinywave.corpus.stories import Story
 from tinywave.corpus.synth import Job, Renderer, request
-from tinywave.corpus.voices import jittered
+from tinywave.corpus.voices import base_wpm, jittered
 from tinywave.files import atomic_write_text
 
 JOURNAL = "storycloze"
@@ -35,15 +36,17 @@ def other_story(pool: tuple[Story, ...], story: Story, rng: random.Random) -> St
     return rng.choice([s for s in pool if s.type != story.type])
 
 
-def plan_storycloze(seed: int, items: int, voices: list[str]) -> list[Job]:
+def plan_storycloze(seed: int, items: int, voices: list[str], rate: float = 1.0) -> list[Job]:
+    """One job per held-out story; ``rate`` scales the base speaking rate only (``voices.base_wpm``)."""
     pool = heldout_pool(seed)
     if items > len(pool):
         raise ValueError(f"--items {items} exceeds the {len(pool)} held-out stories; ask for at most {len(pool)}")
+    wpm = base_wpm(rate)
     jobs = []
     for k, story in enumerate(pool[:items]):
         rng = random.Random(f"tinywave-sc/{seed}/{story.key}")
         other = other_story(pool, story, rng)
-        delivery = jittered(voices[k % len(voices)], rng)
+        delivery = jittered(voices[k % len(voices)], rng, base_rate=wpm)
         name = story.key
         params = {"prompt": list(story.prompt), "endings": [story.ending, story.wrong_ending, other.ending],
                   "kind": story.wrong_kind, "story_type": story.type, "other_type": other.type,
@@ -72,8 +75,8 @@ def _render(synth: Synthesizer, params: dict[str, Any], pieces: list[list[Piece]
 RENDERERS = {"storycloze": Renderer(_requests, _render)}
 
 
-def write_items(root: Path, jobs: list[Job], metas: dict[str, dict[str, Any]]) -> None:
-    """``sSC/items.jsonl`` and ``tSC/items.jsonl``: one line per pair, in plan order."""
+def write_items(root: Path, jobs: list[Job], metas: dict[str, dict[str, Any]], rate: float = 1.0) -> None:
+    """``sSC/items.jsonl`` and ``tSC/items.jsonl``: one line per pair, in plan order (``rate``: the plan's factor)."""
     import json
 
     lines: dict[str, list[str]] = {"sSC": [], "tSC": []}
@@ -83,7 +86,8 @@ def write_items(root: Path, jobs: list[Job], metas: dict[str, dict[str, Any]]) -
         p, start = job.params, metas[job.id]["ending_start"]
         common = {"name": job.id, "prompt_text": " ".join(p["prompt"]), "prompt_sentences": p["prompt"],
                   "correct_text": p["endings"][0], "correct_ending_start": start, "incorrect_ending_start": start,
-                  "story_type": p["story_type"], **{k: p["delivery"][k] for k in ("voice", "pitch", "rate")}}
+                  "story_type": p["story_type"], **{k: p["delivery"][k] for k in ("voice", "pitch", "rate")},
+                  "rate_factor": rate}
         ssc = {**common, "kind": p["kind"], "incorrect_text": p["endings"][1]}
         tsc = {**common, "kind": "topic", "incorrect_text": p["endings"][2], "incorrect_story_type": p["other_type"]}
         lines["sSC"].append(json.dumps(ssc, ensure_ascii=False))

@@ -30,6 +30,10 @@ DEFAULT_TRAINING_VOICES = ["en-us+m3", "en-us+f2"]
 TRAINING_POOL = [v.name for v in VOICES.values() if not v.held_out]
 HELD_OUT = [v.name for v in VOICES.values() if v.held_out]
 
+BASE_RATE = 170  # espeak words per minute of a neutral delivery at speaking-rate factor 1.0
+RATE_FACTORS = (0.5, 2.5)  # valid speaking-rate factors (`corpus synth --rate`, `corpus benchmarks --rate`)
+MIN_RATE, MAX_RATE = 80, 450  # espeak-ng's words per minute
+
 # speaking style -> (rate factor, pitch offset, pitch range): espeak's prosody knobs
 STYLES: dict[str, tuple[float, int, int]] = {
     "neutral": (1.0, 0, 50),
@@ -67,12 +71,30 @@ def check_training_voices(names: list[str]) -> list[str]:
     return list(names)
 
 
-def jittered(voice: str, rng: random.Random, style: str = "neutral", base_rate: int = 170) -> Delivery:
-    """A delivery of ``voice`` with seeded pitch/rate variation around a style."""
+def check_rate_factor(rate: float) -> float:
+    """Validate a speaking-rate factor (``--rate``): within ``RATE_FACTORS``."""
+    low, high = RATE_FACTORS
+    if not low <= rate <= high:
+        raise ValueError(f"--rate {rate}: the speaking-rate factor must be within {low}..{high} "
+                         f"(1.0 speaks at {BASE_RATE} words per minute); pass a factor in that range")
+    return float(rate)
+
+
+def base_wpm(rate: float = 1.0) -> int:
+    """Words per minute of a neutral delivery at speaking-rate factor ``rate`` (1.0 -> ``BASE_RATE``)."""
+    return int(round(BASE_RATE * check_rate_factor(rate)))
+
+
+def jittered(voice: str, rng: random.Random, style: str = "neutral", base_rate: int = BASE_RATE) -> Delivery:
+    """A delivery of ``voice`` with seeded pitch/rate variation around a style.
+
+    ``base_rate`` (see ``base_wpm()``) only shifts the rate: the rng draws are the same
+    whatever it is, so one seed gives the same pitch and rate jitter at every speaking rate.
+    """
     factor, offset, pitch_range = STYLES[style]
     pitch = min(99, max(0, 50 + offset + rng.randint(-8, 8)))
     rate = int(round(base_rate * factor)) + rng.randint(-12, 12)
-    return Delivery(voice, pitch, max(80, min(450, rate)), pitch_range)
+    return Delivery(voice, pitch, max(MIN_RATE, min(MAX_RATE, rate)), pitch_range)
 
 
 def other_voice(voice: str, rng: random.Random, same_gender: bool, pool: list[str] | None = None) -> str:

@@ -6,7 +6,9 @@ tokenize once), every sequence of every benchmark is scored in one batched pass,
 pair outcomes become each benchmark's score and breakdowns. Benchmarks whose items carry
 texts and ending times (our sSC/tSC ``items.jsonl``) are also scored cross-modally:
 ``<bench>-t2s`` (text prompt, speech ending) and ``<bench>-s2t`` (speech prompt, text
-ending), scoring only the ending. Reports: see :mod:`tinywave.eval.report`.
+ending), scoring only the ending. Reports: see :mod:`tinywave.eval.report`; per-item
+scores under ``OUT/scores/`` (benchmark pairs and per-utterance perplexity): see
+:mod:`tinywave.eval.scores`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tinywave.eval.layouts import Benchmark, Candidate, Clip, PairItem, load_ben
 from tinywave.eval.metrics import summarize
 from tinywave.eval.perplexity import check_tokenizer, normalized_perplexity
 from tinywave.eval.report import write_reports
+from tinywave.eval.scores import ppl_task, scores_path
 from tinywave.eval.scoring import REDUCE, ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes
 from tinywave.files import atomic_write_text
 from tinywave.progress import bar
@@ -190,6 +193,8 @@ def evaluate_model(name: str, folder: Path, tasks: Sequence[Task], tokenizer: Sp
         check_tokenizer(records, tokenizer.fingerprint, f"token corpus {corpus}")
         ppl = normalized_perplexity(model, records, builder, settings.batch_tokens, desc=f"perplexity {name}")
         report["perplexity"].setdefault(corpus, {})[name] = ppl.to_json()
+        lines = [{"id": u.id, "nll": u.nll, "tokens": u.tokens} for u in ppl.per_utterance]
+        atomic_write_text(scores_path(out / "scores", ppl_task(corpus), name), "".join(json.dumps(x) + "\n" for x in lines))
     if generation is not None:
         g = generative_metrics(model, builder, tokenizer, generation.prompts, generation.vocode, generation.transcribe, generation.text_lm, generation.settings)
         report["generation"][name] = g.to_json()

@@ -2,13 +2,19 @@
 
     tinywave corpus benchmarks --out data/benchmarks --seed 0 --workers 2
     tinywave corpus benchmarks --out /tmp/bench --small            # ~10 items each, for tests
-    tinywave corpus benchmarks --out data/benchmarks --only sSC --only sLM21
+    tinywave corpus benchmarks --out data/benchmarks --only storycloze --only syntactic
+    tinywave corpus benchmarks --out data/target_bench --only storycloze --rate 1.3  # spoken faster
 
 Writes the official layouts (docs/FORMATS.md): ``sSC/`` and ``tSC/`` (plus items.jsonl),
 ``salmon/<part>/``, ``sLM21/lexical/dev`` and ``sLM21/syntactic/dev`` with ``gold.csv``,
 and ``probes/{ks,sid,pr}/{train,dev,test}.jsonl``. Nothing here is spoken in the training
 corpus of the same seed (``tinywave corpus synth``): stories and sentences come from
 the held-out pool, sWUGGY items are spoken only by held-out voices. Resumable.
+
+``--rate`` scales the base speaking rate of the story voices (sSC/tSC and sBLIMP;
+1.0: 170 words per minute, the plans of every earlier run); sWUGGY, SALMon and the
+probes keep their own rates. It is written to ``benchmarks.json`` and, as ``rate_factor``,
+to ``sSC/items.jsonl`` and ``tSC/items.jsonl``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 
 from tinywave.config import field, to_dict
 from tinywave.corpus.training import DEFAULT_STORIES, SMALL_STORIES
-from tinywave.corpus.voices import DEFAULT_TRAINING_VOICES
+from tinywave.corpus.voices import BASE_RATE, DEFAULT_TRAINING_VOICES, RATE_FACTORS
 
 log = logging.getLogger(__name__)
 PARTS = ("storycloze", "salmon", "lexical", "syntactic", "probes")
@@ -36,6 +42,8 @@ class Config:
     items: int = field(200, help="items per benchmark (pairs per sSC/tSC/SALMon part/sWUGGY/sBLIMP; probe test split)")
     workers: int = field(2, help="synthesis processes")
     voices: list[str] = field(list(DEFAULT_TRAINING_VOICES), help="story voices for sSC/tSC/sBLIMP (those of `corpus synth --voices`)")
+    rate: float = field(1.0, help=f"speaking-rate factor of sSC/tSC/sBLIMP on the base rate ({BASE_RATE} words per minute "
+                                  f"at 1.0), within {RATE_FACTORS[0]}..{RATE_FACTORS[1]}; as `corpus synth --rate`")
     corpus: str = field("", help="manifest.jsonl of the training corpus to count word frequencies (default: count the stories `corpus synth` would speak)")
     corpus_stories: int = field(DEFAULT_STORIES, help="stories of the training corpus counted when --corpus is not given")
     only: list[str] = field([], help=f"build only these parts, from {list(PARTS)} (default: all)")
@@ -58,9 +66,9 @@ def build_storycloze(cfg: Config, root: Path, items: int, pool: Any) -> dict:
     from tinywave.corpus.synth import run_jobs
     from tinywave.corpus.voices import check_training_voices
 
-    jobs = storycloze.plan_storycloze(cfg.seed, items, check_training_voices(cfg.voices))
+    jobs = storycloze.plan_storycloze(cfg.seed, items, check_training_voices(cfg.voices), rate=cfg.rate)
     stats = run_jobs(jobs, root, storycloze.JOURNAL, cfg.workers, storycloze.CHUNK, desc="sSC/tSC", pool=pool)
-    storycloze.write_items(root, jobs, stats.metas)
+    storycloze.write_items(root, jobs, stats.metas, rate=cfg.rate)
     return {"pairs": len(stats.metas), "failed": stats.failed}
 
 
@@ -92,7 +100,7 @@ def build_syntactic(cfg: Config, root: Path, items: int, pool: Any) -> dict:
     from tinywave.corpus.voices import check_training_voices
 
     pairs = slm21.syntactic_pairs(cfg.seed, items)
-    jobs, rows = slm21.plan_syntactic(pairs, cfg.seed, check_training_voices(cfg.voices))
+    jobs, rows = slm21.plan_syntactic(pairs, cfg.seed, check_training_voices(cfg.voices), rate=cfg.rate)
     stats = run_jobs(jobs, root, "slm21_syntactic", cfg.workers, slm21.CHUNK, desc="sBLIMP", pool=pool)
     slm21.write_gold(root / slm21.SYNTACTIC_DIR / "gold.csv", slm21.SYNTACTIC_COLUMNS, rows, set(stats.metas))
     return {"pairs": len(pairs), "files": len(stats.metas), "failed": stats.failed}
@@ -114,6 +122,7 @@ BUILDERS = {"storycloze": build_storycloze, "salmon": build_salmon, "lexical": b
 def run(cfg: Config) -> int:
     from tinywave.corpus.espeak import Synthesizer
     from tinywave.corpus.synth import worker_pool
+    from tinywave.corpus.voices import check_rate_factor
     from tinywave.files import atomic_write_json
 
     if not cfg.out:
@@ -124,6 +133,7 @@ def run(cfg: Config) -> int:
     items = SMALL_ITEMS if cfg.small else cfg.items
     if items < 1:
         raise ValueError(f"--items {items}: ask for at least one item")
+    check_rate_factor(cfg.rate)
     root = Path(cfg.out)
     summary = {}
     with worker_pool(cfg.workers) as pool:  # one set of workers for every part

@@ -2,6 +2,7 @@
 
     tinywave corpus synth --out data/corpus --stories 400 --seed 0 --workers 2
     tinywave corpus synth --out /tmp/tiny --small          # a few stories, for tests
+    tinywave corpus synth --out data/target --stories 400 --first 800 --rate 1.3  # new stories, spoken faster
     tinywave corpus synth --out data/corpus rank=R world_size=N   # on each of N machines (shared folder)
     tinywave corpus synth --out data/corpus merge=true world_size=N  # then once: the manifest
 
@@ -10,6 +11,12 @@ item, with word timings) and ``OUT/corpus.json`` (settings and totals). Same see
 same bytes; a rerun resumes where an interrupted one stopped. Stories that share a
 sentence with the benchmarks of the same seed (`tinywave corpus benchmarks`) are never
 spoken here.
+
+``--rate`` scales every story's base speaking rate (1.0: 170 words per minute, the
+rate of every corpus made before the option existed; the seeded jitter is unchanged),
+``--first N`` skips the seed's first N training stories, so a second corpus of the
+same seed (e.g. a faster-spoken target domain) holds stories disjoint from the first.
+Both are written to ``corpus.json`` and to every manifest item (``rate_factor``, ``first``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pathlib import Path
 
 from tinywave.config import field, to_dict
 from tinywave.corpus.training import DEFAULT_STORIES, SMALL_STORIES
-from tinywave.corpus.voices import DEFAULT_TRAINING_VOICES, TRAINING_POOL
+from tinywave.corpus.voices import BASE_RATE, DEFAULT_TRAINING_VOICES, RATE_FACTORS, TRAINING_POOL
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,10 @@ class Config:
     small: bool = field(False, help=f"tiny corpus for tests ({SMALL_STORIES} stories), overrides --stories")
     workers: int = field(2, help="synthesis processes")
     voices: list[str] = field(list(DEFAULT_TRAINING_VOICES), help=f"training voices, used in turn; choose from {TRAINING_POOL}")
+    rate: float = field(1.0, help=f"speaking-rate factor on the base rate ({BASE_RATE} words per minute at 1.0), "
+                                  f"within {RATE_FACTORS[0]}..{RATE_FACTORS[1]}")
+    first: int = field(0, help="skip the seed's first N training stories (ids then start at sN, e.g. s00800): "
+                               "a corpus disjoint from any of the same seed with --stories <= N")
     rank: int = field(0, help="this machine's share: chunks of stories c with c % world_size == rank")
     world_size: int = field(1, help="number of machines sharing the corpus (same --out, e.g. a shared filesystem)")
     merge: bool = field(False, help="after every rank finished: write the manifest of all ranks' stories and exit")
@@ -55,8 +66,8 @@ def _merged(root: Path, jobs: list, world_size: int):
 def run(cfg: Config) -> int:
     from tinywave.corpus.espeak import Synthesizer
     from tinywave.corpus.synth import rank_chunks, rank_journal, run_jobs
-    from tinywave.corpus.training import CHUNK, JOURNAL, plan_corpus, write_corpus_manifest
-    from tinywave.corpus.voices import check_training_voices
+    from tinywave.corpus.training import CHUNK, JOURNAL, check_first, plan_corpus, write_corpus_manifest
+    from tinywave.corpus.voices import base_wpm, check_rate_factor, check_training_voices
     from tinywave.files import atomic_write_json
 
     if not cfg.out:
@@ -65,9 +76,10 @@ def run(cfg: Config) -> int:
     if n < 1:
         raise ValueError(f"--stories {n}: ask for at least one story")
     voices = check_training_voices(cfg.voices)
+    rate, first = check_rate_factor(cfg.rate), check_first(cfg.first)
     root = Path(cfg.out)
-    # 1. plan: stories disjoint from the benchmarks of this seed, voices in turn
-    plan = plan_corpus(cfg.seed, n, voices)
+    # 1. plan: stories first.. of this seed (disjoint from its benchmarks), voices in turn, at the rate factor
+    plan = plan_corpus(cfg.seed, n, voices, rate=rate, first=first)
     # 2. speak (parallel, resumable); with several machines this one's chunks, or merge them all
     jobs = [p.job for p in plan]
     if cfg.merge:
@@ -85,7 +97,8 @@ def run(cfg: Config) -> int:
     seconds = sum(it.extra["seconds"] for it in items)
     atomic_write_json(root / "corpus.json", {
         "format": "tinywave-corpus-v1", "config": to_dict(cfg), "stories": len(items), "seconds": round(seconds, 2),
-        "espeak": Synthesizer().version, "voices": voices, "failed": stats.failed,
+        "espeak": Synthesizer().version, "voices": voices, "rate": rate, "base_rate": base_wpm(rate), "first": first,
+        "failed": stats.failed,
     })
     log.info("corpus -> %s: %d stories, %.2f h of audio (%d rendered now, %d already there)",
              root, len(items), seconds / 3600, stats.rendered, stats.skipped)

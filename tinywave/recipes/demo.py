@@ -1,28 +1,34 @@
-"""`tinywave demo`: the whole TinyWave pipeline on the embedded default, with a report.
+"""`tinywave demo`: the TinyWave method on the embedded default, with a report that can tell a difference.
 
-corpus -> benchmarks -> speech tokenizer -> token corpus -> text+speech vocabulary ->
-held-out split -> shards -> teacher -> student + two CE baselines -> export ->
-evaluation -> report.md / report.json / plots.
+As in the paper, the demo starts from a *pretrained* teacher (shipped under
+``assets/demo``, made by `tinywave demo-assets`, checked by fingerprint), then:
+
+target-domain corpus (stories the teacher never saw, spoken faster than its
+pretraining speech) -> target benchmarks -> tokens with the teacher's speech tokenizer ->
+held-out / correction / student split -> shards -> LoRA correction of the teacher on the
+target data (merged) -> for each seed: the distilled student and two CE baselines (same
+architecture, data, steps and schedule) -> export -> evaluation of every model with
+confidence intervals and paired tests pooled over seeds -> report.md / report.json / plots.
 
 Each stage writes into its own folder under ``--out`` and is recorded in
-``--out/stages.json`` when it completes, so an interrupted demo continues where it
-stopped (training stages also resume from their own checkpoints). The budget follows
-reference/demo-calibration.md: the teacher gets the bulk of the time and all the
-training stories; the student and both baselines get the same, smaller budget on the
-same subset, so soft targets carry knowledge that the subset's hard labels do not.
+``--out/stages.json`` with the configuration it depends on: rerunning the same command
+continues an interrupted demo; changing a key reruns only the stages that depend on it
+and those after them. ``teacher.source=scratch`` pretrains the teacher in the demo
+instead (the pre-assets path, ~15 minutes for a teacher that is not good enough to distill).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
+import shutil
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, Callable
 
-from tinywave.config import field, to_dict
+from tinywave.config import apply_fast, field, to_dict
+from tinywave.demo.stages import Stages, call
 
 log = logging.getLogger(__name__)
 
@@ -30,41 +36,50 @@ STUDENTS = ("student", "baseline_pruned_ce", "baseline_random_ce")
 
 
 @dataclass
-class CorpusSection:
-    stories: int = field(800, help="training stories synthesized (~14 s each); held-out ones are split off for perplexity")
-    voices: list[str] = field(["en-us+m3", "en-us+f2"], help="training voices (reference/demo-calibration.md: fewer voices learn faster)")
-    bench_items: int = field(200, help="pairs per benchmark (sSC, tSC)")
-    benchmarks: list[str] = field(["storycloze"], help="benchmark parts to build: storycloze, salmon, lexical, syntactic")
-    heldout: float = field(0.06, help="share of stories held out for normalized perplexity (split by story)")
-
-
-@dataclass
-class TokenizerSection:
-    rate: float = field(12.5, help="unit rate in Hz (12.5 halves story length against 25, see reference/demo-calibration.md)")
-    n_units: int = field(128, help="k-means units")
-    text_vocab: int = field(512, help="BPE text vocabulary")
+class TargetSection:
+    stories: int = field(1000, help="target-domain stories (new texts, spoken at target.rate); the teacher is corrected on them")
+    rate: float = field(1.3, help="speaking-rate factor of the target domain (the teacher was pretrained at 1.0)")
+    voices: list[str] = field(["en-us+m3", "en-us+f2"], help="target-domain voices")
+    bench_items: int = field(400, help="pairs per benchmark (sSC, tSC) in the target domain; one standard error ~0.02 at 400")
+    heldout: float = field(0.06, help="share of target stories held out for normalized perplexity (split by story)")
 
 
 @dataclass
 class TeacherSection:
-    n_layers: int = field(6, help="teacher decoder layers")
-    width: int = field(256, help="hidden size")
-    heads: int = field(4, help="attention heads")
-    ffn: int = field(704, help="FFN size")
-    steps: int = field(300, help="optimizer steps (the bulk of the demo's time)")
+    source: str = field("assets", help="assets: the shipped pretrained teacher (teacher.assets); scratch: pretrain one here")
+    assets: str = field("assets/demo", help="demo assets folder (`tinywave demo-assets`); relative paths are tried in the "
+                                            "current folder, then in the repository")
+    n_layers: int = field(6, help="scratch: teacher decoder layers")
+    width: int = field(256, help="scratch: hidden size")
+    heads: int = field(4, help="scratch: attention heads")
+    ffn: int = field(704, help="scratch: FFN size")
+    steps: int = field(300, help="scratch: optimizer steps")
+    batch_size: int = field(8, help="scratch: rows of seq_len tokens per step")
+    lr: float = field(1e-3, help="scratch: peak learning rate")
+    n_units: int = field(128, help="scratch: k-means units of the speech tokenizer")
+    text_vocab: int = field(512, help="scratch: BPE text vocabulary")
+
+
+@dataclass
+class CorrectionSection:
+    method: str = field("lora", help="lora (adapters merged on save), full, or none (distill the teacher as shipped)")
+    steps: int = field(100, help="optimizer steps on the target data")
+    lr: float = field(1e-3, help="peak learning rate")
     batch_size: int = field(8, help="rows of seq_len tokens per step")
-    lr: float = field(1e-3, help="peak learning rate (2e-3 stalls a 6-layer teacher on a plateau for ~150 steps)")
-    passes: int = field(4, help="passes over the training stories when building its shards (new mixture draws each)")
+    r: int = field(16, help="LoRA rank")
+    mlp: bool = field(True, help="LoRA also on the MLP projections")
+    passes: int = field(2, help="passes over the target training stories when building the correction shards")
 
 
 @dataclass
 class StudentSection:
     n_layers: int = field(2, help="student layers kept from the teacher at full width (uniform spacing)")
-    steps: int = field(90, help="optimizer steps, the same for the student and both baselines")
+    steps: int = field(300, help="optimizer steps, the same for the student and both baselines")
     batch_size: int = field(8, help="rows of seq_len tokens per step")
     lr: float = field(1e-3, help="peak learning rate")
-    subset: float = field(0.25, help="share of the training stories the student and baselines see")
+    subset: float = field(0.3, help="share of the target training stories the student and baselines see")
     passes: int = field(4, help="passes over the subset when building its shards")
+    seeds: list[int] = field([0, 1, 2], help="training seeds of every student and baseline (statistics pool over them)")
     kl_weight: float = field(1.0, help="weight of the soft-target KL")
     temperature: float = field(2.0, help="KL temperature")
     hidden_weight: float = field(0.1, help="weight of the hidden-state loss (cosine)")
@@ -74,89 +89,67 @@ class StudentSection:
 @dataclass
 class Config:
     out: str = field("demo_out", help="output folder (resumable: rerun the same command to continue)")
-    seed: int = field(0, help="seed of every stage")
-    fast: bool = field(False, help="a tiny run of every stage (~3 minutes) for tests; the quality numbers mean nothing")
+    seed: int = field(0, help="seed of the data stages (corpus, benchmarks, splits, shards)")
+    fast: bool = field(False, help="every stage at toy size (~3 minutes) for tests; the quality numbers mean nothing")
     seq_len: int = field(512, help="shard row length in tokens")
-    mixture: dict[str, float] = field({"speech": 0.8, "interleaved": 0.15, "text": 0.05}, help="document mixture of the shards")
-    precision: str = field("fp32", help="fp32 or bf16 (bf16 autocast is slower than fp32 on CPUs without bf16 instructions)")
+    mixture: dict[str, float] = field({"speech": 0.6, "interleaved": 0.3, "text": 0.1}, help="document mixture of the target shards")
+    precision: str = field("auto", help="auto (bf16 autocast only where this CPU runs it measurably faster), fp32 or bf16")
     workers: int = field(2, help="processes for synthesis and tokenization")
-    cross_modal: bool = field(False, help="also score text->speech and speech->text benchmark variants (slower)")
+    cross_modal: bool = field(True, help="also score text->speech and speech->text benchmark variants")
     vocoder_steps: int = field(40, help="HiFi-GAN steps of the demo vocoder; samples use it once its held-out MCD beats "
                                          "the Griffin-Lim baseline (~650+ steps), else the baseline")
     vocoder_items: int = field(300, help="utterances the demo vocoder is fitted on")
     prompt_seconds: float = field(3.0, help="length of the held-out audio prompt of the generated samples")
-    corpus: CorpusSection = dc_field(default_factory=CorpusSection, metadata={"help": "embedded corpus"})
-    tokenizer: TokenizerSection = dc_field(default_factory=TokenizerSection, metadata={"help": "speech units and vocabulary"})
-    teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "teacher pretraining"})
+    target: TargetSection = dc_field(default_factory=TargetSection, metadata={"help": "target-domain data and benchmarks"})
+    teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "the pretrained teacher"})
+    correction: CorrectionSection = dc_field(default_factory=CorrectionSection, metadata={"help": "teacher correction"})
     student: StudentSection = dc_field(default_factory=StudentSection, metadata={"help": "student distillation and baselines"})
 
 
-# --fast: every stage at toy size (the pipeline, not the quality, is under test)
+# --fast: every stage at toy size (the pipeline, not the quality, is under test). Keys the user
+# sets explicitly keep their values (tinywave.config.apply_fast).
 FAST = {
     "seq_len": 128,
     "vocoder_steps": 2,
     "vocoder_items": 12,
-    "corpus": {"stories": 48, "bench_items": 12, "heldout": 0.15},
-    "tokenizer": {"n_units": 32, "text_vocab": 300},
-    "teacher": {"n_layers": 3, "width": 64, "heads": 2, "ffn": 128, "steps": 12, "batch_size": 4, "passes": 1},
-    "student": {"n_layers": 1, "steps": 6, "batch_size": 4, "subset": 0.5, "passes": 1},
+    "target": {"stories": 48, "bench_items": 12, "heldout": 0.15},
+    "teacher": {"n_layers": 3, "width": 64, "heads": 2, "ffn": 128, "steps": 12, "batch_size": 4, "n_units": 32, "text_vocab": 300},
+    "correction": {"steps": 4, "batch_size": 4, "passes": 1, "r": 4},
+    "student": {"n_layers": 1, "steps": 6, "batch_size": 4, "subset": 0.5, "passes": 1, "seeds": [0, 1]},
+}
+
+# the configuration each stage depends on (a change reruns that stage and every later one)
+DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "corpus": lambda c: [c["seed"], c["target"]["stories"], c["target"]["rate"], c["target"]["voices"], c["teacher"]["source"]],
+    "benchmarks": lambda c: [c["seed"], c["target"]["bench_items"], c["target"]["rate"], c["target"]["voices"]],
+    "split": lambda c: [c["target"]["heldout"], c["student"]["subset"]],
+    "shards": lambda c: [c["seq_len"], c["mixture"], c["correction"]["passes"], c["student"]["passes"]],
+    "assets": lambda c: c["teacher"],
+    "units": lambda c: c["teacher"],
+    "vocab": lambda c: c["teacher"],
+    "pretrain": lambda c: c["teacher"],
+    "export": lambda c: None,
+    "correction": lambda c: c["correction"],
+    "students": lambda c: [c["student"], c["precision"]],
+    "eval": lambda c: c["cross_modal"],
+    "vocoder": lambda c: [c["vocoder_steps"], c["vocoder_items"]],
+    "samples": lambda c: [c["vocoder_steps"], c["vocoder_items"], c["prompt_seconds"]],
 }
 
 
-def _apply_fast(cfg: Config) -> Config:
-    from tinywave.config import from_dict
-
-    tree = to_dict(cfg)
-    for key, value in FAST.items():
-        tree[key] = {**tree[key], **value} if isinstance(value, dict) else value
-    return from_dict(Config, tree)
+def run_name(name: str, seed: int) -> str:
+    return f"{name}-s{seed}"
 
 
-# ---------------------------------------------------------------- stage bookkeeping
+def resolve_assets(path: str) -> Path:
+    """``path`` as given if it exists, else relative to the repository (so `make demo` works from anywhere)."""
+    given = Path(path)
+    if given.is_dir() or given.is_absolute():
+        return given
+    return Path(__file__).resolve().parents[2] / path
 
 
-class Stages:
-    """Completed stages of one demo folder (``stages.json``), refusing a changed config."""
-
-    def __init__(self, out: Path, config: dict[str, Any]):
-        self.path = out / "stages.json"
-        self.state: dict[str, Any] = {"config": config, "done": {}}
-        if self.path.is_file():
-            saved = json.loads(self.path.read_text())
-            if saved.get("config") != config:
-                raise ValueError(f"{out} holds a demo run made with another configuration; rerun with the same options, "
-                                 f"or pass a new --out (or delete {out}) to start over")
-            self.state = saved
-
-    def run(self, name: str, fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
-        from tinywave.files import atomic_write_text
-
-        if name in self.state["done"]:
-            log.info("demo: %s already done, skipping", name)
-            return self.state["done"][name]
-        log.info("demo: %s ...", name)
-        t0 = time.monotonic()
-        info = fn() or {}
-        info["seconds"] = round(time.monotonic() - t0, 1)
-        self.state["done"][name] = info
-        atomic_write_text(self.path, json.dumps(self.state, indent=1))
-        log.info("demo: %s done in %.0f s", name, info["seconds"])
-        return info
-
-
-def _call(module: str, **sections: Any) -> None:
-    """Run a stage recipe with its own Config built from a nested dict (unknown keys are errors)."""
-    import importlib
-
-    from tinywave.config import from_dict
-
-    recipe = importlib.import_module(f"tinywave.recipes.{module}")
-    code = recipe.run(from_dict(recipe.Config, sections))
-    if code:
-        raise RuntimeError(f"demo stage `tinywave {module}` failed with exit code {code}; see the log above")
-
-
-# ---------------------------------------------------------------- stages
+# ---------------------------------------------------------------- data stages
 
 
 def split_tokens(tokens: Path, out: Path, heldout: float, subset: float, seed: int) -> dict[str, Any]:
@@ -169,29 +162,112 @@ def split_tokens(tokens: Path, out: Path, heldout: float, subset: float, seed: i
     rest, sub = split_records(train, subset, seed + 1)
     if not train or not held or not sub:
         raise ValueError(f"{tokens}: {len(records)} utterances are too few to split (train {len(train)}, held-out {len(held)}, "
-                         f"student subset {len(sub)}); synthesize more stories (corpus.stories)")
+                         f"student subset {len(sub)}); synthesize more stories (target.stories)")
     for name, part in {"train": train, "heldout": held, "subset": sub}.items():
         atomic_write_text(out / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in part))
     return {"utterances": {"train": len(train), "heldout": len(held), "subset": len(sub)}}
 
 
-def _student_run(cfg: Config, runs: Path, name: str, shards: Path, teacher_dir: Path) -> None:
+def _scratch_teacher(cfg: Config, stages: Stages, out: Path, precision: str) -> Path:
+    """The pre-assets path: tokenizers and a teacher pretrained here on the target corpus (normal budget: not good)."""
+    corpus, units, vocab, tokens = out / "corpus", out / "speech_tokenizer", out / "vocab", out / "tokens"
+    t = cfg.teacher
+    stages.run("units", lambda: call("units_train", manifest=[str(corpus / "manifest.jsonl")], out=str(units),
+                                     rate=12.5, n_units=t.n_units, seed=cfg.seed, workers=cfg.workers), clear=[units])
+    stages.run("tokenize", lambda: call("tokenize", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(units),
+                                        out=str(tokens / "all.jsonl"), workers=cfg.workers), clear=[tokens])
+    stages.run("vocab", lambda: call("vocab", out=str(vocab), texts=[str(corpus / "manifest.jsonl")],
+                                     vocab_size=t.text_vocab, n_hu=t.n_units), clear=[vocab])
+    stages.run("shards_pretrain", lambda: call(
+        "data_build", tokens=[str(tokens / "all.jsonl")], tokenizer=str(vocab), out=str(out / "shards" / "pretrain"),
+        seq_len=cfg.seq_len, mixture=cfg.mixture, passes=4, seed=cfg.seed), clear=[out / "shards" / "pretrain"])
+    stages.run("pretrain", lambda: call(
+        "train", mode="pretrain", tokenizer=str(vocab), speech_tokenizer=str(units),
+        model={"n_layers": t.n_layers, "width": t.width, "heads": t.heads, "kv_heads": t.heads, "ffn": t.ffn,
+               "max_positions": max(1024, cfg.seq_len)},
+        data={"shards": str(out / "shards" / "pretrain"), "batch_size": t.batch_size},
+        optim={"lr": t.lr, "warmup_steps": max(1, t.steps // 15)},
+        train={"out": str(out / "runs" / "pretrain"), "steps": t.steps, "seed": cfg.seed, "precision": precision,
+               "log_every": 10, "ckpt_every": max(1, t.steps // 4), "resume": True}), clear=[out / "runs" / "pretrain"])
+    stages.run("export_pretrain", lambda: call("export", checkpoint=str(out / "runs" / "pretrain"),
+                                               out=str(out / "models" / "teacher_before_correction")))
+    return out / "models" / "teacher_before_correction"
+
+
+def _shipped_teacher(cfg: Config, stages: Stages, out: Path, precision: str) -> Path:
+    """The shipped teacher after its fingerprints were checked, copied into the demo folder."""
+    from tinywave.demo.assets import check_assets
+
+    assets = resolve_assets(cfg.teacher.assets)
+    provenance = check_assets(assets)
+
+    def copy() -> dict[str, Any]:
+        dst = out / "models" / "teacher_before_correction"
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(assets / "teacher", dst)
+        return {"assets": str(assets), "fingerprints": provenance["fingerprints"], "pretraining_scores": provenance["scores"],
+                "teacher_steps": provenance.get("teacher_steps")}
+
+    stages.run("assets", copy)
+    teacher = out / "models" / "teacher_before_correction"
+    stages.run("tokenize", lambda: call("tokenize", manifest=str(out / "corpus" / "manifest.jsonl"),
+                                        tokenizer=str(teacher / "speech_tokenizer"), out=str(out / "tokens" / "all.jsonl"),
+                                        workers=cfg.workers), clear=[out / "tokens"])
+    return teacher
+
+
+TEACHER_SOURCES: dict[str, Callable[..., Path]] = {"assets": _shipped_teacher, "scratch": _scratch_teacher}
+
+
+def _correct(cfg: Config, teacher: Path, shards: Path, runs: Path, models: Path, precision: str) -> dict[str, Any]:
+    """LoRA (or full) fine-tuning of the pretrained teacher on the target data, merged into models/teacher."""
+    c = cfg.correction
+    dst = models / "teacher"
+    if dst.exists():
+        shutil.rmtree(dst)
+    if c.method == "none":
+        shutil.copytree(teacher, dst)
+        return {"method": "none"}
+    call("train", mode="correct", teacher=str(teacher), method=c.method, lora={"r": c.r, "alpha": 2.0 * c.r, "mlp": c.mlp},
+         data={"shards": str(shards), "batch_size": c.batch_size},
+         optim={"lr": c.lr, "warmup_steps": max(1, c.steps // 10)},
+         train={"out": str(runs / "teacher_correction"), "steps": c.steps, "seed": cfg.seed, "precision": precision,
+                "log_every": 5, "ckpt_every": max(1, c.steps // 2), "resume": True})
+    shutil.copytree(runs / "teacher_correction" / "model", dst)
+    return {"method": c.method}
+
+
+def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, teacher_dir: Path, precision: str) -> None:
     s = cfg.student
+    none = {"kl_weight": 0.0, "hidden_weight": 0.0, "attn_weight": 0.0}
     losses = {
         "student": {"kl_weight": s.kl_weight, "temperature": s.temperature, "hidden_weight": s.hidden_weight,
                     "hidden_kind": "cosine", "attn_weight": s.attn_weight},
-        "baseline_pruned_ce": {"kl_weight": 0.0, "hidden_weight": 0.0, "attn_weight": 0.0},
-        "baseline_random_ce": {"kl_weight": 0.0, "hidden_weight": 0.0, "attn_weight": 0.0},
+        "baseline_pruned_ce": none,
+        "baseline_random_ce": none,
     }
     init = {"student": "pruned", "baseline_pruned_ce": "pruned", "baseline_random_ce": "random"}
-    _call("distill",
-          teacher={"dir": str(teacher_dir)},
-          student={"n_layers": s.n_layers, "init": init[name]},
-          loss={"ce_weight": 1.0, **losses[name]},
-          data={"shards": str(shards), "batch_size": s.batch_size},
-          optim={"lr": s.lr, "warmup_steps": max(1, s.steps // 10)},
-          train={"out": str(runs / name), "steps": s.steps, "seed": cfg.seed, "precision": cfg.precision,
-                 "log_every": 5, "ckpt_every": max(1, s.steps // 3), "resume": True, "parallel": "none"})
+    call("distill",
+         teacher={"dir": str(teacher_dir)},
+         student={"n_layers": s.n_layers, "init": init[name]},
+         loss={"ce_weight": 1.0, **losses[name]},
+         data={"shards": str(shards), "batch_size": s.batch_size},
+         optim={"lr": s.lr, "warmup_steps": max(1, s.steps // 10)},
+         train={"out": str(runs / run_name(name, seed)), "steps": s.steps, "seed": seed, "precision": precision,
+                "log_every": 5, "ckpt_every": max(1, s.steps // 3), "resume": True, "parallel": "none"})
+
+
+def first_seed_models(models: Path, seed: int) -> dict[str, Any]:
+    """The first seed's students under their plain names (models/student ...), for tools that load one model."""
+    for name in STUDENTS:
+        if (models / name).exists():
+            shutil.rmtree(models / name)
+        shutil.copytree(models / run_name(name, seed), models / name)
+    return {"seed": seed}
+
+
+# ---------------------------------------------------------------- samples
 
 
 def held_out_prompt(tokens: Path, corpus: Path, out: Path, seconds: float) -> tuple[str, Path]:
@@ -211,17 +287,16 @@ def held_out_prompt(tokens: Path, corpus: Path, out: Path, seconds: float) -> tu
     return " ".join(item["text"].split()[:6]), out / "prompt0.wav"
 
 
-def _samples(cfg: Config, out: Path, models: Path, tokens: Path, corpus: Path) -> dict[str, Any]:
-    from tinywave.generate.samples import default_specs, write_samples
+def _samples(cfg: Config, out: Path, models: dict[str, Path], tokens: Path, corpus: Path) -> dict[str, Any]:
     from tinywave.generate.decode import Sampling
+    from tinywave.generate.samples import default_specs, write_samples
     from tinywave.generate.speechlm import GenerationOptions
 
     text, wav = held_out_prompt(tokens / "heldout.jsonl", corpus, out / "samples" / "prompts", cfg.prompt_seconds)
     options = GenerationOptions(max_new_tokens=100, max_seconds=6.0,
                                 sampling=Sampling(greedy=False, temperature=0.8, top_p=0.95, seed=cfg.seed))
     vocoder = sample_vocoder(out / "vocoder")
-    index = write_samples({n: models / n for n in ("teacher", "student")}, out / "samples", default_specs([text], [wav]),
-                          options, vocoder=vocoder)
+    index = write_samples(models, out / "samples", default_specs([text], [wav]), options, vocoder=vocoder)
     return {"index": str(index.relative_to(out)), "vocoder": str(vocoder.relative_to(out))}
 
 
@@ -231,70 +306,80 @@ def sample_vocoder(folder: Path) -> Path:
     return folder if report.get("lower_mcd") == "hifigan" else folder / "griffinlim"
 
 
+# ---------------------------------------------------------------- the recipe
+
+
 def run(cfg: Config) -> int:
+    from tinywave.demo.precision import choose_precision
     from tinywave.demo.report import describe_models, write_demo_report
 
     if cfg.fast:
-        cfg = _apply_fast(cfg)
+        cfg = apply_fast(cfg, FAST, Config)
+    if cfg.teacher.source not in TEACHER_SOURCES:
+        raise ValueError(f"teacher.source={cfg.teacher.source!r} is not known; choose one of {sorted(TEACHER_SOURCES)}")
+    if not cfg.student.seeds:
+        raise ValueError("student.seeds is empty; give at least one seed (three for the report's statistics)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    stages = Stages(out, to_dict(cfg))
-    corpus, bench, units, vocab = out / "corpus", out / "benchmarks", out / "speech_tokenizer", out / "vocab"
-    tokens, shards, runs, models = out / "tokens", out / "shards", out / "runs", out / "models"
+    precision = choose_precision(cfg.precision)
+    log.info("precision: %s (%s)", precision.name, precision.reason)
+    stages = Stages(out, to_dict(cfg), DEPENDS)
+    corpus, bench, tokens, shards = out / "corpus", out / "benchmarks", out / "tokens", out / "shards"
+    runs, models = out / "runs", out / "models"
+    t = cfg.target
 
-    # 1. data: the spoken corpus and held-out benchmarks (same seed: benchmarks avoid corpus stories)
-    stages.run("corpus", lambda: _call("corpus_synth", out=str(corpus), stories=cfg.corpus.stories, seed=cfg.seed,
-                                       voices=cfg.corpus.voices, workers=cfg.workers))
-    stages.run("benchmarks", lambda: _call("corpus_benchmarks", out=str(bench), seed=cfg.seed, items=cfg.corpus.bench_items,
-                                           only=cfg.corpus.benchmarks, voices=cfg.corpus.voices,
-                                           corpus=str(corpus / "manifest.jsonl"), workers=cfg.workers))
+    # 1. target-domain data: stories the teacher never saw (after its pretraining stories), spoken faster
+    first = 0
+    if cfg.teacher.source == "assets":
+        from tinywave.demo.assets import check_assets
 
-    # 2. speech tokenizer, token corpus, text+speech vocabulary
-    stages.run("units", lambda: _call("units_train", manifest=[str(corpus / "manifest.jsonl")], out=str(units),
-                                      rate=cfg.tokenizer.rate, n_units=cfg.tokenizer.n_units, seed=cfg.seed, workers=cfg.workers))
-    stages.run("tokenize", lambda: _call("tokenize", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(units),
-                                         out=str(tokens / "all.jsonl"), workers=cfg.workers))
-    stages.run("vocab", lambda: _call("vocab", out=str(vocab), texts=[str(corpus / "manifest.jsonl")],
-                                      vocab_size=cfg.tokenizer.text_vocab, n_hu=cfg.tokenizer.n_units))
-    stages.run("split", lambda: split_tokens(tokens / "all.jsonl", tokens, cfg.corpus.heldout, cfg.student.subset, cfg.seed))
+        first = check_assets(resolve_assets(cfg.teacher.assets))["config"]["corpus"]["stories"]
+    stages.run("corpus", lambda: call("corpus_synth", out=str(corpus), stories=t.stories, first=first, rate=t.rate,
+                                      seed=cfg.seed, voices=t.voices, workers=cfg.workers), clear=[corpus])
+    stages.run("benchmarks", lambda: call("corpus_benchmarks", out=str(bench), seed=cfg.seed, items=t.bench_items, rate=t.rate,
+                                          only=["storycloze"], voices=t.voices, workers=cfg.workers), clear=[bench])
 
-    # 3. shards: the teacher's from every training story, the students' from the subset
-    for name, src, passes in (("teacher", "train", cfg.teacher.passes), ("student", "subset", cfg.student.passes)):
-        stages.run(f"shards_{name}", lambda name=name, src=src, passes=passes: _call(
-            "data_build", tokens=[str(tokens / f"{src}.jsonl")], tokenizer=str(vocab), out=str(shards / name),
-            seq_len=cfg.seq_len, mixture=cfg.mixture, passes=passes, seed=cfg.seed))
+    # 2. the pretrained teacher (shipped and fingerprint-checked, or pretrained here) and the target tokens
+    pretrained = TEACHER_SOURCES[cfg.teacher.source](cfg, stages, out, precision.name)
+    stages.run("split", lambda: split_tokens(tokens / "all.jsonl", tokens, t.heldout, cfg.student.subset, cfg.seed))
 
-    # 4. teacher from scratch, the bulk of the time
-    t = cfg.teacher
-    stages.run("teacher", lambda: _call(
-        "train", mode="pretrain", tokenizer=str(vocab), speech_tokenizer=str(units),
-        model={"n_layers": t.n_layers, "width": t.width, "heads": t.heads, "kv_heads": t.heads, "ffn": t.ffn,
-               "max_positions": max(1024, cfg.seq_len)},
-        data={"shards": str(shards / "teacher"), "batch_size": t.batch_size},
-        optim={"lr": t.lr, "warmup_steps": max(1, t.steps // 15)},
-        train={"out": str(runs / "teacher"), "steps": t.steps, "seed": cfg.seed, "precision": cfg.precision,
-               "log_every": 10, "ckpt_every": max(1, t.steps // 4), "resume": True}))
-    stages.run("export_teacher", lambda: _call("export", checkpoint=str(runs / "teacher"), out=str(models / "teacher")))
+    # 3. shards: the correction's from every target training story, the students' from the subset
+    for name, src, passes in (("correction", "train", cfg.correction.passes), ("student", "subset", cfg.student.passes)):
+        stages.run(f"shards_{name}", lambda name=name, src=src, passes=passes: call(
+            "data_build", tokens=[str(tokens / f"{src}.jsonl")], tokenizer=str(pretrained), out=str(shards / name),
+            seq_len=cfg.seq_len, mixture=cfg.mixture, passes=passes, seed=cfg.seed), clear=[shards / name])
 
-    # 5. the student (layer-aligned distillation) and both CE baselines: same architecture, data and steps
-    for name in STUDENTS:
-        stages.run(name, lambda name=name: _student_run(cfg, runs, name, shards / "student", models / "teacher"))
-        stages.run(f"export_{name}", lambda name=name: _call("export", checkpoint=str(runs / name), out=str(models / name)))
+    # 4. teacher correction on the target data (LoRA, merged), as in the paper
+    stages.run("correction", lambda: _correct(cfg, pretrained, shards / "correction", runs, models, precision.name),
+               clear=[runs / "teacher_correction"])
 
-    # 6. evaluation: speech-only sSC / tSC (and whatever else was built), held-out normalized perplexity
-    names = ["teacher", *STUDENTS]
-    stages.run("eval", lambda: _call(
+    # 5. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps
+    trained = []
+    for seed in cfg.student.seeds:
+        for name in STUDENTS:
+            key = run_name(name, seed)
+            stages.run(f"students:{key}", lambda name=name, seed=seed: _student_run(
+                cfg, runs, name, seed, shards / "student", models / "teacher", precision.name), clear=[runs / key])
+            stages.run(f"export:{key}", lambda key=key: call("export", checkpoint=str(runs / key), out=str(models / key)))
+            trained.append(key)
+    stages.run("students_first_seed", lambda: first_seed_models(models, cfg.student.seeds[0]))
+
+    # 6. evaluation: every model on the same pairs (speech-only and cross-modal), held-out normalized perplexity
+    names = ["teacher_before_correction", "teacher", *trained]
+    stages.run("eval", lambda: call(
         "evaluate", model=[f"{n}={models / n}" for n in names], bench=[str(bench)], out=str(out / "eval"),
-        reference="teacher", cross_modal=cfg.cross_modal, ppl=[f"heldout={tokens / 'heldout.jsonl'}"]))
+        reference="teacher", cross_modal=cfg.cross_modal, ppl=[f"heldout={tokens / 'heldout.jsonl'}"]), clear=[out / "eval"])
 
     # 7. listening samples from held-out prompts: text -> speech, speech -> speech / text, speech + text -> speech
-    stages.run("vocoder", lambda: _call("vocoder_train", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(units),
-                                        out=str(out / "vocoder"), steps=cfg.vocoder_steps, max_items=cfg.vocoder_items, heldout=2,
-                                        samples=1, seed=cfg.seed))
-    stages.run("samples", lambda: _samples(cfg, out, models, tokens, corpus))
+    stages.run("vocoder", lambda: call("vocoder_train", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(pretrained / "speech_tokenizer"),
+                                       out=str(out / "vocoder"), steps=cfg.vocoder_steps, max_items=cfg.vocoder_items, heldout=2,
+                                       samples=1, seed=cfg.seed), clear=[out / "vocoder"])
+    stages.run("samples", lambda: _samples(cfg, out, {n: models / n for n in ("teacher", "student")}, tokens, corpus),
+               clear=[out / "samples"])
 
-    # 8. report
-    info = describe_models({n: models / n for n in names})
-    report = write_demo_report(out, info, json.loads((out / "eval" / "results.json").read_text()), runs, stages.state)
+    # 8. report: means over seeds, intervals, paired tests
+    info = describe_models({n: models / n for n in ["teacher_before_correction", "teacher", *STUDENTS]})
+    results = json.loads((out / "eval" / "results.json").read_text())
+    report = write_demo_report(out, info, results, runs, stages.state, seeds=cfg.student.seeds, precision=precision.as_dict())
     log.info("demo report -> %s (%s)", out / "report.md", ", ".join(f"{k}: {v}" for k, v in report["summary"].items()))
     return 0

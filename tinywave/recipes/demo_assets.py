@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
 
-from tinywave.config import field, from_dict, to_dict
+from tinywave.config import apply_fast, field, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,19 @@ FAST = {
 }
 
 
+# the configuration each stage depends on (a change reruns that stage and every later one)
+DEPENDS = {
+    "corpus": lambda c: [c["seed"], c["corpus"]["stories"], c["corpus"]["voices"]],
+    "benchmarks": lambda c: [c["seed"], c["corpus"]["bench_items"], c["corpus"]["voices"]],
+    "units": lambda c: [c["seed"], c["tokenizer"]],
+    "vocab": lambda c: c["tokenizer"],
+    "shards": lambda c: [c["seq_len"], c["mixture"], c["teacher"]["passes"]],
+    "teacher": lambda c: [c["teacher"], c["precision"]],
+}
+
+
 def fast_config(cfg: Config) -> Config:
     """``cfg`` with FAST values for every key the user left at its default (explicit keys win)."""
-    from tinywave.config import apply_fast
-
     return apply_fast(cfg, FAST, Config)
 
 
@@ -100,7 +109,7 @@ def run(cfg: Config) -> int:
     work, out = Path(cfg.work), Path(cfg.out)
     work.mkdir(parents=True, exist_ok=True)
     precision = choose_precision(cfg.precision)
-    stages = Stages(work, to_dict(cfg))
+    stages = Stages(work, to_dict(cfg), DEPENDS)
     corpus, bench, units, vocab = work / "corpus", work / "benchmarks", work / "speech_tokenizer", work / "vocab"
     tokens, shards, runs, models = work / "tokens", work / "shards", work / "runs", work / "models"
 
@@ -122,7 +131,7 @@ def run(cfg: Config) -> int:
 
     # 3. the teacher, the bulk of the time
     t = cfg.teacher
-    stages.run("teacher", lambda: call(
+    stages.run("teacher", clear=[runs / "teacher"], fn=lambda: call(
         "train", mode="pretrain", tokenizer=str(vocab), speech_tokenizer=str(units),
         model={"n_layers": t.n_layers, "width": t.width, "heads": t.heads, "kv_heads": t.heads, "ffn": t.ffn,
                "max_positions": max(1024, cfg.seq_len)},
