@@ -39,3 +39,17 @@ def test_baseline_config_runs_no_teacher_loss():
 def test_help_lists_keys(capsys, command, key):
     assert main([command, "--help"]) == 0
     assert key in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["distill-tiny.yaml", "spiritlm-base-2b.yaml", "spiritlm-expressive-2b.yaml"])
+def test_distillation_loss_is_one_default_everywhere(name):
+    """`tinywave distill` with no config, the demo's student and the shipped configs use the same loss."""
+    from tinywave.distill.settings import DISTILL_LOSS
+    from tinywave.recipes import demo
+
+    bare = distill.Config().loss
+    assert {k: getattr(bare, k) for k in DISTILL_LOSS} == DISTILL_LOSS
+    shipped = load_config(distill.Config, CONFIGS / name).loss
+    assert {k: getattr(shipped, k) for k in DISTILL_LOSS} == DISTILL_LOSS
+    student = demo.Config().student
+    assert {k: getattr(student, k) for k in DISTILL_LOSS} == DISTILL_LOSS

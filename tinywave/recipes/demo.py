@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from tinywave.config import apply_fast, field, to_dict
 from tinywave.demo.stages import Stages, call
+from tinywave.distill.settings import DISTILL_LOSS
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,11 @@ class StudentSection:
     subset: float = field(0.3, help="share of the target training stories the student and baselines see")
     passes: int = field(4, help="passes over the subset when building its shards")
     seeds: list[int] = field([0, 1, 2], help="training seeds of every student and baseline (statistics pool over them)")
-    kl_weight: float = field(1.0, help="weight of the soft-target KL")
-    temperature: float = field(2.0, help="KL temperature")
-    hidden_weight: float = field(0.1, help="weight of the hidden-state loss (cosine)")
-    attn_weight: float = field(0.1, help="weight of the attention-map KL")
+    kl_weight: float = field(DISTILL_LOSS["kl_weight"], help="weight of the soft-target KL")
+    temperature: float = field(DISTILL_LOSS["temperature"], help="KL temperature")
+    hidden_weight: float = field(DISTILL_LOSS["hidden_weight"], help="weight of the hidden-state loss")
+    hidden_kind: str = field(DISTILL_LOSS["hidden_kind"], help="hidden-state loss: mse or cosine")
+    attn_weight: float = field(DISTILL_LOSS["attn_weight"], help="weight of the attention-map KL")
 
 
 @dataclass
@@ -243,7 +245,7 @@ def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, te
     none = {"kl_weight": 0.0, "hidden_weight": 0.0, "attn_weight": 0.0}
     losses = {
         "student": {"kl_weight": s.kl_weight, "temperature": s.temperature, "hidden_weight": s.hidden_weight,
-                    "hidden_kind": "cosine", "attn_weight": s.attn_weight},
+                    "hidden_kind": s.hidden_kind, "attn_weight": s.attn_weight},
         "baseline_pruned_ce": none,
         "baseline_random_ce": none,
     }

@@ -23,7 +23,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 from tinywave.config import field, to_dict
-from tinywave.distill.settings import DataSettings, OptimSettings, RunSettings
+from tinywave.distill.settings import DISTILL_LOSS, DataSettings, OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
 PROJECTIONS_FILE = "projections.safetensors"
@@ -48,11 +48,11 @@ class StudentSection:
 @dataclass
 class LossSection:
     ce_weight: float = field(1.0, help="weight of the ground-truth cross-entropy")
-    kl_weight: float = field(1.0, help="weight of KL(teacher || student) on softened logits (x T^2)")
-    temperature: float = field(2.0, help="softmax temperature T of the KL loss")
-    hidden_weight: float = field(1.0, help="weight of the hidden-state loss (mean over mapped pairs)")
-    hidden_kind: str = field("mse", help="hidden-state loss: mse or cosine")
-    attn_weight: float = field(1.0, help="weight of the attention-map KL (mean over mapped pairs)")
+    kl_weight: float = field(DISTILL_LOSS["kl_weight"], help="weight of KL(teacher || student) on softened logits (x T^2)")
+    temperature: float = field(DISTILL_LOSS["temperature"], help="softmax temperature T of the KL loss")
+    hidden_weight: float = field(DISTILL_LOSS["hidden_weight"], help="weight of the hidden-state loss (mean over mapped pairs)")
+    hidden_kind: str = field(DISTILL_LOSS["hidden_kind"], help="hidden-state loss: mse or cosine")
+    attn_weight: float = field(DISTILL_LOSS["attn_weight"], help="weight of the attention-map KL (mean over mapped pairs)")
     chunk_size: int = field(1024, help="tokens per chunk of the vocabulary losses (bounds the logits' memory)")
     projections: bool = field(True, help="learn a bias-free projection per pair when student and teacher widths differ")
 
