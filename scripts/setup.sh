@@ -13,6 +13,14 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libespeak-ng.so.1' || ! command -v espea
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng libespeak-ng1 libsndfile1 >/dev/null
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+  echo "[setup] installing chromium for the browser tests (apt-get)"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
   "$PYTHON" -m venv "$VENV"

@@ -76,9 +76,9 @@ class CorrectionSection:
 class StudentSection:
     n_layers: int = field(2, help="student layers kept from the teacher at full width (uniform spacing)")
     steps: int = field(300, help="optimizer steps, the same for the student and both baselines")
-    batch_size: int = field(8, help="rows of seq_len tokens per step")
+    batch_size: int = field(4, help="rows of seq_len tokens per step")
     lr: float = field(1e-3, help="peak learning rate")
-    subset: float = field(0.3, help="share of the target training stories the student and baselines see")
+    subset: float = field(0.4, help="share of the target training stories the student and baselines see")
     passes: int = field(4, help="passes over the subset when building its shards")
     seeds: list[int] = field([0, 1, 2], help="training seeds of every student and baseline (statistics pool over them)")
     kl_weight: float = field(DISTILL_LOSS["kl_weight"], help="weight of the soft-target KL")
@@ -383,5 +383,8 @@ def run(cfg: Config) -> int:
     info = describe_models({n: models / n for n in ["teacher_before_correction", "teacher", *STUDENTS]})
     results = json.loads((out / "eval" / "results.json").read_text())
     report = write_demo_report(out, info, results, runs, stages.state, seeds=cfg.student.seeds, precision=precision.as_dict())
+    from tinywave.demo.html import write_report_html
+
+    log.info("demo report page -> %s", write_report_html(out, report))
     log.info("demo report -> %s (%s)", out / "report.md", ", ".join(f"{k}: {v}" for k, v in report["summary"].items()))
     return 0
