@@ -4,7 +4,7 @@ STAMP := $(VENV)/.tinywave-installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo assets test test-fast bench clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
@@ -14,6 +14,10 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/tinywave demo --out $(DEMO_OUT)
+
+# rebuild the shipped demo teacher (assets/demo) with its provenance: ~1.3 h on 2 cores, resumable
+assets: $(STAMP)
+	$(VENV)/bin/tinywave demo-assets --out assets/demo --work assets_work
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests

@@ -184,3 +184,16 @@ def test_fast_preset_keeps_explicit_keys():
     assert cfg.student.steps == 50 and cfg.student.batch_size == FAST["student"]["batch_size"]
     assert cfg.seq_len == FAST["seq_len"] and cfg.student.lr == Config().student.lr
     assert math.isclose(cfg.target.heldout, FAST["target"]["heldout"])
+
+
+def test_shipped_assets_match_this_code():
+    """assets/demo (committed) passes the same fingerprint check `make demo` runs, and holds a good teacher."""
+    from pathlib import Path
+
+    from tinywave.demo.assets import check_assets
+
+    assets = Path(__file__).resolve().parents[1] / "assets" / "demo"
+    provenance = check_assets(assets)
+    assert provenance["command"][:2] == ["tinywave", "demo-assets"]
+    assert provenance["scores"]["tSC"] >= 0.85 and provenance["scores"]["sSC"] >= 0.7
+    assert sum(p.stat().st_size for p in assets.rglob("*") if p.is_file()) <= 40 * 2**20
