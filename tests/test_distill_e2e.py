@@ -48,7 +48,8 @@ def ws(tmp_path_factory):
 def distill(ws, out, *extra):
     base = [f"teacher.dir={ws / 'teacher' / 'model'}", f"data.shards={ws / 'shards'}", f"train.out={out}",
             "student.n_layers=2", "data.batch_size=4", "loss.chunk_size=16", "optim.lr=5e-3", "optim.warmup_steps=1",
-            "train.ckpt_every=2", "train.tensorboard=false"]
+            "train.ckpt_every=2", "train.tensorboard=false",
+            "loss.hidden_kind=mse", "loss.hidden_weight=1.0", "loss.attn_weight=1.0"]  # the weights GOLDEN was recorded with
     return main(["distill", *base, *extra])
 
 

@@ -71,7 +71,7 @@ def test_full_vocabulary_cache_gives_the_online_losses(data, full_cache):
     for key, value in online[0].items():
         assert cached[0][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
     for name, g in online[1].items():
-        torch.testing.assert_close(cached[1][name], g, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(cached[1][name], g, rtol=1e-4, atol=1e-6)  # float32 summation order differs
     # k = V serves any temperature: the normalizer is recomputed from the stored logits
     at3 = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], (), logits=True), ds, temperature=3.0)[0]
     assert losses_and_grads(CachedTeacher(full_cache, 3.0, [0, 2]), ds, temperature=3.0)[0]["kl"] == pytest.approx(at3["kl"], rel=1e-5)

@@ -99,6 +99,13 @@ def fast_config(cfg: Config) -> Config:
     return apply_fast(cfg, FAST, Config)
 
 
+def invocation(cfg: Config) -> list[str]:
+    """The command line that made these assets: the CLI's own when run from it, else its equivalent."""
+    if sys.argv[1:2] == ["demo-assets"]:
+        return ["tinywave", *sys.argv[1:]]
+    return ["tinywave", "demo-assets", "--out", cfg.out, "--work", cfg.work, *(["--fast"] if cfg.fast else [])]
+
+
 def run(cfg: Config) -> int:
     from tinywave.demo.assets import build_provenance, copy_teacher, write_provenance
     from tinywave.demo.precision import choose_precision
@@ -146,7 +153,7 @@ def run(cfg: Config) -> int:
                                     out=str(work / "eval"), cross_modal=True))
     copy_teacher(models / "teacher", out / "teacher")
     results = json.loads((work / "eval" / "results.json").read_text())
-    provenance = build_provenance(out, command=["tinywave", "demo-assets", *sys.argv[2:]] if sys.argv[1:2] == ["demo-assets"] else [],
+    provenance = build_provenance(out, command=invocation(cfg),
                                   config=to_dict(cfg), precision=precision.as_dict(), results=results, stages=stages.state["done"])
     write_provenance(out, provenance)
     log.info("demo assets -> %s (teacher fingerprint %s; tSC %s, sSC %s)", out, provenance["fingerprints"]["teacher"],
