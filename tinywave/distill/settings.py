@@ -13,7 +13,7 @@ from tinywave.config import field
 # The distillation loss of `tinywave distill` with no config, of the demo's student and of the
 # shipped configs (configs/distill-tiny.yaml, configs/spiritlm-*-2b.yaml; a test keeps them equal).
 # Chosen from the measurement in benchmarks/results/distill_loss_ablation.md.
-DISTILL_LOSS = {"kl_weight": 1.0, "temperature": 2.0, "hidden_weight": 0.1, "hidden_kind": "cosine", "attn_weight": 0.1}
+DISTILL_LOSS = {"kl_weight": 1.0, "temperature": 2.0, "hidden_weight": 1.0, "hidden_kind": "cosine", "attn_weight": 1.0}
 
 
 @dataclass
