@@ -4,7 +4,7 @@
     SPIRITLM_CHECKPOINTS_DIR=/data/spiritlm/checkpoints .venv/bin/python benchmarks/spiritlm_conformance.py
     .venv/bin/python benchmarks/spiritlm_conformance.py --tiny      # the pipeline on a tiny random release
 
-Tokenizes LibriSpeech ``7143-88743-0029.flac`` (146,160 samples; default: ../shared/data/
+Tokenizes LibriSpeech ``7143-88743-0029.flac`` (146,160 samples; from LibriSpeech dev-clean,
 or --audio) with ``spiritlm-base:ROOT`` and ``spiritlm-expressive:ROOT`` and prints, per
 stream, how many frames equal the vectors of ``tests/fixtures/spiritlm_tokenizer.json``,
 whether the base/expressive strings are identical, and the tokenizing speed (x real

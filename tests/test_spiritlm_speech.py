@@ -33,7 +33,7 @@ def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
     return (np.concatenate(parts)[:n] + rng.normal(scale=0.02, size=n)).astype(np.float32)
 
 
-# --- a fairseq-style HuBERT forward, from the fairseq key names (reference/spiritlm.md 2.1) ---------
+# --- a fairseq-style HuBERT forward, from the fairseq key names (docs/SPIRITLM.md 2.1) ---------
 def _ln(x, w, p):
     return F.layer_norm(x, x.shape[-1:], w[f"{p}.weight"], w[f"{p}.bias"], eps=1e-5)
 
@@ -155,7 +155,7 @@ def test_conv_feature_layers_are_parsed_without_eval():
 
 # --- VQ-VAE -------------------------------------------------------------------------------------
 def reference_vqvae_keys(cfg):
-    """Key -> shape of the reference VQ-VAE (reference/spiritlm.md 2.4), written out from the spec."""
+    """Key -> shape of the reference VQ-VAE (docs/SPIRITLM.md 2.4), written out from the spec."""
     enc, dec, vq = cfg["encoder_params"], cfg["decoder_params"], cfg["vq_params"]
     width, emb, depth, inner = enc["width"], enc["output_emb_width"], enc["depth"], int(enc["m_conv"] * enc["width"])
     keys = {}

@@ -1,4 +1,4 @@
-"""Loaders for the official benchmark folder layouts (reference/benchmarks.md).
+"""Loaders for the official benchmark folder layouts (docs/FORMATS.md).
 
 Every benchmark becomes a list of :class:`PairItem` (a positive and a negative audio file,
 plus tags used for breakdowns). Files are paired by *name*, never by directory order:
@@ -93,7 +93,7 @@ def _listing(paths: list[Path] | list[str]) -> str:
 
 def _need_dir(folder: Path, what: str) -> None:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{what} folder {folder} does not exist; pass the folder you downloaded (see reference/benchmarks.md)")
+        raise FileNotFoundError(f"{what} folder {folder} does not exist; pass the folder you downloaded (see docs/FORMATS.md)")
 
 
 # ---------------------------------------------------------------- sSC / tSC

@@ -1,6 +1,6 @@
 """Whole-sequence log-likelihood scoring, batched, and the sequences it scores.
 
-The shared rule (reference/benchmarks.md): a file's token sequence is scored by the LM as
+The shared rule (docs/FORMATS.md): a file's token sequence is scored by the LM as
 a whole; LL = -(sum of per-token cross-entropy over the scored targets), divided by the
 number of scored targets for ``mean`` (the default, ``mean_nll``) or not for ``sum``.
 A pair is correct when LL(positive) > LL(negative); a tie counts 0.5.

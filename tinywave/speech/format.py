@@ -1,6 +1,6 @@
 """The SpiritLM speech-token string format: units <-> ``[St..][Pi..][Hu..]`` strings.
 
-Rules (reference/spiritlm.md, section 3):
+Rules (docs/SPIRITLM.md, section 3):
 - ``[Hu<k>]`` phonetic units and ``[Pi<k>]`` pitch are deduplicated (runs collapse to
   their first frame); ``[St<k>]`` style is not.
 - Every kept token carries the timestamp of its *original* frame, ``index / rate``;

@@ -1,6 +1,6 @@
 """Meta's Spirit LM release, read without SpiritLM or fairseq installed.
 
-One module per component of the release layout (reference/spiritlm.md section 1):
+One module per component of the release layout (docs/SPIRITLM.md section 1):
 
 - :mod:`~tinywave.spiritlm.release`: the checkpoint root (``SPIRITLM_CHECKPOINTS_DIR``),
   its file names, and the ``spiritlm-base`` / ``spiritlm-expressive`` speech tokenizers;

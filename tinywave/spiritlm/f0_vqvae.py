@@ -2,7 +2,7 @@
 
 ``config.yaml`` (read with PyYAML, no OmegaConf) gives ``encoder_params``,
 ``decoder_params``, ``vq_params`` and ``features``; ``model.pt`` holds
-``{"model": state_dict}`` with the jukebox-style key names of reference/spiritlm.md 2.4
+``{"model": state_dict}`` with the jukebox-style key names of docs/SPIRITLM.md 2.4
 (``encoder.level_blocks.{l}.model.{i}.0.*``, ``...1.model.{d}.model.{1,3}.*``,
 ``vq.level_blocks.{l}.k``, ``decoder.*``), loaded strictly. The reference unpickles
 ``model.pt`` fully; here it is read tensors-only, and only ``allow_pickle=True`` (or
@@ -263,7 +263,7 @@ def _fcpe_model():
 
 
 def _f0_fcpe(wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """SpiritLM's FCPE call (reference/spiritlm.md 2.3); needs the torchfcpe package."""
+    """SpiritLM's FCPE call (docs/SPIRITLM.md 2.3); needs the torchfcpe package."""
     model = _fcpe_model()
     x = torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None, :, None]  # (1, n, 1)
     f0, uv = model.infer(x, sr=16000, decoder_mode="local_argmax", threshold=0.05, f0_min=F0_MIN, f0_max=F0_MAX,

@@ -39,7 +39,7 @@ def mhubert_config(layers: int = 11, dim: int = 32, extractor_mode: str = "defau
 
 
 def mhubert_weights(cfg: dict[str, Any], seed: int = 0, post_extract_proj: bool = True) -> dict[str, torch.Tensor]:
-    """Random weights under fairseq's key names (reference/spiritlm.md 2.1), built from the config alone."""
+    """Random weights under fairseq's key names (docs/SPIRITLM.md 2.1), built from the config alone."""
     from tinywave.spiritlm.mhubert import parse_conv_layers
 
     g = torch.Generator().manual_seed(seed)

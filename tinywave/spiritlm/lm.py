@@ -7,7 +7,7 @@ or safetensors) with SpiritLM's SentencePiece tokenizer (``tokenizer.model``,
 The speech tokens ``[Text] [Speech] [Hu0..500] ([Pi0..63] [St0..99])`` live either as
 pieces inside ``tokenizer.model`` or as ``added_tokens_decoder`` entries of
 ``tokenizer_config.json`` (the release does not tell which; both load the same way).
-:func:`check_spiritlm_ids` checks that the ids are SpiritLM's (reference/spiritlm.md 4.1):
+:func:`check_spiritlm_ids` checks that the ids are SpiritLM's (docs/SPIRITLM.md 4.1):
 ``[Text]`` 32000, ``[Speech]`` 32001, Hu 32002-32502, Pi 32503-32566, St 32567-32666.
 """
 

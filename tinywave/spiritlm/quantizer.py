@@ -1,7 +1,7 @@
 """SpiritLM's unit quantizer ``hubert_25hz/L11_quantizer_500.pt``.
 
 A linear (MLP) head on mHuBERT layer-11 features, 500 units plus a CTC blank that takes
-its left neighbour's code (reference/spiritlm.md 2.2). The reader is
+its left neighbour's code (docs/SPIRITLM.md 2.2). The reader is
 :class:`tinywave.speech.hubert.LinearQuantizer` (tensors only, strict keys); this module
 adds the release's file name and the check that the quantizer was made for the encoder.
 """

@@ -4,7 +4,7 @@ The root is the folder holding ``speech_tokenizer/`` and ``spiritlm_model/`` (Sp
 ``checkpoints/``). Like the reference, an empty root means ``$SPIRITLM_CHECKPOINTS_DIR``.
 
 ``speech_tokenizer("spiritlm-base", ROOT)`` is a :class:`~tinywave.speech.tokenizer.SpeechTokenizer`
-with SpiritLM's streams and string rates (reference/spiritlm.md 3):
+with SpiritLM's streams and string rates (docs/SPIRITLM.md 3):
 
 - ``hubert``: mHuBERT layer 11 (25 Hz frames) + the linear quantizer (500 units); strings use 24.99 Hz;
 - ``pitch`` (expressive): F0 VQ-VAE level-0 codes, 12.5 Hz, 64 codes;

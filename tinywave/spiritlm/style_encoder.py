@@ -4,7 +4,7 @@ A standard transformers ``Wav2Vec2ForSequenceClassification`` folder (``config.j
 ``pytorch_model.bin``), loaded from the local folder with its key report checked (only
 the reference subclass's ``_float_tensor`` buffer is absent from the release's file).
 
-Inference (reference/spiritlm.md 2.5): per-utterance zero-mean unit-variance waveform
+Inference (docs/SPIRITLM.md 2.5): per-utterance zero-mean unit-variance waveform
 normalization (what the ``facebook/wav2vec2-base`` feature extractor does, computed
 here so nothing is downloaded), ``wav2vec2`` without attention mask, ``projector``,
 mean over consecutive 50-frame (1 s) windows with the last partial window kept, then

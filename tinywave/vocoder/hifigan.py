@@ -4,7 +4,7 @@ Units (phonetic ``dict``, optional pitch ``f0_dict`` and style ``style_dict`` co
 embedded, optionally stretched by a duration predictor (for deduplicated units),
 concatenated with a speaker (``spkr``) and a global-style (``style``) embedding, and
 turned into a 16 kHz waveform by a HiFi-GAN V1 generator (``conv_pre``, ``ups.{i}``,
-``resblocks.{n}``, ``conv_post``). See reference/spiritlm.md section 2.6.
+``resblocks.{n}``, ``conv_post``). See docs/SPIRITLM.md section 2.6.
 
 Optional iSTFT head (iSTFTNet's idea; config fields ``gen_istft_n_fft`` /
 ``gen_istft_hop_size``): the upsampling stops at the STFT frame rate and ``conv_post``
