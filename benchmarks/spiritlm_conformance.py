@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/spiritlm_conformance.py --tiny      # the pipeline on a tiny random release
 
 Tokenizes LibriSpeech ``7143-88743-0029.flac`` (146,160 samples; from LibriSpeech dev-clean,
-or --audio) with ``spiritlm-base:ROOT`` and ``spiritlm-expressive:ROOT`` and prints, per
+given with --audio or $SPIRITLM_CONFORMANCE_AUDIO) with ``spiritlm-base:ROOT`` and ``spiritlm-expressive:ROOT`` and prints, per
 stream, how many frames equal the vectors of ``tests/fixtures/spiritlm_tokenizer.json``,
 whether the base/expressive strings are identical, and the tokenizing speed (x real
 time). With the real files, ``hubert`` must be 228/228 and the base string identical;
@@ -33,23 +33,39 @@ from tinywave.audio.io import load_audio  # noqa: E402
 from tinywave.speech.tokenizer import SpeechTokenizer  # noqa: E402
 from tinywave.spiritlm.conformance import AUDIO_SHA256, compare, load_vectors  # noqa: E402
 
-DEFAULT_AUDIO = ROOT.parent / "shared" / "data" / "librispeech-7143-88743-0029.flac"
+AUDIO_NAME = "7143-88743-0029.flac"  # LibriSpeech dev-clean, speaker 7143, chapter 88743
 DEFAULT_VECTORS = ROOT / "tests" / "fixtures" / "spiritlm_tokenizer.json"
+
+
+def _audio(parser: argparse.ArgumentParser, path: str, tiny: bool):
+    """The conformance utterance; with --tiny and no --audio, 146,160 samples of seeded noise (no agreement expected)."""
+    if not path and tiny:
+        import numpy as np
+
+        print("audio: none given, --tiny uses 146,160 samples of seeded noise")
+        return np.random.default_rng(0).normal(0.0, 0.1, 146_160).astype("float32")  # [samples] at 16 kHz
+    if not path:
+        parser.error(f"give --audio PATH of LibriSpeech dev-clean {AUDIO_NAME} (LibriSpeech/dev-clean/7143/88743/), "
+                     "or set SPIRITLM_CONFORMANCE_AUDIO; the test vectors were computed on that file")
+    audio = Path(path)
+    if not audio.is_file():
+        parser.error(f"--audio {audio}: no such file; point it at LibriSpeech dev-clean {AUDIO_NAME}")
+    digest = hashlib.sha256(audio.read_bytes()).hexdigest()
+    print(f"audio {audio} sha256 {'ok' if digest == AUDIO_SHA256 else 'DIFFERS: ' + digest}")
+    return load_audio(audio)[0]  # [samples] at 16 kHz
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="SpiritLM tokenizer conformance (docs/SPIRITLM.md)")
     parser.add_argument("--root", default="", help="SpiritLM checkpoints folder (default: $SPIRITLM_CHECKPOINTS_DIR)")
-    parser.add_argument("--audio", default=str(DEFAULT_AUDIO), help="LibriSpeech 7143-88743-0029.flac")
+    parser.add_argument("--audio", default=os.environ.get("SPIRITLM_CONFORMANCE_AUDIO", ""),
+                        help=f"path of LibriSpeech {AUDIO_NAME} (default: $SPIRITLM_CONFORMANCE_AUDIO)")
     parser.add_argument("--vectors", default=str(DEFAULT_VECTORS), help="the test vectors JSON")
     parser.add_argument("--kinds", default="spiritlm-base,spiritlm-expressive", help="tokenizers to check")
     parser.add_argument("--tiny", action="store_true", help="use a tiny random release instead (pipeline check only)")
     args = parser.parse_args()
 
-    audio = Path(args.audio)
-    digest = hashlib.sha256(audio.read_bytes()).hexdigest()
-    print(f"audio {audio} sha256 {'ok' if digest == AUDIO_SHA256 else 'DIFFERS: ' + digest}")
-    wav, _ = load_audio(audio)
+    wav = _audio(parser, args.audio, args.tiny)
     vectors = load_vectors(args.vectors)
     root = args.root or os.environ.get("SPIRITLM_CHECKPOINTS_DIR", "")
     if args.tiny:
