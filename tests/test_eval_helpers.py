@@ -116,14 +116,14 @@ def reference_file_ll(model, tok, layout, stok, path: Path, reduce: str = "mean"
 
 def reference_t2s(model, tok, layout, stok, prompt_text: str, path: Path, start: float, reduce: str = "mean") -> float:
     speech = stok.encode_string(read_wav(path)[int(round(start * RATE)) :])
-    prompt = [tok.bos_token_id, layout.text_id] + encode_text(tok, prompt_text)
-    return reference_ll(model, prompt + [layout.speech_id] + speech_ids(tok, layout, speech) + [tok.eos_token_id], len(prompt), reduce)
+    prompt = [tok.bos_token_id, layout.text_id] + encode_text(tok, prompt_text) + [layout.speech_id]  # [Speech] is context
+    return reference_ll(model, prompt + speech_ids(tok, layout, speech) + [tok.eos_token_id], len(prompt), reduce)
 
 
 def reference_s2t(model, tok, layout, stok, path: Path, start: float, ending: str, reduce: str = "mean") -> float:
     speech = stok.encode_string(read_wav(path)[: int(round(start * RATE))])
-    prompt = [tok.bos_token_id, layout.speech_id] + speech_ids(tok, layout, speech)
-    return reference_ll(model, prompt + [layout.text_id] + encode_text(tok, ending) + [tok.eos_token_id], len(prompt), reduce)
+    prompt = [tok.bos_token_id, layout.speech_id] + speech_ids(tok, layout, speech) + [layout.text_id]  # [Text] is context
+    return reference_ll(model, prompt + encode_text(tok, ending) + [tok.eos_token_id], len(prompt), reduce)
 
 
 def outcome(p: float, n: float) -> float:

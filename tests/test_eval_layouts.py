@@ -55,6 +55,20 @@ def test_salmon_groups_by_sample_index_and_ignores_other_suffixes(tmp_path):
     assert len(load_salmon(tmp_path / "rir_consistency")) == 3  # one part folder on its own
 
 
+def test_salmon_keeps_sample_ids_as_written_and_refuses_one_sample_spelled_twice(tmp_path):
+    part = make_salmon(tmp_path, parts=("speaker_consistency",), n=3) / "speaker_consistency"
+    for j in (0, 1):
+        (part / f"sample_2_{j}.wav").rename(part / f"sample_02_{j}.wav")
+    assert [it.id for it in load_salmon(part)] == ["speaker_consistency/0", "speaker_consistency/1", "speaker_consistency/02"]
+    write_wav(part / "sample_2_0.wav", 7)  # sample 2's positive file, a second time under another spelling
+    with pytest.raises(ValueError, match=r"speaker_consistency: sample_02_0.wav and sample_2_0.wav both name sample 2's positive file"):
+        load_salmon(part)
+    (part / "sample_2_0.wav").unlink()
+    write_wav(part / "sample_1_01.wav", 7)  # the side spelled two ways
+    with pytest.raises(ValueError, match=r"sample_1_01.wav and sample_1_1.wav both name sample 1's negative file; remove or rename"):
+        load_salmon(part)
+
+
 def test_salmon_errors_list_expected_and_found(tmp_path):
     make_salmon(tmp_path / "a", parts=("speaker_consistency",), n=2)
     (tmp_path / "a" / "speaker_consistency" / "sample_1_1.wav").unlink()

@@ -77,9 +77,9 @@ def test_sequences_follow_the_spiritlm_layout(lm):
     text = encode_text(tok, "the cat")
     t2s = b.text_then_speech("the cat", "[Hu1]")
     assert t2s.ids == (tok.bos_token_id, layout.text_id, *text, layout.speech_id, layout.hu_offset + 1, tok.eos_token_id)
-    assert t2s.ids[t2s.score_from] == layout.speech_id and t2s.n_scored == 3  # [Speech], the ending, EOS
+    assert t2s.ids[t2s.score_from - 1] == layout.speech_id and t2s.n_scored == 2  # the ending and EOS; [Speech] is context
     s2t = b.speech_then_text("[Hu1][Hu2]", "the cat")
-    assert s2t.ids[s2t.score_from] == layout.text_id and s2t.n_scored == len(text) + 2
+    assert s2t.ids[s2t.score_from - 1] == layout.text_id and s2t.n_scored == len(text) + 1
     assert SequenceBuilder(tok, append_eos=False).speech("[Hu3]").ids[-1] == layout.hu_offset + 3
     assert tok("[Speech][Hu3][Hu7]", add_special_tokens=False)["input_ids"] == list(s.ids[1:-1])
 
@@ -95,6 +95,18 @@ def test_cross_modal_scores_only_the_ending(lm):
         assert ll != pytest.approx(reference_ll(model, list(r.ids), 1, "sum"), abs=1e-3)  # not the whole sequence
     # same ending after another prompt: same number of scored tokens, different context
     assert reqs[0].n_scored == reqs[1].n_scored and lls[0] != lls[1]
+
+
+def test_cross_modal_leaves_the_modality_marker_out_of_the_mean(lm):
+    """The marker opening the ending is predicted from the prompt alone: context, not a scored target."""
+    tok, layout, model = lm
+    b = SequenceBuilder(tok)
+    for r, marker in ((b.text_then_speech("the cat sat", "[Hu1][Hu5][Hu2]"), layout.speech_id),
+                      (b.speech_then_text("[Hu4][Hu9][Hu4]", "the cat"), layout.text_id)):
+        ending_start = r.ids.index(marker, 2) + 1  # first token after the marker
+        ll = log_likelihoods(model, [r], "mean", pad_id=tok.pad_token_id)[0]
+        assert ll == pytest.approx(reference_ll(model, list(r.ids), ending_start, "mean"), abs=1e-5)
+        assert ll != pytest.approx(reference_ll(model, list(r.ids), ending_start - 1, "mean"), abs=1e-4)  # the marker diluted it
 
 
 def test_too_long_or_empty_sequences_are_errors(lm):

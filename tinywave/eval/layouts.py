@@ -8,7 +8,9 @@ plus tags used for breakdowns). Files are paired by *name*, never by directory o
   ``correct_ending_start``, ``incorrect_ending_start`` for per-kind breakdowns and
   cross-modal scoring.
 - SALMon: one folder per part, ``sample_<k>_0.wav`` (positive) and ``sample_<k>_1.wav``
-  (negative); other suffixes are ignored, like the reference loader.
+  (negative); other suffixes are ignored, like the reference loader. The item id keeps
+  ``<k>`` as written (``part/01`` stays ``01``); two files naming the same sample and side
+  in different spellings (``sample_01_0.wav`` and ``sample_1_0.wav``) are refused.
 - sWUGGY / sBLIMP (sLM21): ``*.wav`` next to ``gold.csv``; a pair is one real and one fake
   word (sentence) spoken by the same voice with the same ``id``.
 
@@ -176,19 +178,33 @@ def load_salmon(folder: Path) -> list[PairItem]:
     return [item for part in parts for item in _salmon_part(part, part.name)]
 
 
-def _salmon_part(folder: Path, part: str) -> list[PairItem]:
-    files: dict[int, dict[int, Path]] = defaultdict(dict)
-    for wav in folder.glob("*.wav"):
+def _salmon_files(folder: Path) -> dict[str, dict[int, Path]]:
+    """sample id as written -> {0: positive, 1: negative}; one number spelled two ways is an error."""
+    files: dict[str, dict[int, Path]] = defaultdict(dict)
+    seen: dict[tuple[int, int], Path] = {}
+    for wav in sorted(folder.glob("*.wav")):
         m = _SALMON_RE.match(wav.stem)
-        if m is not None:
-            files[int(m.group("k"))][int(m.group("j"))] = wav
+        if m is None or int(m.group("j")) not in (0, 1):
+            continue
+        key = (int(m.group("k")), int(m.group("j")))
+        if key in seen:
+            raise ValueError(f"SALMon part {folder}: {seen[key].name} and {wav.name} both name sample {key[0]}'s "
+                             f"{('positive', 'negative')[key[1]]} file; remove or rename one of them")
+        seen[key] = wav
+        files[m.group("k")][key[1]] = wav
+    return files
+
+
+def _salmon_part(folder: Path, part: str) -> list[PairItem]:
+    files = _salmon_files(folder)
     if not files:
         raise ValueError(f"SALMon part {folder} holds no sample_<k>_0.wav / sample_<k>_1.wav files; found {_listing(sorted(folder.iterdir()))}")
     incomplete = sorted(k for k, f in files.items() if 0 not in f or 1 not in f)
     if incomplete:
         shown = ", ".join(f"sample_{k}_{0 if 0 not in files[k] else 1}.wav" for k in incomplete[:_SHOW])
         raise ValueError(f"SALMon part {folder}: {len(incomplete)} samples lack a file: missing {shown}")
-    return [PairItem(f"{part}/{k}", Candidate(f[0]), Candidate(f[1]), tags={"part": part}) for k, f in sorted(files.items())]
+    ordered = sorted(files.items(), key=lambda kv: (int(kv[0]), kv[0]))
+    return [PairItem(f"{part}/{k}", Candidate(f[0]), Candidate(f[1]), tags={"part": part}) for k, f in ordered]
 
 
 # ---------------------------------------------------------------- sWUGGY / sBLIMP

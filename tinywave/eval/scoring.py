@@ -8,8 +8,16 @@ A pair is correct when LL(positive) > LL(negative); a tie counts 0.5.
 Sequences (SpiritLM format, our training documents are BOS ... EOS):
 
     speech only      [BOS] [Speech] s1 .. sn [EOS]               targets 1..end
-    text -> speech   [BOS] [Text] t1 .. tm [Speech] s1 .. sn [EOS]   targets from [Speech]
-    speech -> text   [BOS] [Speech] s1 .. sn [Text] t1 .. tm [EOS]   targets from [Text]
+    text -> speech   [BOS] [Text] t1 .. tm [Speech] s1 .. sn [EOS]   targets s1 .. EOS
+    speech -> text   [BOS] [Speech] s1 .. sn [Text] t1 .. tm [EOS]   targets t1 .. EOS
+
+Cross-modal scoring leaves the modality marker that opens the ending out of the scored
+targets: the marker is predicted from the prompt alone, so it says nothing about the
+ending being compared. In text -> speech both files of a pair share the prompt and the
+marker's log-probability would only dilute the mean; in speech -> text each file has its
+own prompt audio, so the marker would add a term about the prompt, not the ending.
+Speech-only sequences keep scoring their ``[Speech]`` (predicted from [BOS] alone, the
+same constant for every file), as the published speech-only figures were measured so.
 
 Batching right-pads with the pad id under an attention mask, sorts by length and fills
 batches up to a token budget; identical sequences are scored once (so identical files
@@ -72,14 +80,14 @@ class SequenceBuilder:
         return ScoreRequest(tuple(self._head() + [self.layout.speech_id] + self.speech_ids(speech) + self._tail()), 1)
 
     def text_then_speech(self, prompt_text: str, speech_ending: str) -> ScoreRequest:
-        """[BOS] [Text] prompt [Speech] ending [EOS]; only the ending (from [Speech]) is scored."""
-        prompt = self._head() + [self.layout.text_id] + encode_text(self.tokenizer, prompt_text)
-        return ScoreRequest(tuple(prompt + [self.layout.speech_id] + self.speech_ids(speech_ending) + self._tail()), len(prompt))
+        """[BOS] [Text] prompt [Speech] ending [EOS]; only the ending and EOS are scored, not [Speech]."""
+        prompt = self._head() + [self.layout.text_id] + encode_text(self.tokenizer, prompt_text) + [self.layout.speech_id]
+        return ScoreRequest(tuple(prompt + self.speech_ids(speech_ending) + self._tail()), len(prompt))
 
     def speech_then_text(self, speech_prompt: str, text_ending: str) -> ScoreRequest:
-        """[BOS] [Speech] prompt [Text] ending [EOS]; only the ending (from [Text]) is scored."""
-        prompt = self._head() + [self.layout.speech_id] + self.speech_ids(speech_prompt)
-        return ScoreRequest(tuple(prompt + [self.layout.text_id] + encode_text(self.tokenizer, text_ending) + self._tail()), len(prompt))
+        """[BOS] [Speech] prompt [Text] ending [EOS]; only the ending and EOS are scored, not [Text]."""
+        prompt = self._head() + [self.layout.speech_id] + self.speech_ids(speech_prompt) + [self.layout.text_id]
+        return ScoreRequest(tuple(prompt + encode_text(self.tokenizer, text_ending) + self._tail()), len(prompt))
 
     def speech_window(self, unit_ids: Sequence[int]) -> ScoreRequest:
         """[BOS] [Speech] units, scoring only the speech tokens (for perplexity)."""
