@@ -115,22 +115,42 @@ def test_text_lm_mean_nll_matches_plain_forward(tmp_path):
             assert nll == pytest.approx(-reference_ll(lm.model, ids, 1, "mean"), abs=1e-4)
 
 
-def test_generative_metrics_end_to_end_with_tiny_whisper_and_gpt2(lm, tmp_path):
+TRANSCRIPTS = ["the cat sat the cat sat", "a dog ran to the park"]  # Auto-BLEU-2: 4 of 5 bigrams recur; none recurs
+
+
+class FixedASR:
+    """A deterministic ASR stand-in (the ASR is not under test): transcript i for the i-th waveform."""
+
+    def __init__(self):
+        self.wavs = []
+
+    def __call__(self, wavs):
+        self.wavs += list(wavs)
+        return TRANSCRIPTS[: len(wavs)]
+
+
+def test_generative_metrics_end_to_end_with_a_fixed_transcript(lm, tmp_path):
     tok, layout, model = lm
     files = [write_wav(tmp_path / f"w{i}.wav", 10 + i, seconds=0.8) for i in range(3)]
-    asr = Transcriber(save_tiny_whisper(tmp_path / "asr"), max_new_tokens=8)
+    asr = FixedASR()
     text_lm = TextLM(save_tiny_gpt2(tmp_path / "gpt2"))
     settings = GenSettings(prompt_seconds=0.5, new_tokens=10, batch_size=2, max_files=2)
     report = generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), files, sine_vocoder, asr, text_lm, settings)
-    assert report.samples == 2 and len(report.transcripts) == 2
-    texts = [r["transcript"] for r in report.transcripts]
-    assert all(t == normalize_text(t) for t in texts)
-    nlls = [x for x in text_lm.mean_nll(texts) if x is not None]
-    expected = math.exp(sum(nlls) / len(nlls)) if nlls else math.nan
-    assert report.genppl == pytest.approx(expected, nan_ok=True) and report.empty == 2 - len(nlls)
-    assert report.auto_bleu == pytest.approx(sum(auto_bleu(t) for t in texts) / 2)
+    assert report.samples == 2 and report.empty == 0 and [r["transcript"] for r in report.transcripts] == TRANSCRIPTS
+    prompt_units = len(split_tokens(EnergyTokenizer().encode_string(read_wav(files[0])[:8000])))
+    assert len(asr.wavs[0]) == 640 * (prompt_units + 10)  # the vocoded prompt + continuation reached the ASR
+    # by hand: each transcript's mean token NLL from one plain forward pass, then exp of their mean
+    nlls = [-reference_ll(text_lm.model, text_lm.tokenizer(t)["input_ids"], 1, "mean") for t in TRANSCRIPTS]
+    assert math.isfinite(report.genppl) and report.genppl == pytest.approx(math.exp(sum(nlls) / 2), rel=1e-5)
+    assert report.auto_bleu == pytest.approx((4 / 5 + 0.0) / 2)
     with pytest.raises(ValueError, match="no prompt audio files"):
         generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), [], sine_vocoder, asr, text_lm, settings)
+
+
+def test_transcriber_gives_one_normalized_text_per_wav(tmp_path):
+    asr = Transcriber(save_tiny_whisper(tmp_path / "asr"), max_new_tokens=8)
+    texts = asr([sine_vocoder("[Hu1][Hu2][Hu3]"), sine_vocoder("[Hu4]")], batch_size=1)
+    assert len(texts) == 2 and all(t == normalize_text(t) for t in texts)
 
 
 def test_recipe_needs_all_generation_locations():
