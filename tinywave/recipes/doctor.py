@@ -89,8 +89,10 @@ def check_threads() -> tuple[str, str]:
 
 def check_reproducible() -> tuple[str, str]:
     """Bit-identical resumes on CPU need MKL's strict reproducibility mode (docs/RELIABILITY.md)."""
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        return WARN, "torch is not installed (see the torch line): reproducibility not checked"
     if not torch.backends.mkl.is_available():
         return OK, "torch does not use MKL: CPU runs are reproducible with one thread"
     cbwr = os.environ.get("MKL_CBWR", "")
