@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tinywave.data.shards import ShardDataset, write_shards
-from tinywave.distill.cache import CacheSettings, CachedTeacher, build_cache, open_cache, read_index, topk_targets
+from tinywave.distill.cache import CacheSettings, CachedTeacher, build_cache, open_cache, read_index, tail_ranges, topk_targets
+from tinywave.distill.fused import fused_vocab_losses
 from tinywave.distill.data import BatchStream
 from tinywave.distill.losses import IGNORE_INDEX
 from tinywave.distill.objective import DistillObjective, LossWeights
@@ -95,6 +96,71 @@ def test_topk_cache_is_close_and_improves_with_k(data, tmp_path):
         build_cache(make_teacher(), ds, out, CacheSettings(top_k=16, temperatures=(2.0,), logit_dtype=dtype, block_rows=16))
         kl = losses_and_grads(open_cache(out, make_teacher(), ds, 2.0), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
         assert kl == pytest.approx(online, rel=0.05 + errors[2] / online)
+
+
+RANGES = [(0, 20), (20, 22), (22, VOCAB)]  # "text", "markers", "speech units" of the toy vocabulary
+
+
+def test_modality_tail_puts_the_rest_mass_only_on_the_top1_modality(data, tmp_path):
+    """Tail mass lands only on the non-top-k ids of the top-1 id's range, and the sparse KL (and its
+    gradients) equal a dense reference built from the same sparse targets."""
+    _, ds = data
+    out = tmp_path / "k4"
+    build_cache(make_teacher(), ds, out, CacheSettings(top_k=4, temperatures=(2.0,), logit_dtype="float32", block_rows=16))
+    batch = BatchStream(ds, 4, seed=0).next()
+    uniform = CachedTeacher(out, 2.0)(batch["input_ids"], batch["attention_mask"], batch["rows"])
+    tb = CachedTeacher(out, 2.0, tail="modality", ranges=RANGES)(batch["input_ids"], batch["attention_mask"], batch["rows"])
+    real = batch["attention_mask"].flatten().nonzero().squeeze(1)  # positions the teacher saw
+    p = torch.softmax(tb.logits(real) / 2.0, -1)  # (n, V) the teacher distribution it stands for
+    p_uniform = torch.softmax(uniform.logits(real) / 2.0, -1)
+    torch.testing.assert_close(p.sum(-1), torch.ones(len(real)))
+    ids = tb.ids[real]  # (n, k)
+    top1 = ids[:, 0]
+    torch.testing.assert_close(p.gather(1, ids), p_uniform.gather(1, ids))  # the top k are untouched
+    cols = torch.arange(VOCAB)
+    checked = 0
+    for i in range(len(real)):
+        lo, hi = next((a, b) for a, b in RANGES if a <= int(top1[i]) < b)
+        tail = torch.ones(VOCAB, dtype=torch.bool)
+        tail[ids[i]] = False
+        inside = tail & (cols >= lo) & (cols < hi)
+        if not inside.any():  # the top k use the range up: whole-vocabulary fallback
+            torch.testing.assert_close(p[i], p_uniform[i])
+            continue
+        assert float(p[i][tail & ~inside].sum()) < 1e-30  # nothing outside the modality
+        rest = 1 - float(p[i][ids[i]].sum())
+        torch.testing.assert_close(p[i][inside], torch.full((int(inside.sum()),), rest / int(inside.sum())))
+        checked += 1
+    assert checked > len(real) // 2
+    assert (p - p_uniform).abs().max() > 1e-3  # the tail really moved
+    # KL and gradients: sparse (fused, TopKTargets with ranges) == dense (the same distribution over V)
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(len(real), 6, generator=g).requires_grad_()
+    weight = torch.randn(VOCAB, 6, generator=g).requires_grad_()
+    targets = torch.randint(0, VOCAB, (len(real),), generator=g)
+    results = []
+    for teacher in (lambda r: tb.logits(real[r]), lambda r: tb.vocab_targets(real[r])):
+        total, _, kl = fused_vocab_losses(hidden, weight, targets, teacher, None, 2.0, 5, None, 0.5, 1.0)
+        total.backward()
+        results.append((kl, hidden.grad.clone(), weight.grad.clone()))
+        hidden.grad = weight.grad = None
+    assert float(results[0][0]) > 1e-3
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_tail_ranges_fall_back_to_the_whole_vocabulary():
+    ids = torch.tensor([[0, 1], [20, 21], [30, 5], [47, 46]])  # rows: text top-1, markers used up, speech, speech
+    lo, hi, count = tail_ranges(ids[:, 0], ids, RANGES, VOCAB)
+    assert lo.tolist() == [0, 0, 22, 22] and hi.tolist() == [20, VOCAB, VOCAB, VOCAB]
+    assert count.tolist() == [18, VOCAB - 2, VOCAB - 22 - 1, VOCAB - 22 - 2]
+
+
+def test_modality_tail_needs_ranges(full_cache):
+    with pytest.raises(ValueError, match="modality ranges"):
+        CachedTeacher(full_cache, 2.0, tail="modality")
+    with pytest.raises(ValueError, match="not known"):
+        CachedTeacher(full_cache, 2.0, tail="even")
 
 
 def test_topk_targets_store_exact_log_probabilities_and_rest_mass():

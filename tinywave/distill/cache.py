@@ -30,7 +30,13 @@ reference losses run on it unchanged); the training step takes it sparse
 never builds an (n, V) teacher tensor. With k = V nothing is spread and the losses equal
 the online ones. A softened distribution at
 a temperature needs the normalizer of *all* logits at that temperature: a cache serves
-the temperatures it was built with (any temperature when k = V). Attention maps are not
+the temperatures it was built with (any temperature when k = V).
+
+**The tail** (``tail``): ``uniform`` spreads the rest mass over all V - k other ids; in a
+speech context that teaches the student to put the teacher's tail on tens of thousands of
+text ids it never predicts there. ``modality`` spreads it only over the ids of the modality
+range (text, markers, speech units: :func:`modality_ranges`) holding the teacher's top-1
+id, falling back to the whole vocabulary when the top k use that range up. Attention maps are not
 cached (T^2 per head and layer): ``loss.attn_weight`` must be 0 with a cache.
 """
 
@@ -330,26 +336,65 @@ class CachedBatch(TeacherBatch):
     """Teacher targets read from a cache; ``logits(rows)`` rebuilds the softened distribution over V."""
 
     def __init__(self, hidden: dict[int, torch.Tensor], ids: torch.Tensor, logp: torch.Tensor, fill: torch.Tensor,
-                 vocab_size: int, temperature: float):
+                 vocab_size: int, temperature: float, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None):
         super().__init__(hidden=hidden)
         self.ids, self.logp, self.fill = ids, logp, fill  # (B*T, k) long, (B*T, k) and (B*T,) float32
+        self.lo, self.hi = lo, hi  # (B*T,) long tail range of each position, None: the whole vocabulary
         self.vocab_size, self.temperature = vocab_size, temperature
 
     def logits(self, rows: torch.Tensor) -> torch.Tensor:
         """(n, V) float32 whose softmax at the temperature is the cached teacher distribution."""
-        logp = self.fill[rows, None].expand(rows.numel(), self.vocab_size).clone()  # (n, V) rest mass, uniform
+        logp = self.fill[rows, None].expand(rows.numel(), self.vocab_size).clone()  # (n, V) rest mass on the tail
+        if self.lo is not None:
+            cols = torch.arange(self.vocab_size, device=logp.device)
+            outside = (cols < self.lo[rows, None]) | (cols >= self.hi[rows, None])  # (n, V)
+            logp.masked_fill_(outside, _FLOOR)  # no teacher mass outside the tail range
         logp.scatter_(1, self.ids[rows], self.logp[rows])  # top-k log-probabilities
         return logp * self.temperature
 
     def vocab_targets(self, rows: torch.Tensor) -> TopKTargets:
         """The same distribution, sparse: the fused KL never builds the dense (n, V) teacher tensor."""
-        return TopKTargets(self.ids[rows], self.logp[rows], self.fill[rows])
+        if self.lo is None:
+            return TopKTargets(self.ids[rows], self.logp[rows], self.fill[rows])
+        return TopKTargets(self.ids[rows], self.logp[rows], self.fill[rows], self.lo[rows], self.hi[rows])
+
+
+def modality_ranges(layout) -> list[tuple[int, int]]:
+    """Id ranges [lo, hi) of each modality of a speech-LM vocabulary (a VocabLayout): text, markers, speech units."""
+    return [(0, layout.text_size), (layout.text_id, layout.speech_id + 1), (layout.hu_offset, layout.size)]
+
+
+def tail_ranges(top1: torch.Tensor, ids: torch.Tensor, ranges: list[tuple[int, int]], vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lo, hi, count) (n,) each: the modality range holding each position's top-1 id and how many of
+    its ids are outside the top k. A position whose range is used up by the top k (or whose top-1
+    lies in no range) falls back to the whole vocabulary. top1: (n,), ids: (n, k)."""
+    bounds = torch.tensor(ranges, dtype=torch.long, device=top1.device)  # (G, 2)
+    member = (top1[:, None] >= bounds[:, 0]) & (top1[:, None] < bounds[:, 1])  # (n, G)
+    found = member.any(1)
+    g = member.float().argmax(1)  # (n,) first range holding the top-1 id
+    lo = torch.where(found, bounds[g, 0], 0)
+    hi = torch.where(found, bounds[g, 1], vocab)
+    count = (hi - lo) - ((ids >= lo[:, None]) & (ids < hi[:, None])).sum(1)
+    empty = count == 0
+    lo, hi = torch.where(empty, 0, lo), torch.where(empty, vocab, hi)
+    count = torch.where(empty, vocab - ids.shape[1], count)
+    return lo, hi, count
+
+
+TAILS = ("uniform", "modality")
 
 
 class CachedTeacher:
     """The :class:`~tinywave.distill.teacher.OnlineTeacher` interface, served from a cache folder."""
 
-    def __init__(self, folder: str | Path, temperature: float, hidden_layers=(), logits: bool = True):
+    def __init__(self, folder: str | Path, temperature: float, hidden_layers=(), logits: bool = True,
+                 tail: str = "uniform", ranges: list[tuple[int, int]] | None = None):
+        if tail not in TAILS:
+            raise ValueError(f"teacher cache tail {tail!r} is not known; choose one of {list(TAILS)}")
+        if tail == "modality" and not ranges:
+            raise ValueError("tail='modality' needs the vocabulary's modality ranges (a teacher folder with a speech-LM "
+                             "tokenizer: `tinywave vocab`); use tail='uniform' for a text-only vocabulary")
+        self.tail, self.ranges = tail, list(ranges or [])
         self.folder = Path(folder)
         self.index = read_index(self.folder)
         self.temperature, self.want_logits = float(temperature), logits
@@ -391,12 +436,18 @@ class CachedTeacher:
         else:
             logz = self._read("logz", r)[..., self.temp_slot].flatten().to(device)  # (B*T,)
             rest = self._read("rest", r)[..., self.temp_slot].flatten().to(device)  # (B*T,)
-        fill = (rest - math.log(vocab - k)).clamp(min=_FLOOR) if k < vocab else torch.full_like(rest, _FLOOR)
-        return CachedBatch(hidden, ids, z - logz[:, None], fill, vocab, self.temperature)
+        if k == vocab:
+            return CachedBatch(hidden, ids, z - logz[:, None], torch.full_like(rest, _FLOOR), vocab, self.temperature)
+        if self.tail == "uniform":  # the rest mass spread over every id outside the top k
+            fill = (rest - math.log(vocab - k)).clamp(min=_FLOOR)
+            return CachedBatch(hidden, ids, z - logz[:, None], fill, vocab, self.temperature)
+        lo, hi, count = tail_ranges(ids[:, 0], ids, self.ranges, vocab)  # over the top-1 id's modality only
+        fill = (rest - count.float().log()).clamp(min=_FLOOR)
+        return CachedBatch(hidden, ids, z - logz[:, None], fill, vocab, self.temperature, lo, hi)
 
 
 def open_cache(folder: str | Path, teacher: nn.Module, dataset, temperature: float, hidden_layers=(), logits: bool = True,
-               attention: bool = False) -> CachedTeacher:
+               attention: bool = False, tail: str = "uniform", ranges: list[tuple[int, int]] | None = None) -> CachedTeacher:
     """A :class:`CachedTeacher` after checking that the cache was built from ``dataset`` by ``teacher``."""
     if attention:
         raise ValueError("attention maps are not cached (T^2 per head and layer): with teacher.cache set loss.attn_weight=0, "
@@ -412,4 +463,4 @@ def open_cache(folder: str | Path, teacher: nn.Module, dataset, temperature: flo
     if index["shards"]["fingerprint"] != shards:
         raise ValueError(f"teacher cache {folder} was built from other shards ({index['shards']['folder']}, fingerprint "
                          f"{index['shards']['fingerprint']}) than {dataset.folder} ({shards}); rebuild it over data.shards or drop teacher.cache")
-    return CachedTeacher(folder, temperature, hidden_layers, logits)
+    return CachedTeacher(folder, temperature, hidden_layers, logits, tail, ranges)

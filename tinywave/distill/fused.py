@@ -48,11 +48,28 @@ _NEG = torch.finfo(torch.float32).min  # masked scores: exp gives exactly 0, dif
 @dataclass
 class TopKTargets:
     """A teacher distribution at the KL temperature given sparsely (from a top-k teacher cache):
-    ``ids`` (n, k) get log-probabilities ``logp`` (n, k); every other id gets ``fill`` (n,)."""
+    ``ids`` (n, k) get log-probabilities ``logp`` (n, k); every other id in the row's tail range
+    ``[lo, hi)`` gets ``fill`` (n,); ids outside the range (and outside the top k) get probability 0.
+    Without ``lo``/``hi`` the tail range is the whole vocabulary (the uniform tail)."""
 
     ids: torch.Tensor  # (n, k) long
     logp: torch.Tensor  # (n, k) float32
     fill: torch.Tensor  # (n,) float32
+    lo: torch.Tensor | None = None  # (n,) long, first id of the tail range
+    hi: torch.Tensor | None = None  # (n,) long, one past its last id
+
+
+def tail_mask(t: TopKTargets, ids: torch.Tensor) -> torch.Tensor:
+    """(n, m) bool: which of ``ids`` (n, m) lie in each row's tail range (all of them without a range)."""
+    if t.lo is None:
+        return torch.ones_like(ids, dtype=torch.bool)
+    return (ids >= t.lo[:, None]) & (ids < t.hi[:, None])
+
+
+def _range_sum(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """(n,) sums of x (n, V) over each row's ids [lo, hi)."""
+    cs = F.pad(x.cumsum(1), (1, 0))  # (n, V + 1), cs[:, j] = sum of x[:, :j]
+    return cs.gather(1, hi[:, None]).squeeze(1) - cs.gather(1, lo[:, None]).squeeze(1)
 
 
 def _dense_kl(log_q: torch.Tensor, t_logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,17 +80,25 @@ def _dense_kl(log_q: torch.Tensor, t_logits: torch.Tensor, temperature: float) -
 
 
 def _topk_kl(log_q: torch.Tensor, t: TopKTargets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(KL sum, p_fill (n, 1), p_top - p_fill (n, k)) without building the dense teacher distribution.
+    """(KL sum, p_tail (n, V) or (n, 1), p_top - p_tail at the top-k ids (n, k)) without the dense teacher tensor.
 
-    sum_K p_i (log p_i - log q_i) + sum_{j not in K} f (log f - log q_j), f = exp(fill), and
-    sum_{j not in K} log q_j = sum_V log q - sum_K log q.
+    sum_K p_i (log p_i - log q_i) + sum_{j in R, j not in K} f (log f - log q_j), f = exp(fill), R the
+    tail range, and sum_{j in R not in K} log q_j = sum_R log q - sum_{K in R} log q. Ids outside
+    R and K have probability 0 and add nothing.
     """
     p_top, p_fill = t.logp.exp(), t.fill.exp()  # (n, k), (n,)
     lq_top = log_q.gather(1, t.ids)  # (n, k)
     top = (p_top * (t.logp - lq_top)).sum()
-    others = log_q.shape[1] - t.ids.shape[1]
-    rest = (p_fill * (others * t.fill - (log_q.sum(1) - lq_top.sum(1)))).sum()
-    return top + rest, p_fill[:, None], p_top - p_fill[:, None]
+    in_tail = tail_mask(t, t.ids)  # (n, k)
+    if t.lo is None:
+        others, lq_range = log_q.shape[1] - t.ids.shape[1], log_q.sum(1)
+        p_tail = p_fill[:, None]  # (n, 1), every id
+    else:
+        others, lq_range = (t.hi - t.lo) - in_tail.sum(1), _range_sum(log_q, t.lo, t.hi)
+        cols = torch.arange(log_q.shape[1], device=log_q.device)
+        p_tail = ((cols >= t.lo[:, None]) & (cols < t.hi[:, None])) * p_fill[:, None]  # (n, V)
+    rest = (p_fill * (others * t.fill - (lq_range - (lq_top * in_tail).sum(1)))).sum()
+    return top + rest, p_tail, p_top - p_fill[:, None] * in_tail
 
 
 def _chunk(h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | TopKTargets | None,
@@ -88,8 +113,8 @@ def _chunk(h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, t_logits: tor
         return float(ce), 0.0, grad
     log_q = torch.log_softmax(z.div_(temperature), dim=-1)  # (n, V) student at T
     if isinstance(t_logits, TopKTargets):
-        kl, p_fill, p_extra = _topk_kl(log_q, t_logits)
-        grad.add_(log_q.exp_().sub_(p_fill), alpha=w_kl * temperature)  # T (q - p), p = fill everywhere...
+        kl, p_tail, p_extra = _topk_kl(log_q, t_logits)
+        grad.add_(log_q.exp_().sub_(p_tail), alpha=w_kl * temperature)  # T (q - p), p = fill on the tail range...
         grad.scatter_add_(1, t_logits.ids, p_extra.mul_(-w_kl * temperature))  # ...but p_top on the top k
     else:
         kl, p = _dense_kl(log_q, t_logits, temperature)

@@ -34,6 +34,8 @@ class TeacherSection:
     dir: str = field("", help="teacher model folder: a Llama-family HF causal LM with the speech vocabulary")
     dtype: str = field("float32", help="teacher weights dtype: float32 or bfloat16")
     cache: str = field("", help="read teacher outputs from this `tinywave teacher-cache` folder instead of running the teacher (needs loss.attn_weight=0)")
+    cache_tail: str = field("modality", help="cached top-k: where the rest mass goes: modality (the ids of the top-1 token's "
+                                              "modality: text, markers or speech units) or uniform (every other id)")
 
 
 @dataclass
@@ -201,6 +203,21 @@ def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None)
     return proj
 
 
+def _modality_ranges(teacher_dir: str) -> list[tuple[int, int]]:
+    """Text / marker / speech-unit id ranges of the teacher folder's tokenizer (for the cache's modality tail)."""
+    from transformers import AutoTokenizer
+
+    from tinywave.distill.cache import modality_ranges
+    from tinywave.text.vocab import layout_from_tokenizer
+
+    try:
+        layout = layout_from_tokenizer(AutoTokenizer.from_pretrained(teacher_dir))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"teacher.cache_tail=modality needs the speech-LM tokenizer of teacher.dir={teacher_dir!r} ({err}); "
+                         "set teacher.cache_tail=uniform for a vocabulary without speech tokens") from err
+    return modality_ranges(layout)
+
+
 def _teacher_targets(cfg: Config, teacher, dataset, mapped: list[int], device):
     """The teacher run online (on ``device``), or its outputs read from ``teacher.cache``."""
     from tinywave.distill.cache import open_cache
@@ -209,7 +226,9 @@ def _teacher_targets(cfg: Config, teacher, dataset, mapped: list[int], device):
     loss = cfg.loss
     hidden, attn = (mapped if w > 0 else [] for w in (loss.hidden_weight, loss.attn_weight))
     if cfg.teacher.cache:
-        return open_cache(cfg.teacher.cache, teacher, dataset, loss.temperature, hidden, loss.kl_weight > 0, bool(attn))
+        ranges = _modality_ranges(cfg.teacher.dir) if cfg.teacher.cache_tail == "modality" else None
+        return open_cache(cfg.teacher.cache, teacher, dataset, loss.temperature, hidden, loss.kl_weight > 0, bool(attn),
+                          cfg.teacher.cache_tail, ranges)
     return OnlineTeacher(teacher.to(device), hidden, attn, logits=loss.kl_weight > 0)
 
 
