@@ -13,12 +13,14 @@ import io
 import json
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from conftest import OUTCOME
 from tinywave.cli import main
 from tinywave.config import ConfigError, describe, load_config
 from tinywave.data.manifest import read_manifest
@@ -30,6 +32,7 @@ FAST = settings(max_examples=200, deadline=None)
 SLOWER = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 CLI = settings(SLOWER, max_examples=20)
 CASES = {"examples": 0}
+RAN: dict[str, str] = {}  # test id -> outcome, filled as the tests of this module run
 
 # ---------------------------------------------------------------- strategies
 
@@ -46,11 +49,35 @@ word = st.fixed_dictionaries({"word": st.text(max_size=5), "start": time_value, 
 manifest_obj = st.dictionaries(manifest_keys, st.one_of(json_value, st.lists(word, max_size=3)), max_size=6)
 
 
+def fuzz_summary(examples: int, outcomes: dict[str, str]) -> str:
+    """The figures line, from the outcomes of the tests that ran: "0 unnamed errors" only when all passed."""
+    counts = Counter(outcomes.values())
+    failed = sorted(name for name, outcome in outcomes.items() if outcome == "failed")
+    line = (f"[reliability] fuzzing: {examples} generated inputs in {len(outcomes)} tests "
+            f"({counts['passed']} passed, {len(failed)} failed, {counts['skipped']} skipped)")
+    if failed:
+        return line + f": {len(failed)} with an unnamed error or a wrong result: {', '.join(failed)}"
+    return line + (": 0 unnamed errors" if counts["passed"] else ": nothing checked")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def report_figures():
     yield
     shutil.rmtree(SCRATCH, ignore_errors=True)
-    print(f"\n[reliability] fuzzing: {CASES['examples']} generated inputs, 0 unnamed errors")
+    print("\n" + fuzz_summary(CASES["examples"], RAN))
+
+
+@pytest.fixture(autouse=True)
+def record_outcome(request):
+    yield
+    RAN[request.node.name] = request.node.stash.get(OUTCOME, "passed")
+
+
+def test_summary_counts_what_ran():
+    assert fuzz_summary(7, {"a": "passed", "b": "passed"}).endswith("7 generated inputs in 2 tests (2 passed, 0 failed, 0 skipped): 0 unnamed errors")
+    line = fuzz_summary(7, {"a": "passed", "b": "failed", "c": "skipped"})
+    assert "0 unnamed errors" not in line and line.endswith("(1 passed, 1 failed, 1 skipped): 1 with an unnamed error or a wrong result: b")
+    assert "0 unnamed errors" not in fuzz_summary(0, {"a": "skipped"})
 
 
 def count():
