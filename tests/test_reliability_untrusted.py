@@ -19,7 +19,7 @@ from tinywave.distill.checkpoint import load_training_state, save_checkpoint
 from tinywave.distill.settings import OptimSettings
 from tinywave.distill.trainer import make_optimizer
 from tinywave.models.hf import load_causal_lm, new_llama
-from tinywave.safeload import UnsafeFileError, load_json, load_numpy, load_torch, pickle_globals
+from tinywave.safeload import UnsafeFileError, load_json, load_numpy, load_torch, pickle_globals, torch_file_imports
 from tinywave.speech.hubert import load_quantizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,21 @@ def test_pickle_globals_reads_opcodes_only(tmp_path):
         data = pickle.dumps([1, {"a": ExecPayload(marker)}, SystemPayload(marker)], protocol=protocol)
         assert {"builtins.exec", "posix.system"} <= set(pickle_globals(data)), protocol
     assert pickle_globals(b"\x80\x04garbage") == [] and not marker.exists()
+
+
+def test_torch_file_imports_name_only_what_weights_only_refuses(tmp_path):
+    """Zip files: torch's public scanner (its allowlist, plus the user's safe globals); legacy files: the payload first."""
+    marker = tmp_path / "PWNED"
+    obj = {"w": torch.zeros(2, 2), "extra": SystemPayload(marker)}
+    torch.save(obj, tmp_path / "zip.pt")
+    torch.save(obj, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert torch_file_imports(tmp_path / "zip.pt") == ["posix.system"]  # no torch._utils rebuild functions
+    with torch.serialization.safe_globals([os.system]):
+        assert torch_file_imports(tmp_path / "zip.pt") == []
+    legacy = torch_file_imports(tmp_path / "legacy.pt")
+    others = [n for n in legacy if not n.startswith("torch.")]
+    assert "posix.system" in others and legacy[: len(others)] == others  # torch's own names come last
+    assert not marker.exists()
 
 
 def test_weights_only_file_loads_without_opt_in(tmp_path):

@@ -89,21 +89,33 @@ def _torch_pickles(path: Path) -> list[bytes]:
     return [path.read_bytes()]
 
 
-def _weights_only_globals() -> set[str]:
-    """Globals torch's weights-only unpickler accepts (private API: empty if it moved)."""
-    try:
-        from torch import _weights_only_unpickler
-
-        return set(_weights_only_unpickler._get_allowed_globals())
-    except Exception:
-        return set()
+def _torch_last(names: list[str]) -> list[str]:
+    """Unique names, those outside torch's own namespace first (they are the ones worth reading)."""
+    unique = list(dict.fromkeys(names))
+    return sorted(unique, key=lambda n: n.startswith("torch."))
 
 
 def foreign_imports(streams: list[bytes]) -> list[str]:
-    """The globals of the pickle streams that a weights-only load would refuse."""
-    allowed = _weights_only_globals()
-    names = [g for s in streams for g in pickle_globals(s)]
-    return list(dict.fromkeys(g for g in names if g not in allowed))
+    """Every global the pickle streams would import (opcode scan), torch's own names last."""
+    return _torch_last([g for s in streams for g in pickle_globals(s)])
+
+
+def torch_file_imports(path: Path) -> list[str]:
+    """The globals of a torch file that a weights-only load refuses.
+
+    Zip-format files (what ``torch.save`` writes) are asked with torch's public
+    ``torch.serialization.get_unsafe_globals_in_checkpoint``, which knows torch's allowlist
+    and the user's ``add_safe_globals``. Legacy-format files and raw pickles, which that
+    function does not read, get the opcode scan of :func:`foreign_imports`.
+    """
+    import torch
+
+    if zipfile.is_zipfile(path):
+        try:
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        except Exception:  # a TorchScript archive, or opcodes torch's scanner does not read
+            log.debug("torch could not list the globals of %s; scanning its pickles", path)
+    return foreign_imports(_torch_pickles(path))
 
 
 def _need_file(path: Path, what: str) -> None:
@@ -120,7 +132,7 @@ def load_torch(path: str | Path, allow_pickle: bool = False, map_location: str =
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        imports = foreign_imports(_torch_pickles(path))
+        imports = torch_file_imports(path)
         if not allow_pickle:
             log.debug("weights-only load of %s failed: %s", path, exc)
             raise UnsafeFileError(path, imports, f"this {what}") from None
@@ -182,7 +194,7 @@ def refuse_pickled_weights(folder: str | Path) -> Iterator[None]:
     except pickle.UnpicklingError:
         folder = Path(folder)
         files = sorted(p for pattern in ("*.bin", "*.pt", "*.pth") for p in folder.glob(pattern))
-        imports = foreign_imports([s for f in files for s in _torch_pickles(f)])
+        imports = list(dict.fromkeys(g for f in files for g in torch_file_imports(f)))
         names = ", ".join(f.name for f in files) or "its weight files"
         convert = ("convert it once in Python with from_pretrained(DIR, weights_only=False).save_pretrained(NEW_DIR), "
                    "which writes safetensors, and use NEW_DIR")
