@@ -1,12 +1,38 @@
 import os
+import random
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Hypothesis: under CI every run draws the same examples (a failure seen once is seen on every
+# run); elsewhere each run draws a fresh seed, printed at the end so `--hypothesis-seed` repeats it.
+settings.register_profile("derandomize", derandomize=True, print_blob=True)
+settings.register_profile("seeded", print_blob=True)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis' plugin reads --hypothesis-seed
+def pytest_configure(config):
+    settings.load_profile("derandomize" if in_ci() else "seeded")
+    if not in_ci() and config.getoption("hypothesis_seed", None) is None:
+        config.option.hypothesis_seed = str(random.SystemRandom().randrange(2**32))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if in_ci():
+        terminalreporter.write_line("hypothesis: profile 'derandomize' (CI is set): the same examples on every run")
+    else:
+        seed = config.getoption("hypothesis_seed", None)
+        terminalreporter.write_line(f"hypothesis: seed {seed}; repeat these examples with --hypothesis-seed={seed}")
 
 
 # the worst outcome of a test over its setup, call and teardown: "passed", "skipped" or "failed"

@@ -11,6 +11,7 @@ import soundfile as sf
 
 from tinywave.cli import main
 from tinywave.data.manifest import read_manifest
+from tinywave.eval.layouts import discover, load_benchmark
 
 pytestmark = pytest.mark.slow
 SEED = "5"
@@ -239,10 +240,9 @@ def test_rerun_of_benchmarks_changes_nothing(bench):
 
 
 def test_evaluation_loaders_read_the_folders(bench):
-    layouts = pytest.importorskip("tinywave.eval.layouts")
-    found = layouts.discover(bench)
+    found = discover(bench)
     assert set(found) == {"sSC", "tSC", "salmon", "swuggy", "sblimp"}
-    sizes = {name: len(layouts.load_benchmark(name, path).items) for name, path in found.items()}
+    sizes = {name: len(load_benchmark(name, path).items) for name, path in found.items()}
     assert sizes == {"sSC": 10, "tSC": 10, "salmon": 60, "swuggy": 40, "sblimp": 20}  # sLM21: pairs x voices
-    ssc = layouts.load_benchmark("sSC", found["sSC"]).items
+    ssc = load_benchmark("sSC", found["sSC"]).items
     assert {it.tags["kind"] for it in ssc} <= {"outcome", "entity"} and all(it.pos.ending.start > 0 for it in ssc)

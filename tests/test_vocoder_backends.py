@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from test_generate_support import one_thread  # noqa: F401
 from tinywave.generate.audio import ChunkedVocoder
+from tinywave.spiritlm.fixtures import write_vocoder
 from tinywave.vocoder.backends import HifiGanVocoder, load_vocoder, save_hifigan
 from tinywave.vocoder.griffinlim import GriffinLimVocoder, MelSettings, fit_unit_mels, griffin_lim
 from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
@@ -180,8 +181,7 @@ def test_a_vocoder_made_from_a_training_model_leaves_it_trainable():
 
 @pytest.mark.parametrize("expressive", [False, True])
 def test_spiritlm_generator_pt_is_a_backend(tmp_path, expressive):
-    fixtures = pytest.importorskip("tinywave.spiritlm.fixtures")
-    folder = fixtures.write_vocoder(tmp_path / "hifigan", expressive)  # SpiritLM's layout: config.json + generator.pt
+    folder = write_vocoder(tmp_path / "hifigan", expressive)  # SpiritLM's layout: config.json + generator.pt
     voc = load_vocoder(folder)
     assert isinstance(voc, HifiGanVocoder) and voc.limits["hubert"] == 501
     speech = "[St3][Pi5][Hu10][Hu400][Pi6][Hu7]" if expressive else "[Hu10][Hu400][Hu7]"

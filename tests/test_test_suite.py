@@ -1,0 +1,55 @@
+"""Checks of the test suite itself: a broken project import is an error, not a skip; Hypothesis
+draws the same examples on every CI run and a printed, repeatable seed elsewhere."""
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import ROOT
+
+PROBE = "TINYWAVE_HYPOTHESIS_PROBE"  # file the probe below writes its examples to
+
+
+def test_project_modules_are_imported_plainly():
+    """``importorskip`` turns a broken import into a skip; only optional third-party packages may use it."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "importorskip" and node.args
+                    and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).split(".")[0] == "tinywave"):
+                found.append(f"{path.name}:{node.lineno} importorskip({node.args[0].value!r})")
+    assert not found, f"import the project's modules plainly instead: {found}"
+
+
+@pytest.mark.skipif(PROBE not in os.environ, reason="run by test_hypothesis_examples_are_fixed_in_ci_and_repeatable_elsewhere")
+@given(st.integers())
+def test_probe_records_its_examples(x):
+    with open(os.environ[PROBE], "a") as f:
+        f.write(json.dumps(x) + "\n")
+
+
+def probe_run(tmp_path, name: str, ci: bool, *args: str) -> tuple[list[int], str]:
+    """(examples drawn, pytest output) of one run of the probe in a fresh pytest process."""
+    record = tmp_path / f"{name}.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {PROBE: str(record)} | ({"CI": "true"} if ci else {})
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::test_probe_records_its_examples",
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [json.loads(line) for line in record.read_text().splitlines()], proc.stdout
+
+
+def test_hypothesis_examples_are_fixed_in_ci_and_repeatable_elsewhere(tmp_path):
+    first, out = probe_run(tmp_path, "ci1", ci=True)
+    assert "profile 'derandomize' (CI is set)" in out
+    assert probe_run(tmp_path, "ci2", ci=True)[0] == first and len(first) > 10
+    dev, out = probe_run(tmp_path, "dev", ci=False)
+    seed = re.search(r"hypothesis: seed (\d+); repeat these examples with --hypothesis-seed=\1", out)
+    assert seed, out
+    assert probe_run(tmp_path, "again", False, f"--hypothesis-seed={seed.group(1)}")[0] == dev
