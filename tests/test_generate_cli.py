@@ -87,5 +87,29 @@ def test_bench_latency_reports_both_models_and_ratios(tmp_path, capsys):
     assert all(r["top1_agree"] == 1.0 and abs(r["kl"]) < 1e-6 for r in fp32)
     assert {(r["precision"], r["batch"]) for r in data["ratios"]} == {("fp32", 1), ("fp32", 2), ("int8", 1), ("int8", 2)}
     assert all(r["target"] == pytest.approx(2.7) for r in data["ratios"])
+    check_figures_against_rows(data, new_tokens=4, unit_rate=25.0)
     assert "student / teacher" in capsys.readouterr().out
     assert main(["bench", "latency", "--model", "nope"]) == 2
+
+
+def ratio_bounds(num: float, den: float, places: int = 5) -> tuple[float, float]:
+    """Where num / den lies when both were written rounded to ``places`` decimals."""
+    h = 0.5 * 10.0 ** -places
+    return (num - h) / (den + h), (num + h) / (den - h)
+
+
+def check_figures_against_rows(data: dict, new_tokens: int, unit_rate: float) -> None:
+    """Every derived figure of a `bench latency` report recomputed from the rows it came from."""
+    rows = {(r["model"], r["precision"], r["batch"]): r for r in data["results"]}
+    for r in data["results"]:
+        assert r["batch_tok_s"] == pytest.approx(r["decode_tok_s"] * r["batch"], rel=1e-5, abs=1e-4)
+        wall = r["ttft_s"] + (new_tokens - 1) / r["decode_tok_s"]  # no vocoder: one unit = 1 / unit_rate seconds
+        assert r["rtf"] == pytest.approx(r["batch"] * new_tokens / unit_rate / wall, rel=5e-3)  # ttft_s is rounded to 1e-5 s
+    for q in data["ratios"]:
+        fast, slow = rows[("student", q["precision"], q["batch"])], rows[("teacher", q["precision"], q["batch"])]
+        lo, hi = ratio_bounds(fast["decode_tok_s"], slow["decode_tok_s"])
+        assert lo - 5e-4 <= q["decode_ratio"] <= hi + 5e-4, (q, fast["decode_tok_s"], slow["decode_tok_s"])
+        lo, hi = ratio_bounds(slow["ttft_s"], fast["ttft_s"])
+        assert lo - 5e-4 <= q["ttft_ratio"] <= hi + 5e-4, (q, slow["ttft_s"], fast["ttft_s"])
+        assert q["target"] == pytest.approx(0.9 * slow["layers"] / fast["layers"], abs=5e-4)
+        assert q["meets_target"] == (fast["decode_tok_s"] / slow["decode_tok_s"] >= q["target"])
