@@ -1,12 +1,18 @@
 """Audio features and F0: vectorized fast paths against plain loops, known signals."""
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from conftest import ROOT
+from tinywave.audio import f0 as f0_module
 from tinywave.audio.f0 import F0Settings, extract_f0, normalized_log_f0
 from tinywave.audio.features import dct_matrix, deltas, frame_count, mel_filterbank, pool, power_spectrum, window_stats
 
@@ -92,3 +98,21 @@ def test_f0_of_a_harmonic_tone_and_interpolation():
 def test_f0_of_silence_is_unvoiced():
     lf0, mask = normalized_log_f0(extract_f0(np.zeros(8000, np.float32)))
     assert not mask.any() and np.all(lf0 == 0)
+
+
+def test_f0_module_quotes_the_measured_accuracy():
+    """Every figure of benchmarks/results/f0_accuracy.json's summary appears in tinywave/audio/f0.py as measured."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "f0_accuracy.json").read_text())
+    assert {"cpu", "cores", "threads", "torch", "commit", "date"} <= set(report["conditions"])
+    missing = {k: v for k, v in report["summary"].items() if v not in f0_module.__doc__}
+    assert not missing, f"tinywave/audio/f0.py does not quote these figures of benchmarks/results/f0_accuracy.json: {missing}"
+
+
+@pytest.mark.slow
+def test_f0_benchmark_runs_and_recovers_known_f0(tmp_path):
+    out = tmp_path / "f0.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "f0_accuracy.py"), "--quick", "--out", str(out)], check=True,
+                   capture_output=True, timeout=600)
+    truth = json.loads(out.read_text())["synthetic"]["vs_truth"]["speed=4"]
+    assert truth["voicing_accuracy"] > 0.9 and truth["missed_voiced"] < 0.02
+    assert truth["cents_p90"] < 5.0 and truth["gross_error_rate"] < 0.01
