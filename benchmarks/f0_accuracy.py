@@ -23,10 +23,7 @@ tinywave/audio/f0.py quotes, as it quotes them.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conditions import conditions  # noqa: E402
 from tinywave.audio.f0 import F0_HOP, F0Settings, extract_f0  # noqa: E402
 
 RATE = 16000
@@ -134,19 +133,6 @@ def espeak_set(n: int) -> dict:
             "vs_speed1": {name: against_reference(f, est["speed=1"]) for name, f in est.items() if name != "speed=1"}}
 
 
-def conditions() -> dict:
-    import pyworld
-    import torch
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": 1,
-            "threads_note": "pyworld's DIO and StoneMask run on one thread; torch is not used here",
-            "load_average": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__, "numpy": np.__version__,
-            "pyworld": getattr(pyworld, "__version__", "unknown"), "python": platform.python_version(), "commit": commit,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
 def summary(syn: dict, esp: dict) -> dict[str, str]:
     """The figures tinywave/audio/f0.py quotes, formatted as it quotes them."""
     truth, kept = syn["vs_truth"]["speed=4"], esp["vs_speed1"]
@@ -180,7 +166,11 @@ def main() -> int:
     if args.quick:
         args.synthetic, args.espeak = 2, 2
     syn, esp = synthetic_set(args.synthetic, args.seconds, args.seed), espeak_set(args.espeak)
-    report = {"conditions": conditions(), "synthetic": syn, "espeak": esp, "summary": summary(syn, esp)}
+    import pyworld
+
+    cond = conditions("float64 (numpy)", threads=1, threads_note="pyworld's DIO and StoneMask run on one thread; torch is not used",
+                      numpy=np.__version__, pyworld=getattr(pyworld, "__version__", "unknown"))
+    report = {"conditions": cond, "synthetic": syn, "espeak": esp, "summary": summary(syn, esp)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     for name, r in syn["vs_truth"].items():
