@@ -3,8 +3,8 @@
 On CPUs with AMX or avx512_bf16 a bf16-autocast training step of the demo's models is
 ~1.5-1.8x faster than fp32; on CPUs without them it is several times slower. ``auto``
 times the same matmul chain (the shapes of a 256-wide decoder layer on 4096 tokens) in
-both precisions, a few repetitions each after a warm-up, and keeps bf16 only when it
-is clearly faster.
+both precisions, alternately, a few repetitions each after a warm-up, and keeps bf16 only
+when it is clearly faster.
 """
 
 from __future__ import annotations
@@ -40,31 +40,40 @@ def cpu_bf16_flags() -> tuple[str, ...]:
     return tuple(sorted(f for f in flags if f in {"avx512_bf16", "amx_bf16", "amx_tile"}))
 
 
-def _time_chain(dtype, tokens: int = 4096, width: int = 256, ffn: int = 704, reps: int = 5) -> float:
-    """Best-of-``reps`` seconds of a forward+backward-like matmul chain in ``dtype``."""
+def _chain(dtype, tokens: int = 4096, width: int = 256, ffn: int = 704):
+    """A forward+backward-like matmul chain in ``dtype`` (the shapes of a 256-wide decoder layer)."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(tokens, width, generator=gen).to(dtype)
     w1 = torch.randn(width, ffn, generator=gen).to(dtype)
     w2 = torch.randn(ffn, width, generator=gen).to(dtype)
-    best = float("inf")
-    for rep in range(reps + 1):
+
+    def run() -> float:
         t0 = time.perf_counter()
         for _ in range(4):
             h = x @ w1  # [tokens, ffn]
             y = h @ w2  # [tokens, width]
             _ = y.T @ h  # [width, ffn]: a weight-gradient shape
-        if rep:  # the first repetition warms the kernels up
-            best = min(best, time.perf_counter() - t0)
-    return best
+        return time.perf_counter() - t0
+
+    return run
 
 
-def measure_bf16_speedup() -> float:
-    """fp32 seconds / bf16 seconds of the same matmul chain (> 1: bf16 is faster here)."""
+def measure_bf16_speedup(reps: int = 7) -> float:
+    """fp32 seconds / bf16 seconds of the same matmul chain (> 1: bf16 is faster here).
+
+    The two precisions are timed alternately and each keeps its best repetition, so a load
+    that comes and goes (another job on a shared machine) hits both alike rather than one.
+    """
     import torch
 
-    return _time_chain(torch.float32) / _time_chain(torch.bfloat16)
+    fp32, bf16 = _chain(torch.float32), _chain(torch.bfloat16)
+    fp32(), bf16()  # warm-up: kernels, caches
+    best32 = best16 = float("inf")
+    for _ in range(reps):
+        best32, best16 = min(best32, fp32()), min(best16, bf16())
+    return best32 / best16
 
 
 def choose_precision(requested: str) -> Precision:
