@@ -39,9 +39,18 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lr3_T1": ("lr 3e-3, KL temperature 1", {"optim.lr": 3e-3, "loss.temperature": 1.0}),
     "lr3_full4": ("lr 3e-3, all stories x 4 passes (the new default)", {"optim.lr": 3e-3, "shards": "full4"}),
     "lr3_full4t": ("lr 3e-3, all stories x 4, mixture 0.4/0.3/0.3 (more text)", {"optim.lr": 3e-3, "shards": "full4t"}),
-    "lr2_full4": ("lr 2e-3, all stories x 4", {"optim.lr": 2e-3, "shards": "full4"}),
-    "lr3_full4_h3": ("lr 3e-3, all stories x 4, hidden and attention weights 3", {"optim.lr": 3e-3, "shards": "full4",
-                                                                                  "loss.hidden_weight": 3.0, "loss.attn_weight": 3.0}),
+    "lr3_full4_h3": ("lr 3e-3, all stories x 4, hidden and attention weights 3 (the new default)", {
+        "optim.lr": 3e-3, "shards": "full4", "loss.hidden_weight": 3.0, "loss.attn_weight": 3.0}),
+    "lr3_full4_h10": ("lr 3e-3, all stories x 4, hidden and attention weights 10", {
+        "optim.lr": 3e-3, "shards": "full4", "loss.hidden_weight": 10.0, "loss.attn_weight": 10.0}),
+    "lr2_full4_h3": ("lr 2e-3, all stories x 4, weights 3", {
+        "optim.lr": 2e-3, "shards": "full4", "loss.hidden_weight": 3.0, "loss.attn_weight": 3.0}),
+    "lr3_full4_h3_kl0": ("lr 3e-3, all stories x 4, weights 3, no KL", {
+        "optim.lr": 3e-3, "shards": "full4", "loss.hidden_weight": 3.0, "loss.attn_weight": 3.0, "loss.kl_weight": 0.0}),
+    "ce_lr1_full4": ("CE baseline (pruned init): lr 1e-3, all stories x 4", {"optim.lr": 1e-3, "shards": "full4", **{
+        f"loss.{k}": 0.0 for k in ("kl_weight", "hidden_weight", "attn_weight")}}),
+    "ce_lr3_full4": ("CE baseline (pruned init): lr 3e-3, all stories x 4 (the demo's schedule)", {"optim.lr": 3e-3, "shards": "full4", **{
+        f"loss.{k}": 0.0 for k in ("kl_weight", "hidden_weight", "attn_weight")}}),
 }
 SHARDS = {"full4": {"speech": 0.6, "interleaved": 0.3, "text": 0.1}, "full4t": {"speech": 0.4, "interleaved": 0.3, "text": 0.3}}
 
@@ -88,12 +97,14 @@ def main() -> int:
     parser.add_argument("--work", default="bench_student_settings", help="folder of the variants' runs (kept; reruns skip them)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--teacher-results", default="", help="an eval results.json holding the teacher's scores on the same pairs")
     args = parser.parse_args()
 
     from conditions import conditions
 
     demo, work = Path(args.demo), Path(args.work)
-    teacher = json.loads((demo / "eval" / "results.json").read_text()) if (demo / "eval" / "results.json").exists() else None
+    results = Path(args.teacher_results or demo / "eval" / "results.json")
+    teacher = json.loads(results.read_text()) if results.exists() else None
     rows = {name: {"change": VARIANTS[name][0], **run_variant(demo, work, name, args.precision)} for name in args.variants}
     out = {"demo": str(demo), "budget": "300 steps x 4 x 512 tokens, seed 0, 400 pairs, speech-only scoring", "variants": rows,
            "teacher": {k: teacher["results"][k]["teacher"] for k in ("tSC", "sSC")} if teacher else None,
@@ -103,6 +114,8 @@ def main() -> int:
     lines = ["# Demo student settings at the demo's budget (one seed; +-0.02-0.025 standard error at 400 pairs)", "",
              f"Conditions: {out['conditions']}", "",
              "| variant | change | tSC | sSC | held-out ppl/token |", "|---|---|---|---|---|"]
+    if teacher:
+        lines.append(f"| teacher | 6 layers, corrected | {out['teacher']['tSC']:.3f} | {out['teacher']['sSC']:.3f} | - |")
     lines += [f"| {n} | {r['change']} | {r['tSC']:.3f} | {r['sSC']:.3f} | {r['ppl']:.2f} |" for n, r in rows.items()]
     (RESULTS / "demo_student_settings.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
