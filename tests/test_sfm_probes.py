@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from tinywave.audio.io import save_wav
-from tinywave.sfm.probes import ProbeData, ProbeSettings, _encode_labels, probe_task, train_classifier, train_ctc
+from tinywave.sfm.probes import (
+    ProbeData, ProbeSettings, _encode_labels, probe_each_layer, probe_task, train_classifier, train_ctc,
+)
 
 SPLIT_SIZES = {"train": 48, "dev": 12, "test": 12}
 
@@ -64,6 +66,25 @@ def test_ctc_head_learns_phones_from_the_informative_layer():
     res = train_ctc(_ctc_data(), 4, ProbeSettings(epochs=60, lr=3e-2, batch_size=16))
     assert res["per"] <= 0.2
     assert int(np.argmax(res["layer_weights"])) == 2
+
+
+def test_test_items_add_up_to_the_reported_metrics():
+    acc = train_classifier(_pooled_data(), 3, ProbeSettings(epochs=5, lr=3e-2, batch_size=16))
+    items = acc["test_items"]
+    assert len(items["num"]) == SPLIT_SIZES["test"] and set(items["num"]) <= {0.0, 1.0} and items["den"] == [1.0] * 12
+    assert sum(items["num"]) / sum(items["den"]) == pytest.approx(acc["accuracy"])
+    data = _ctc_data()
+    per = train_ctc(data, 4, ProbeSettings(epochs=5, lr=3e-2, batch_size=16))
+    assert per["test_items"]["den"] == [float(len(seq)) for seq in data["test"].labels]  # reference phones per item
+    assert sum(per["test_items"]["num"]) / sum(per["test_items"]["den"]) == pytest.approx(per["per"])
+
+
+def test_each_layer_alone_finds_the_one_that_carries_the_signal():
+    results = probe_each_layer(_pooled_data(signal_layer=2), "ks", 3, ProbeSettings(epochs=30, lr=3e-2, batch_size=16))
+    assert [r["layer"] for r in results] == [0, 1, 2]
+    assert all(r["layer_weights"] == [1.0] for r in results)  # one hidden state per head, nothing to weigh
+    assert results[2]["accuracy"] >= 0.9
+    assert results[0]["accuracy"] <= 0.75 and results[1]["accuracy"] <= 0.75
 
 
 def test_encode_labels():

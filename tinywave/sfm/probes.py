@@ -11,6 +11,12 @@ Features are extracted once per upstream (``extract``); heads train in seconds.
 
 The model is chosen on dev (best epoch) and scored on test. Probe sets follow
 docs/FORMATS.md: ``DIR/<task>/<split>.jsonl`` with ``label`` (ks, sid) or ``phones`` (pr).
+
+Every result carries its per-item test outcomes, ``test_items = {"num": [...], "den": [...]}``
+(ks, sid: 1 if correct / 1; pr: edit errors / reference phones), so the metric is
+``sum(num) / sum(den)`` and intervals can resample items (``tinywave.eval.stats``).
+``probe_each_layer`` trains one head per single hidden state (no weighting) on features
+extracted once (``task_data``): how much each layer alone knows of the task.
 """
 
 from __future__ import annotations
@@ -167,9 +173,18 @@ def _batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
     return [perm[k:k + size] for k in range(0, n, size)]
 
 
+Outcomes = tuple[np.ndarray, np.ndarray]  # per item (num, den); the metric is num.sum() / den.sum()
+
+
+def _metric(outcomes: Outcomes) -> float:
+    num, den = outcomes
+    return float(num.sum() / max(1.0, float(den.sum())))
+
+
 def _fit(model: nn.Module, train_step: Callable[[np.ndarray], torch.Tensor], n_train: int,
-         evaluate: Callable[[str], float], higher_is_better: bool, cfg: ProbeSettings) -> dict[str, float]:
-    """Adam over epochs; keep the epoch best on dev; return dev and test metric at that epoch."""
+         evaluate: Callable[[str], Outcomes], higher_is_better: bool, cfg: ProbeSettings) -> dict:
+    """Adam over epochs; keep the epoch best on dev; return dev and test metric at that epoch,
+    and the test split's per-item outcomes."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     best, best_state = None, None
@@ -180,11 +195,12 @@ def _fit(model: nn.Module, train_step: Callable[[np.ndarray], torch.Tensor], n_t
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        score = evaluate("dev")
+        score = _metric(evaluate("dev"))
         if best is None or (score > best if higher_is_better else score < best):
             best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    return {"dev": float(best), "test": evaluate("test")}
+    num, den = evaluate("test")
+    return {"dev": float(best), "test": _metric((num, den)), "test_items": {"num": num.tolist(), "den": den.tolist()}}
 
 
 def train_classifier(data: dict[str, ProbeData], n_classes: int, cfg: ProbeSettings) -> dict:
@@ -198,12 +214,14 @@ def train_classifier(data: dict[str, ProbeData], n_classes: int, cfg: ProbeSetti
         return F.cross_entropy(model(x["train"][idx]), y["train"][idx])
 
     @torch.no_grad()
-    def accuracy(split: str) -> float:
+    def correct(split: str) -> Outcomes:
         model.eval()
-        return float((model(x[split]).argmax(-1) == y[split]).float().mean())
+        hits = (model(x[split]).argmax(-1) == y[split]).double().numpy()  # (N,)
+        return hits, np.ones_like(hits)
 
-    res = _fit(model, step, len(y["train"]), accuracy, True, cfg)
-    return {"accuracy": res["test"], "dev_accuracy": res["dev"], "layer_weights": _weights(model.mix)}
+    res = _fit(model, step, len(y["train"]), correct, True, cfg)
+    return {"accuracy": res["test"], "dev_accuracy": res["dev"], "layer_weights": _weights(model.mix),
+            "test_items": res["test_items"]}
 
 
 def train_ctc(data: dict[str, ProbeData], n_symbols: int, cfg: ProbeSettings) -> dict:
@@ -219,18 +237,19 @@ def train_ctc(data: dict[str, ProbeData], n_symbols: int, cfg: ProbeSettings) ->
                           blank=0, zero_infinity=True)
 
     @torch.no_grad()
-    def per(split: str) -> float:
+    def errors(split: str) -> Outcomes:
         model.eval()
-        errors = total = 0
+        edits, lengths = [], []
         d = data[split]
         for k in range(0, len(d.feats), cfg.batch_size):
             x, n = _pad_frames(d.feats[k:k + cfg.batch_size])
             for ref, hyp in zip(d.labels[k:k + cfg.batch_size], greedy_ctc(model(x), n)):
-                errors, total = errors + edit_distance(ref, hyp), total + len(ref)
-        return errors / max(1, total)
+                edits.append(edit_distance(ref, hyp))
+                lengths.append(len(ref))
+        return np.asarray(edits, dtype=np.float64), np.asarray(lengths, dtype=np.float64)
 
-    res = _fit(model, step, len(data["train"].labels), per, False, cfg)
-    return {"per": res["test"], "dev_per": res["dev"], "layer_weights": _weights(model.mix)}
+    res = _fit(model, step, len(data["train"].labels), errors, False, cfg)
+    return {"per": res["test"], "dev_per": res["dev"], "layer_weights": _weights(model.mix), "test_items": res["test_items"]}
 
 
 def _weights(mix: WeightedSum) -> list[float]:
@@ -252,8 +271,9 @@ TRAINERS: dict[str, Callable[[dict[str, ProbeData], int, ProbeSettings], dict]] 
     "ks": train_classifier, "sid": train_classifier, "pr": train_ctc}
 
 
-def probe_task(encoder: PreTrainedModel, probe_dir: str | Path, task: str, cfg: ProbeSettings) -> dict:
-    """Extract features of the three splits once, train the task's head, return its metrics."""
+def task_data(encoder: PreTrainedModel, probe_dir: str | Path, task: str) -> tuple[dict[str, ProbeData], int]:
+    """The encoder's features and encoded labels of the task's three splits, and the class
+    (ks, sid) or phone (pr) count: what every head of the task trains on."""
     if task not in TRAINERS:
         raise ValueError(f"probe task {task!r} is not known; choose from {sorted(TRAINERS)}")
     wavs, raw = {}, {}
@@ -262,7 +282,27 @@ def probe_task(encoder: PreTrainedModel, probe_dir: str | Path, task: str, cfg: 
         if not wavs[split]:
             raise ValueError(f"{Path(probe_dir) / task / (split + '.jsonl')} has no usable items")
     labels, n = _encode_labels(raw, task)
-    data = {s: ProbeData(extract(encoder, wavs[s], pooled=task != "pr"), labels[s]) for s in SPLITS}
+    return {s: ProbeData(extract(encoder, wavs[s], pooled=task != "pr"), labels[s]) for s in SPLITS}, n
+
+
+def train_head(data: dict[str, ProbeData], task: str, n: int, cfg: ProbeSettings) -> dict:
+    """The task's head on extracted features: its metrics, layer weights and per-item test outcomes."""
     result = TRAINERS[task](data, n, cfg)
-    result.update({"n_train": len(labels["train"]), "n_test": len(labels["test"]), "n_classes": n})
+    result.update({"n_train": len(data["train"].labels), "n_test": len(data["test"].labels), "n_classes": n})
     return result
+
+
+def probe_task(encoder: PreTrainedModel, probe_dir: str | Path, task: str, cfg: ProbeSettings) -> dict:
+    """Extract features of the three splits once, train the task's head, return its metrics."""
+    data, n = task_data(encoder, probe_dir, task)
+    return train_head(data, task, n, cfg)
+
+
+def probe_each_layer(data: dict[str, ProbeData], task: str, n: int, cfg: ProbeSettings) -> list[dict]:
+    """One head per hidden state alone (index 0 = front end, k = layer k), on features of ``task_data``."""
+    n_states = data["train"].feats[0].shape[0]
+    out = []
+    for layer in range(n_states):
+        single = {s: ProbeData([f[layer:layer + 1] for f in d.feats], d.labels) for s, d in data.items()}  # (1, [T,] D)
+        out.append({"layer": layer, **train_head(single, task, n, cfg)})
+    return out
