@@ -145,6 +145,57 @@ def test_summarize_over_seeds():
         summarize([])
 
 
+def test_t_interval_over_seeds():
+    lo, hi = stats.t_interval([1.0, 2.0, 3.0])
+    assert (lo, hi) == (pytest.approx(2.0 - 4.302653 / math.sqrt(3)), pytest.approx(2.0 + 4.302653 / math.sqrt(3)))
+    assert stats.t_interval([0.7]) is None  # one seed: no interval
+
+
+# ---------------------------------------------------------------- methods x seeds x items
+
+
+def test_ratio_bootstrap_resamples_seeds_as_well_as_items():
+    # seed 0 got every item right, seed 1 every item wrong: items alone carry no noise, seeds do
+    correct = np.stack([np.ones(50), np.zeros(50)])[None]  # [1 method, 2 seeds, 50 items]
+    boot = stats.ratio_bootstrap(correct, np.ones_like(correct), n_boot=400, seed=1)
+    assert set(np.unique(boot)) == {0.0, 0.5, 1.0}  # the mean over resampled seeds
+    assert stats.interval(boot[:, 0]) == (0.0, 1.0)
+    one_seed = stats.ratio_bootstrap(correct[:, :1], np.ones((1, 1, 50)), n_boot=400)
+    assert np.all(one_seed == 1.0)
+
+
+def test_ratio_bootstrap_resamples_numerator_and_denominator_together():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, size=(2, 3, 200)).astype(float)  # reference phones per item
+    errors = lengths.copy()  # every item's error rate is exactly 1 ...
+    errors[1] = 0.5 * lengths[1]  # ... for method 0, and 0.5 for method 1
+    boot = stats.ratio_bootstrap(errors, lengths, n_boot=300)
+    assert np.allclose(boot[:, 0], 1.0) and np.allclose(boot[:, 1], 0.5)
+    assert np.allclose(stats.ratio_of_sums(errors, lengths), [[1.0] * 3, [0.5] * 3])
+
+
+def test_ratio_bootstrap_is_paired_and_its_width_matches_the_binomial():
+    rng = np.random.default_rng(3)
+    a = (rng.random((1, 1, 400)) < 0.7).astype(float)
+    boot = stats.ratio_bootstrap(np.concatenate([a, a]), np.ones((2, 1, 400)), n_boot=2000, seed=2)
+    assert np.all(boot[:, 0] == boot[:, 1])  # the same resamples for both methods: a paired difference of 0
+    lo, hi = stats.interval(boot[:, 0])
+    mean = float(a.mean())
+    assert lo < mean < hi
+    assert (hi - lo) == pytest.approx(2 * 1.96 * math.sqrt(mean * (1 - mean) / 400), rel=0.15)
+
+
+def test_ratio_errors_name_the_shapes_and_the_fix():
+    with pytest.raises(ValueError, match=r"num has shape \(2, 3\).*\[methods, seeds, items\]"):
+        stats.ratio_bootstrap(np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"num has shape \(1, 2, 3\) but den has shape \(1, 2, 4\); pass one num and one den per"):
+        stats.ratio_of_sums(np.ones((1, 2, 3)), np.ones((1, 2, 4)))
+    with pytest.raises(ValueError, match="positive denominator"):
+        stats.ratio_bootstrap(np.ones((1, 1, 3)), np.zeros((1, 1, 3)))
+    with pytest.raises(ValueError, match="every bootstrap replicate is undefined"):
+        stats.interval(np.full(5, np.nan))
+
+
 # ---------------------------------------------------------------- errors
 
 

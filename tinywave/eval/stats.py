@@ -1,4 +1,4 @@
-"""Statistics for comparing models: bootstrap intervals and paired tests (numpy only).
+"""Statistics for comparing models: bootstrap intervals and paired tests (numpy; scipy for t quantiles).
 
 Inputs are the per-item files :func:`tinywave.eval.suite.evaluate` writes under
 ``OUT/scores/``, loaded by ``load_outcomes`` / ``load_ppl_rows`` (:mod:`tinywave.eval.scores`,
@@ -20,6 +20,9 @@ approximates the null distribution of the statistic, and
     p = (1 + #{b : |T*_b - T| >= |T|}) / (1 + n_boot)
 
 so p is never exactly 0 and an observed difference of exactly 0 gives p = 1.
+
+Training-method comparisons (:func:`ratio_bootstrap`) resample the seeds too: there the
+question is about runs of a method, and a method's seed-to-seed spread is part of the noise.
 """
 
 from __future__ import annotations
@@ -252,6 +255,79 @@ def summarize(values_per_seed: Sequence[float] | np.ndarray) -> dict[str, float 
     return {"mean": float(x.mean()), "std": std, "n": n}
 
 
-__all__ = ["bootstrap_mean_ci", "corpus_ppl", "load_outcomes", "load_ppl_rows", "mcnemar_exact_p", "paired_bootstrap_p",
-           "paired_ppl_p", "ppl_ci", "summarize"]
+def t_interval(values_per_seed: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """Student-t interval of the mean of one score over seeds; None from fewer than two seeds."""
+    _check_boot(1, level)
+    x = summarize(values_per_seed)
+    if x["n"] < 2:
+        return None
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2.0, x["n"] - 1)) * x["std"] / np.sqrt(x["n"])
+    return x["mean"] - half, x["mean"] + half
+
+
+# ---------------------------------------------------------------- methods x seeds x items
+
+
+def _methods_seeds_items(values: Any, name: str) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(f"{name} has shape {x.shape}; pass a 3-D array [methods, seeds, items] with at least one of each")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} holds non-finite values (nan or inf); drop or re-score those items")
+    return x
+
+
+def ratio_of_sums(num: Any, den: Any) -> np.ndarray:
+    """sum(num) / sum(den) over the items of every method and seed: [methods, seeds, items] -> [methods, seeds]."""
+    x, d = _methods_seeds_items(num, "num"), _methods_seeds_items(den, "den")
+    if x.shape != d.shape:
+        raise ValueError(f"num has shape {x.shape} but den has shape {d.shape}; pass one num and one den per (method, seed, item)")
+    totals = d.sum(axis=2)
+    if np.any(totals <= 0):
+        raise ValueError("den sums to <= 0 for some method and seed; every run needs a positive denominator "
+                         "(1 per item for an accuracy, the reference length for an error rate)")
+    return x.sum(axis=2) / totals
+
+
+def ratio_bootstrap(num: Any, den: Any, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of each method's mean over seeds of sum(num) / sum(den): [n_boot, methods].
+
+    ``num``, ``den`` [methods, seeds, items]: per-item outcomes of every method's run with
+    every seed on the same items (an accuracy: correct / 1; an error rate: errors /
+    reference length). Each replicate draws the items with replacement (the same items
+    for every method and seed) and the seeds with replacement (the same seed indices for
+    every method: seed s of every method saw the same batches), so an interval covers the
+    items' sampling and the seed-to-seed spread, and ``boot[:, a] - boot[:, b]`` is a
+    paired difference. With one seed only the items are resampled.
+    """
+    _check_boot(n_boot)
+    x, d = _methods_seeds_items(num, "num"), _methods_seeds_items(den, "den")
+    ratio_of_sums(x, d)  # validates shapes and denominators
+    _, n_seeds, n_items = x.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, x.shape[0]), dtype=np.float64)
+    chunk = max(1, _CHUNK_ENTRIES // n_items)
+    for start in range(0, n_boot, chunk):
+        b = min(n_boot, start + chunk) - start
+        items = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=b).astype(np.float64)  # [b, N] counts
+        seeds = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=b).astype(np.float64)  # [b, S] counts
+        with np.errstate(divide="ignore", invalid="ignore"):  # a resample may draw only zero-length items
+            ratio = np.einsum("msn,bn->bms", x, items) / np.einsum("msn,bn->bms", d, items)  # [b, M, S]
+        out[start:start + b] = np.einsum("bms,bs->bm", ratio, seeds) / n_seeds
+    return out
+
+
+def interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates [n_boot], ignoring undefined (nan) ones."""
+    _check_boot(1, level)
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0:
+        raise ValueError("every bootstrap replicate is undefined (nan); the denominators are all zero")
+    return percentile_interval(finite, level)
+
+
+__all__ = ["bootstrap_mean_ci", "corpus_ppl", "interval", "load_outcomes", "load_ppl_rows", "mcnemar_exact_p",
+           "paired_bootstrap_p", "paired_ppl_p", "ppl_ci", "ratio_bootstrap", "ratio_of_sums", "summarize", "t_interval"]
 
