@@ -37,7 +37,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "k05lr3": ("layers [0, 5], lr 3e-3", {"student.keep_layers": [0, 5], "optim.lr": 3e-3}),
     "lr6": ("lr 6e-3", {"optim.lr": 6e-3}),
     "lr3_T1": ("lr 3e-3, KL temperature 1", {"optim.lr": 3e-3, "loss.temperature": 1.0}),
-    "lr3_full4": ("lr 3e-3, all stories x 4 passes (the new default)", {"optim.lr": 3e-3, "shards": "full4"}),
+    "lr3_full4": ("lr 3e-3, all stories x 4 passes", {"optim.lr": 3e-3, "shards": "full4"}),
     "lr3_full4t": ("lr 3e-3, all stories x 4, mixture 0.4/0.3/0.3 (more text)", {"optim.lr": 3e-3, "shards": "full4t"}),
     "lr3_full4_h3": ("lr 3e-3, all stories x 4, hidden and attention weights 3 (the new default)", {
         "optim.lr": 3e-3, "shards": "full4", "loss.hidden_weight": 3.0, "loss.attn_weight": 3.0}),
