@@ -1,288 +1,314 @@
-"""Benchmark: SFM distillation with each stacking operator on the same step budget.
+"""Study: does interleaved stacking keep the quality of full-depth SFM distillation while the
+other stacking methods (top, gradual, middle) lose some, and which is fastest?
 
-    .venv/bin/python benchmarks/sfm_stacking.py                  # ~10-15 min on 2 CPU cores
-    .venv/bin/python benchmarks/sfm_stacking.py --quick          # a smoke run (~2 min)
+    nice -n 19 .venv/bin/python benchmarks/sfm_stacking.py --seeds 0 1 2        # the full study
+    .venv/bin/python benchmarks/sfm_stacking.py --quick --work /tmp/q --out /tmp/q/sfm_stacking.json
 
-Steps (all cached under --work, so a rerun skips what exists):
-1. a spoken corpus and probe sets synthesized with espeak-ng (tinywave.sfm.synth);
-2. a small HuBERT-style teacher pretrained by masked prediction of MFCC k-means units
-   (`tinywave sfm pretrain`), probed against a random-init encoder of the same shape;
-3. the teacher's targets AND its CNN features are computed once per step and shared by
-   every run (stated: cached teacher targets; the students' CNN is the teacher's, frozen),
-   so the measured time is the student's own training time, the part stacking shrinks;
-4. for op in none / top / gradual / middle / interleaved: a layer-to-layer student
-   (3 -> 12 layers; top: 3 -> 6 -> 12) trained with the Prop-1 schedule on the same
-   budget, then probed (KS accuracy, SID accuracy, PR PER). ``--budget compute``
-   (default): the same transformer compute (layer-steps) as the full-depth run's
-   ``--steps``, so stacked runs take more, cheaper steps (interleaved: 1.33x as many);
-   ``--budget steps``: the same number of steps for every run.
+The claim (interleaved stacking, arXiv 2606.11766): existing stacking methods speed SFM
+distillation up but lose quality; interleaved stacking keeps each layer's position (its
+teacher target) and so keeps the quality. Everything is cached under ``--work``:
 
-Printed: wall time (student training seconds) to reach the full-depth run's final loss
-(moving average), speed-up vs none, final losses and probe metrics, and the targets of
-the issue (interleaved >= 1.2x faster than none, probes within 2 % relative of none and
-better than top and gradual). Figures are measured side by side in one run; nothing here
-is asserted.
+1. data: a training corpus (``tinywave corpus synth``, the six training voices) and probe
+   sets (``tinywave corpus benchmarks --only probes --items N``: N test items per task,
+   3N train, N/2 dev; test sentences never in train);
+2. a HuBERT-style teacher (``tinywave sfm pretrain``, seed 0), probed on the weighted sum
+   of its layers, on each layer alone (do its layers differ enough for layer positions to
+   matter?) and next to a random-init encoder of its shape;
+3. for each seed (student init, batch order, probe heads), the modes in order none, top,
+   gradual, middle, interleaved, each trained twice under the same conditions: with the
+   teacher's targets cached for the seed's batches before the runs, and with the teacher
+   run online inside every step (the two must give the same losses: checked); the cached
+   run's student is probed (KS accuracy, SID accuracy, PR PER).
+
+Reported (printed, ``--out`` JSON and a Markdown file beside it): per mode, wall and CPU
+seconds to reach the full-depth (none) run's final loss of the same seed (moving average),
+cached and online, and the speed-up over none; probe metrics as mean ± std over seeds with
+95% intervals (items and seeds resampled, ``tinywave.eval.stats.ratio_bootstrap``); the
+difference from none with its interval; and the verdict against the claim. Nothing is
+asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import logging
 import os
+import resource
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import transformers  # noqa: E402
 
+from stacking_report import METRIC, TASKS, analyse, markdown, study_figures  # noqa: E402
 from tinywave.cli import main as cli  # noqa: E402
+from tinywave.corpus.voices import TRAINING_POOL  # noqa: E402
 from tinywave.files import load_jsonl  # noqa: E402
 from tinywave.sfm.data import load_bank, sample_batch  # noqa: E402
 from tinywave.sfm.distill import GrowthPlan, LoopSettings, TeacherTargets, distill  # noqa: E402
-from tinywave.sfm.models import build_student, freeze, load_encoder, student_config  # noqa: E402
-from tinywave.sfm.probes import ProbeSettings, probe_task  # noqa: E402
+from tinywave.sfm.models import build_student, downsample_rate, freeze, load_encoder, student_config  # noqa: E402
+from tinywave.sfm.probes import ProbeSettings, probe_each_layer, task_data, train_head  # noqa: E402
 from tinywave.sfm.student import Student, uniform_targets  # noqa: E402
-from tinywave.sfm.synth import synth_corpus, synth_probes  # noqa: E402
 from tinywave.stacking import final_depth, growth_steps, plan_growth, stage_lengths  # noqa: E402
 
-OPS = ("none", "top", "gradual", "middle", "interleaved")
+MODES = ("none", "top", "gradual", "middle", "interleaved")
 
 
-def prepare(work: Path, a: argparse.Namespace) -> tuple[Path, Path, Path]:
-    corpus = work / "corpus"
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """Every size of the study in one place (``FULL``, or ``QUICK`` for a smoke run)."""
+
+    stories: int = 120  # training corpus, ~14 s each
+    probe_items: int = 500  # test items per probe task
+    teacher_width: int = 192
+    teacher_layers: int = 4
+    teacher_steps: int = 400
+    teacher_batch: int = 8
+    teacher_crop: float = 1.5
+    conv_channels: int = 64
+    n_units: int = 50
+    width: int = 128  # student
+    depth: int = 12
+    init: int = 3  # initial depth of the stacked runs
+    stages: int = 4  # 3 -> 6 -> 9 -> 12
+    top_stages: int = 3  # top doubles: 3 -> 6 -> 12
+    targets: tuple[int, ...] = (2, 3, 4)  # teacher hidden states the student regresses
+    steps: int = 300  # the full-depth run's steps
+    batch: int = 8
+    crop: int = 32000
+    warmup: int = 40
+    epochs: int = 40  # probe heads
+    window: int = 20  # moving average of the loss
+
+
+FULL = Sizes()
+# quick: 1 -> 2 -> 3 -> 4 layers (top 1 -> 2 -> 4), so every operator grows differently
+QUICK = Sizes(stories=6, probe_items=4, teacher_width=32, teacher_layers=2, teacher_steps=20, teacher_batch=4,
+              teacher_crop=1.0, conv_channels=16, n_units=8, width=16, depth=4, init=1, stages=4, top_stages=3,
+              targets=(2,), steps=24, batch=4, crop=8000, warmup=2, epochs=3, window=3)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children (resource usage: user + system)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _run_cli(argv: list[str]) -> None:
+    code = cli(argv)
+    if code:
+        raise SystemExit(f"`tinywave {' '.join(argv)}` failed with exit code {code}")
+
+
+def prepare(work: Path, z: Sizes) -> tuple[Path, Path, Path, dict]:
+    """(training manifest, probe sets folder, teacher folder, seconds spent) under ``work``, built once."""
+    spent, t0, c0 = {}, time.perf_counter(), cpu_seconds()
+    corpus, bench, teacher = work / "corpus", work / "bench", work / "teacher"
     if not (corpus / "manifest.jsonl").is_file():
-        synth_corpus(corpus, a.utterances, seed=0)
-    if not (corpus / "probes" / "pr" / "test.jsonl").is_file():
-        synth_probes(corpus, per_class=a.per_class, n_pr=a.n_pr, seed=0)
-    teacher = work / "teacher"
+        _run_cli(["corpus", "synth", "--out", str(corpus), "--stories", str(z.stories), "--workers", "1",
+                  *[a for v in TRAINING_POOL for a in ("--voices", v)]])
+    if not (bench / "probes" / "pr" / "test.jsonl").is_file():
+        _run_cli(["corpus", "benchmarks", "--out", str(bench), "--only", "probes", "--items", str(z.probe_items),
+                  "--workers", "1"])
+    spent["data"] = {"wall": time.perf_counter() - t0, "cpu": cpu_seconds() - c0}
+    t0, c0 = time.perf_counter(), cpu_seconds()
     if not (teacher / "teacher" / "config.json").is_file():
-        t0 = time.perf_counter()
-        cli(["sfm", "pretrain", "--manifest", str(corpus / "manifest.jsonl"), "--out", str(teacher),
-             f"model.hidden_size={a.teacher_width}", f"model.num_layers={a.teacher_layers}", "model.heads=4",
-             f"model.intermediate_size={4 * a.teacher_width}", "model.conv_channels=64", f"train.steps={a.teacher_steps}",
-             "train.batch_size=8", "train.crop_seconds=1.5", "train.lr=1e-3", "train.warmup=50", "n_units=50"])
-        print(f"teacher pretraining: {time.perf_counter() - t0:.0f} s")
-    return corpus / "manifest.jsonl", corpus / "probes", teacher / "teacher"
+        _run_cli(["sfm", "pretrain", "--manifest", str(corpus / "manifest.jsonl"), "--out", str(teacher),
+                  f"model.hidden_size={z.teacher_width}", f"model.num_layers={z.teacher_layers}",
+                  f"model.heads={max(2, z.teacher_width // 48)}", f"model.intermediate_size={4 * z.teacher_width}",
+                  f"model.conv_channels={z.conv_channels}", f"train.steps={z.teacher_steps}",
+                  f"train.batch_size={z.teacher_batch}", f"train.crop_seconds={z.teacher_crop}", "train.lr=1e-3",
+                  f"train.warmup={min(50, z.teacher_steps // 4)}", f"n_units={z.n_units}"])
+    spent["teacher"] = {"wall": time.perf_counter() - t0, "cpu": cpu_seconds() - c0}
+    return corpus / "manifest.jsonl", bench / "probes", teacher / "teacher", spent
 
 
-def probe(encoder, probes: Path, epochs: int) -> dict[str, float]:
-    out = {}
-    for task in ("ks", "sid", "pr"):
-        res = probe_task(encoder, probes, task, ProbeSettings(epochs=epochs, lr=1e-2, seed=0))
-        out[task] = res["per"] if task == "pr" else res["accuracy"]
-    return out
+# --- the modes' growth plans --------------------------------------------------------------------
 
-
-def op_shape(op: str, a: argparse.Namespace) -> tuple[int, int]:
-    """(initial depth, stages) of an operator's run; every run ends at ``a.depth`` layers."""
-    init, stages = (a.depth, 1) if op == "none" else (a.init, a.stages if op != "top" else a.top_stages)
-    assert final_depth(op, init, stages) == a.depth, (op, init, stages)
+def mode_shape(mode: str, z: Sizes) -> tuple[int, int]:
+    """(initial depth, stages) of a mode's run; every run ends at ``z.depth`` layers."""
+    init, stages = (z.depth, 1) if mode == "none" else (z.init, z.top_stages if mode == "top" else z.stages)
+    if final_depth(mode, init, stages) != z.depth:
+        raise ValueError(f"{mode}: {init} layers in {stages} stages do not end at depth {z.depth}; change Sizes")
     return init, stages
 
 
-def op_steps(op: str, a: argparse.Namespace) -> int:
-    """Steps of an operator's run. ``--budget steps``: ``a.steps`` for all. ``--budget compute``: as many
-    steps as make the layer-steps (sum over steps of the depth) equal to the full-depth run's
-    ``a.steps * a.depth``, so a shallower start buys more steps for the same transformer compute."""
-    if a.budget == "steps" or op == "none":
-        return a.steps
-    init, stages = op_shape(op, a)
-    depths = [init] + [d for d in _depths(op, init, stages)]
+def mode_steps(mode: str, z: Sizes, budget: str) -> int:
+    """``budget="steps"``: ``z.steps`` for every mode. ``"compute"``: as many steps as give the same
+    layer-steps (sum over steps of the depth) as the full-depth run's ``z.steps * z.depth``."""
+    init, stages = mode_shape(mode, z)
+    if budget == "steps" or stages == 1:
+        return z.steps
+    depths = [init] + [final_depth(mode, init, s) for s in range(2, stages + 1)]
     lengths = stage_lengths(10**6, stages, "prop1")
     mean_depth = sum(n * d for n, d in zip(lengths, depths)) / 10**6
-    return int(round(a.steps * a.depth / mean_depth))
+    return int(round(z.steps * z.depth / mean_depth))
 
 
-def _depths(op: str, init: int, stages: int) -> list[int]:
-    return [final_depth(op, init, s) for s in range(2, stages + 1)]
+def mode_plan(mode: str, z: Sizes, budget: str) -> tuple[int, int, GrowthPlan]:
+    init, stages = mode_shape(mode, z)
+    steps = mode_steps(mode, z, budget)
+    grows = growth_steps(steps, stages, "prop1") if stages > 1 else []
+    return init, steps, GrowthPlan(mode, grows, plan_growth(mode, init, stages), "copy")
 
 
-def op_plan(op: str, a: argparse.Namespace) -> tuple[int, int, GrowthPlan]:
-    init, stages = op_shape(op, a)
-    steps = op_steps(op, a)
-    plan = GrowthPlan(op, growth_steps(steps, stages, "prop1") if stages > 1 else [],
-                      plan_growth(op, init, stages), a.optimizer)
-    return init, steps, plan
+# --- one (seed, mode): cached run, online run, probes ----------------------------------------------
 
+def train(mode: str, seed: int, teacher, bank, cache: dict | None, z: Sizes, budget: str, out: Path) -> tuple[Student, dict]:
+    """One distillation run from scratch; (final student, its log rows and whole-run seconds)."""
+    import shutil
 
-def finished_run(op: str, a: argparse.Namespace, work: Path) -> dict | None:
-    """With ``--reuse``: a run of ``op`` finished earlier (full log + final checkpoint), probed if not yet."""
-    out = work / "runs" / op
-    _, steps, plan = op_plan(op, a)
-    final = out / "checkpoints" / f"step_{steps:07d}"
-    if not a.reuse or not (out / "log.jsonl").is_file() or not (final / "trainer_state.json").is_file():
-        return None
-    rows = load_jsonl(out / "log.jsonl")
-    if len(rows) != steps:
-        return None
-    if not (out / "probe.json").is_file():
-        (out / "probe.json").write_text(json.dumps(probe(Student.load(final).encoder.eval(), a.probes, a.epochs)))
-    return {"op": op, "plan": plan.steps, "rows": rows, "probe": json.loads((out / "probe.json").read_text())}
-
-
-def run_op(op: str, teacher, bank, cache: dict, a: argparse.Namespace, work: Path) -> dict:
-    init, steps, plan = op_plan(op, a)
-    encoder = build_student(teacher, student_config(teacher, a.width, init, 4, 4 * a.width), True, seed=0)
+    init, steps, plan = mode_plan(mode, z, budget)
+    encoder = build_student(teacher, student_config(teacher, z.width, init, max(2, z.width // 32), 4 * z.width), True, seed=seed)
     freeze(encoder.feature_extractor)
-    layers = a.targets
-    student = Student(encoder, "layer2layer", layers, teacher.config.hidden_size, uniform_targets(init, layers))
-    out = work / "runs" / op
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    settings = LoopSettings(steps=steps, batch_size=8, crop_samples=32000, lr=1e-3, warmup=40, seed=0,
+    student = Student(encoder, "layer2layer", list(z.targets), teacher.config.hidden_size, uniform_targets(init, list(z.targets)))
+    shutil.rmtree(out, ignore_errors=True)
+    settings = LoopSettings(steps=steps, batch_size=z.batch, crop_samples=z.crop, lr=1e-3, warmup=z.warmup, seed=seed,
                             log_every=10**9, save_every=10**9, keep=1)
-    summary = distill(student, TeacherTargets(teacher, layers, cache, share_front_end=True), bank, plan, settings, out)
-    rows = load_jsonl(out / "log.jsonl")
-    metrics = probe(student.encoder.eval(), a.probes, a.epochs)
-    (out / "probe.json").write_text(json.dumps(metrics))
-    return {"op": op, "plan": plan.steps, "rows": rows, "summary": summary, "probe": metrics}
+    load, t0, c0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
+    distill(student, TeacherTargets(teacher, list(z.targets), cache, share_front_end=True), bank, plan, settings, out)
+    rows = [{k: r[k] for k in ("step", "loss", "depth", "train_seconds", "cpu_seconds")} for r in load_jsonl(out / "log.jsonl")]
+    return student, {"rows": rows, "growth_steps": plan.steps, "run_wall": time.perf_counter() - t0,
+                     "run_cpu": cpu_seconds() - c0, "load_average_at_start": load}
 
 
-def smooth(values: list[float], window: int) -> np.ndarray:
-    v = np.asarray(values)
-    c = np.cumsum(np.insert(v, 0, 0.0))
-    out = np.empty_like(v)
-    for i in range(len(v)):
-        lo = max(0, i + 1 - window)
-        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
+def probe(encoder, probes: Path, z: Sizes, seed: int) -> dict:
+    """Weighted-sum probes of every task: metric, per-item test outcomes, layer weights."""
+    out = {}
+    for task in TASKS:
+        data, n = task_data(encoder, probes, task)
+        res = train_head(data, task, n, ProbeSettings(epochs=z.epochs, lr=1e-2, seed=seed))
+        out[task] = {"metric": res[METRIC[task]], "test_items": res["test_items"], "layer_weights": res["layer_weights"]}
     return out
 
 
-def time_to_reach(rows: list[dict], target: float, window: int, clock: str) -> float | None:
-    """``clock`` value (or ``"step"``) at the first step whose moving-average loss is <= ``target``."""
-    s = smooth([r["loss"] for r in rows], window)
-    hit = np.nonzero(s <= target)[0]
-    return None if len(hit) == 0 else float(rows[int(hit[0])][clock])
-
-
-def _fmt(x: float | None, spec: str) -> str:
-    return format(float("nan") if x is None else x, spec)
-
-
-def report(results: dict[str, dict], a: argparse.Namespace, teacher_probe: dict, random_probe: dict) -> dict:
-    ref_rows = results["none"]["rows"]
-    ref_loss = float(smooth([r["loss"] for r in ref_rows], a.window)[-1])
-    table = {}
-    print(f"\nreference: full-depth (none) final loss {ref_loss:.4f} (moving average over {a.window} steps)")
-    print("times: wall = student training wall seconds; cpu = process CPU seconds (robust to other jobs)")
-    print(f"{'op':<12}{'steps':>6}{'wall s':>8}{'cpu s':>8}{'wall->ref':>10}{'cpu->ref':>10}{'speed-up':>10}{'(cpu)':>8}"
-          f"{'final loss':>11}{'KS acc':>8}{'SID acc':>8}{'PR PER':>8}")
-    for op, r in results.items():
-        row = {"final_loss": float(smooth([x["loss"] for x in r["rows"]], a.window)[-1]), **r["probe"],
-               "growth_steps": r["plan"], "steps": len(r["rows"]),
-               "step_to_ref": time_to_reach(r["rows"], ref_loss, a.window, "step")}
-        for clock in ("train_seconds", "cpu_seconds"):
-            ref_time = time_to_reach(ref_rows, ref_loss, a.window, clock)
-            reach = time_to_reach(r["rows"], ref_loss, a.window, clock)
-            row[f"{clock}_total"] = r["rows"][-1][clock]
-            row[f"{clock}_to_ref"] = reach
-            row[f"{clock}_speedup"] = None if reach is None else ref_time / reach
-            row[f"{clock}_total_ratio"] = ref_rows[-1][clock] / r["rows"][-1][clock]
-        table[op] = row
-        print(f"{op:<12}{row['steps']:>6}{row['train_seconds_total']:>8.1f}{row['cpu_seconds_total']:>8.1f}"
-              f"{_fmt(row['train_seconds_to_ref'], '>10.1f')}{_fmt(row['cpu_seconds_to_ref'], '>10.1f')}"
-              f"{_fmt(row['train_seconds_speedup'], '>9.2f')}x{_fmt(row['cpu_seconds_speedup'], '>7.2f')}x"
-              f"{row['final_loss']:>11.4f}{row['ks']:>8.3f}{row['sid']:>8.3f}{row['pr']:>8.3f}")
-    for name, p in (("teacher", teacher_probe), ("random init", random_probe)):
-        print(f"{name:<12}{'':>71}{p['ks']:>8.3f}{p['sid']:>8.3f}{p['pr']:>8.3f}")
-    inter, none = table["interleaved"], table["none"]
-    rel = {t: abs(inter[t] - none[t]) / max(abs(none[t]), 1e-9) for t in ("ks", "sid", "pr")}
-    better = {f"{t} vs {o}": (inter[t] < table[o][t]) if t == "pr" else (inter[t] > table[o][t])
-              for o in ("top", "gradual") if o in table for t in ("ks", "sid", "pr")}
-    print("\ntargets:")
-    print(f"  interleaved speed-up to the full-depth loss: wall {_fmt(inter['train_seconds_speedup'], '.2f')}x, "
-          f"cpu {_fmt(inter['cpu_seconds_speedup'], '.2f')}x (target >= 1.2x); whole-run time ratio none/interleaved: "
-          f"wall {inter['train_seconds_total_ratio']:.2f}x, cpu {inter['cpu_seconds_total_ratio']:.2f}x")
-    if inter["cpu_seconds_to_ref"] is not None:  # the teacher's cost per step is the same for every operator
-        online = ((none["cpu_seconds_to_ref"] + a.teacher_cpu_per_step * none["step_to_ref"])
-                  / (inter["cpu_seconds_to_ref"] + a.teacher_cpu_per_step * inter["step_to_ref"]))
-        print(f"  the same with an online teacher ({a.teacher_cpu_per_step:.3f} cpu s per step added): {online:.2f}x")
-    print("  probes within 2 % (relative) of none: " + ", ".join(f"{t} {100 * v:.1f} %" for t, v in rel.items()))
-    print("  interleaved better than: " + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in better.items()))
-    return {"table": table, "reference_loss": ref_loss, "relative_probe_gap": rel, "better": better,
-            "teacher_probe": teacher_probe, "random_init_probe": random_probe, "teacher_cpu_seconds_per_step": a.teacher_cpu_per_step,
-            "budget": a.budget}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default="/tmp/tinywave-bench-sfm", help="cache folder (corpus, teacher, runs)")
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, figures mean little")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--ops", default=",".join(OPS))
-    ap.add_argument("--optimizer", default="copy")
-    ap.add_argument("--budget", choices=("compute", "steps"), default="compute",
-                    help="compute: every run gets the full-depth run's layer-steps (stacked runs take more, "
-                         "cheaper steps); steps: the same number of steps for all")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ap.add_argument("--reuse", action="store_true",
-                    help="reuse runs finished earlier in --work (full log + final checkpoint) instead of retraining; "
-                         "lets several processes each train some --ops, then one report over all")
-    a = ap.parse_args()
-    a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.teacher_width, a.teacher_layers = 240, 24, 120, 400, 192, 4
-    a.width, a.depth, a.init, a.stages, a.top_stages, a.targets = 128, 12, 3, 4, 3, [2, 3, 4]
-    a.epochs, a.window = 40, 20
-    if a.quick:
-        a.utterances, a.per_class, a.n_pr, a.teacher_steps, a.steps, a.epochs, a.window = 40, 6, 20, 20, 40, 10, 5
-        a.work = a.work + "-quick"
-    logging.basicConfig(level=logging.WARNING)
-    # one thread: on a shared 2-core machine two OpenMP threads spin against other jobs (3-5x slower)
-    torch.set_num_threads(a.threads)
-    sys.stdout.reconfigure(line_buffering=True)
-    torch.manual_seed(0)
-    work = Path(a.work)
-    manifest, a.probes, teacher_dir = prepare(work, a)
-    teacher = freeze(load_encoder(teacher_dir))
-    t0 = time.perf_counter()
-    cached = work / "teacher_probes.json"
-    if cached.is_file():
-        teacher_probe, random_probe = json.loads(cached.read_text())
-    else:
-        teacher_probe = probe(teacher, a.probes, a.epochs)
-        torch.manual_seed(0)
-        random_probe = probe(type(teacher)(teacher.config).eval(), a.probes, a.epochs)
-        cached.write_text(json.dumps([teacher_probe, random_probe]))
-    print(f"teacher probes {teacher_probe}; random-init encoder {random_probe} ({time.perf_counter() - t0:.0f} s)")
-    results = {op: r for op in a.ops.split(",") if (r := finished_run(op, a, work)) is not None}
-    todo = [op for op in a.ops.split(",") if op not in results]
-    print(f"reused finished runs: {sorted(results) or 'none'}; to train: {todo or 'none'}")
-    bank = load_bank(manifest)
+def fill_cache(teacher, bank, z: Sizes, seed: int, steps: int) -> tuple[dict, dict]:
+    """The teacher's targets + CNN features of the seed's first ``steps`` batches, and what they cost."""
     cache: dict = {}
+    targets = TeacherTargets(teacher, list(z.targets), cache, share_front_end=True)
+    stride = downsample_rate(teacher.config)
     t0, c0 = time.perf_counter(), time.process_time()
-    targets = TeacherTargets(teacher, a.targets, cache, share_front_end=True)
-    n_cached = max([op_steps(op, a) for op in todo], default=0)
-    for step in range(n_cached):  # the same batches every run sees (a pure function of seed and step)
-        targets(step, sample_batch(bank, 8, 32000, 0, step, 320))
-    cost_file = work / "teacher_cost.json"
-    if n_cached:
-        a.teacher_cpu_per_step = (time.process_time() - c0) / n_cached
-        cost_file.write_text(json.dumps({"cpu_seconds_per_step": a.teacher_cpu_per_step}))
-        print(f"teacher targets + CNN features for {n_cached} steps: {time.perf_counter() - t0:.1f} s wall, "
-              f"{a.teacher_cpu_per_step * n_cached:.1f} s cpu (a fixed cost of every run, cached)")
-    else:
-        a.teacher_cpu_per_step = json.loads(cost_file.read_text())["cpu_seconds_per_step"] if cost_file.is_file() else 0.0
-    for op in todo:
-        t1 = time.perf_counter()
-        results[op] = run_op(op, teacher, bank, cache, a, work)
-        last = results[op]["rows"][-1]
-        print(f"{op}: done in {time.perf_counter() - t1:.0f} s (student training {last['train_seconds']:.1f} s wall, "
-              f"{last['cpu_seconds']:.1f} s cpu); probes {results[op]['probe']}")
-    print(f"all runs: {time.perf_counter() - t0:.0f} s")
-    results = {op: results[op] for op in a.ops.split(",")}  # table in --ops order
-    if {"none", "interleaved"} - set(results):
-        print("the report needs the none and interleaved runs; rerun with them in --ops (and --reuse)")
-        return
-    summary = report(results, a, teacher_probe, random_probe)
-    (work / "results.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nresults -> {work / 'results.json'}")
+    for step in range(steps):  # the batches every run sees: a pure function of (seed, step)
+        targets(step, sample_batch(bank, z.batch, z.crop, seed, step, stride))
+    return cache, {"steps": steps, "wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}
+
+
+def record_path(work: Path, seed: int, mode: str) -> Path:
+    return work / "runs" / f"seed{seed}" / mode / "record.json"
+
+
+def run_seed_mode(mode: str, seed: int, teacher, bank, cache: dict, ctx: argparse.Namespace) -> dict:
+    """Cached run, online run and probes of one (seed, mode); reused from ``--work`` with ``--reuse``."""
+    record_file = record_path(ctx.work, seed, mode)
+    folder = record_file.parent
+    if ctx.reuse and record_file.is_file():
+        record = json.loads(record_file.read_text())
+        if record["sizes"] != dataclasses.asdict(ctx.sizes) or record["budget"] != ctx.budget:
+            raise SystemExit(f"{record_file} was made with other sizes or budget; delete {ctx.work / 'runs'} "
+                             "or choose another --work")
+        return record
+    student, cached = train(mode, seed, teacher, bank, cache, ctx.sizes, ctx.budget, folder / "cached")
+    _, online = train(mode, seed, teacher, bank, None, ctx.sizes, ctx.budget, folder / "online")
+    parity = max(abs(a["loss"] - b["loss"]) for a, b in zip(cached["rows"], online["rows"]))
+    t0 = time.perf_counter()
+    probes = probe(student.encoder.eval(), ctx.probes, ctx.sizes, seed)
+    record = {"seed": seed, "mode": mode, "sizes": dataclasses.asdict(ctx.sizes), "budget": ctx.budget,
+              "cached": cached, "online": online, "max_loss_difference_online_vs_cached": parity,
+              "probe": probes, "probe_wall": time.perf_counter() - t0}
+    record_file.write_text(json.dumps(record))
+    last = cached["rows"][-1]
+    print(f"seed {seed} {mode:<12} {len(cached['rows'])} steps: cached {last['cpu_seconds']:.1f} cpu s, online "
+          f"{online['rows'][-1]['cpu_seconds']:.1f} cpu s (|loss diff| {parity:.1e}); "
+          + ", ".join(f"{t} {probes[t]['metric']:.3f}" for t in TASKS))
+    return record
+
+
+# --- the teacher: weighted, layer by layer, random init -------------------------------------------
+
+def probe_teacher(teacher, ctx: argparse.Namespace) -> dict:
+    """Weighted-sum and single-layer probes of the teacher, and a random-init encoder of its shape."""
+    cached = ctx.work / "teacher_probes.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    settings = ProbeSettings(epochs=ctx.sizes.epochs, lr=1e-2, seed=0)
+    out: dict = {"weighted": {}, "layers": {}}
+    for task in TASKS:
+        data, n = task_data(teacher, ctx.probes, task)
+        res = train_head(data, task, n, settings)
+        out["weighted"][task] = {"metric": res[METRIC[task]], "test_items": res["test_items"], "layer_weights": res["layer_weights"]}
+        out["layers"][task] = [{"layer": r["layer"], "metric": r[METRIC[task]], "test_items": r["test_items"]}
+                               for r in probe_each_layer(data, task, n, settings)]
+    torch.manual_seed(0)
+    out["random_init"] = probe(type(teacher)(teacher.config).eval(), ctx.probes, ctx.sizes, 0)
+    cached.write_text(json.dumps(out))
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="student seeds (default: 0 1 2; --quick: 0)")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="modes to run (none is the reference)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one seed, 4 probe items: checks the study runs")
+    ap.add_argument("--work", default="", help="cache folder (default: /tmp/tinywave-sfm-stacking[-quick])")
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/sfm_stacking.json; "
+                                              "the Markdown goes beside it)")
+    ap.add_argument("--budget", choices=("compute", "steps"), default="compute",
+                    help="compute: every run gets the full-depth run's layer-steps (stacked runs take more, cheaper "
+                         "steps); steps: the same number of steps for every run")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: two threads thrash on a shared 2-core box)")
+    ap.add_argument("--reuse", action="store_true", help="keep (seed, mode) runs finished earlier in --work")
+    a = ap.parse_args(argv)
+    if "none" not in a.modes:
+        ap.error("--modes must include none: every time and quality is measured against the full-depth run")
+    a.seeds = a.seeds if a.seeds is not None else ([0] if a.quick else [0, 1, 2])
+    a.sizes = QUICK if a.quick else FULL
+    a.work = Path(a.work or f"/tmp/tinywave-sfm-stacking{'-quick' if a.quick else ''}")
+    a.out = Path(a.out) if a.out else HERE / "results" / "sfm_stacking.json"
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    from conditions import conditions
+    from record import write_results
+
+    ctx = parse_args(argv)
+    transformers.utils.logging.disable_progress_bar()  # no bar per checkpoint written
+    torch.set_num_threads(ctx.threads)
+    sys.stdout.reconfigure(line_buffering=True)
+    t_start, c_start, load_start = time.perf_counter(), cpu_seconds(), os.getloadavg()
+    manifest, ctx.probes, teacher_dir, spent = prepare(ctx.work, ctx.sizes)
+    teacher = freeze(load_encoder(teacher_dir))
+    teacher_probes = probe_teacher(teacher, ctx)
+    bank = load_bank(manifest)
+    records, costs = [], {}
+    for seed in ctx.seeds:  # modes interleaved seed by seed, so a change of load hits every mode alike
+        todo = [m for m in ctx.modes if not (ctx.reuse and record_path(ctx.work, seed, m).is_file())]
+        steps = max([mode_steps(m, ctx.sizes, ctx.budget) for m in todo], default=0)
+        cache, costs[seed] = fill_cache(teacher, bank, ctx.sizes, seed, steps)
+        records += [run_seed_mode(mode, seed, teacher, bank, cache, ctx) for mode in ctx.modes]
+        del cache
+    analysis = analyse(records, teacher_probes, ctx.modes, ctx.seeds, ctx.sizes.window)
+    total = {"wall": time.perf_counter() - t_start, "cpu": cpu_seconds() - c_start}
+    settings = {"quick": ctx.quick, "seeds": ctx.seeds, "modes": ctx.modes, "budget": ctx.budget,
+                "sizes": dataclasses.asdict(ctx.sizes), "work": str(ctx.work),
+                "steps": {m: mode_steps(m, ctx.sizes, ctx.budget) for m in ctx.modes},
+                "probe_items": {t: analysis["probe_items"][t] for t in TASKS}}
+    cond = conditions("fp32", ctx.threads, load_average_at_start=[round(x, 2) for x in load_start])
+    text = markdown(analysis, settings, cond, total)
+    print(text)
+    write_results("sfm_stacking", study_figures(analysis), cond, ctx.out, settings=settings, analysis=analysis,
+                  seconds={"prepare": spent, "teacher_targets_cache": costs, "total": total})
+    ctx.out.with_suffix(".md").write_text(text)
+    print(f"markdown -> {ctx.out.with_suffix('.md')}; whole study {total['wall']:.0f} s wall, {total['cpu']:.0f} s cpu")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
