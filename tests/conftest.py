@@ -12,8 +12,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 # Hypothesis: under CI every run draws the same examples (a failure seen once is seen on every
 # run); elsewhere each run draws a fresh seed, printed at the end so `--hypothesis-seed` repeats it.
-settings.register_profile("derandomize", derandomize=True, print_blob=True)
-settings.register_profile("seeded", print_blob=True)
+# Both are spelled out rather than left to Hypothesis' own CI detection, which depends on its version.
+settings.register_profile("derandomize", settings.get_profile("default"), derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile("seeded", settings.get_profile("default"), print_blob=True)
 
 
 def in_ci() -> bool:
@@ -28,11 +29,12 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    if in_ci():
-        terminalreporter.write_line("hypothesis: profile 'derandomize' (CI is set): the same examples on every run")
+    line = f"hypothesis: profile {settings.get_current_profile_name()!r} (derandomize={settings.default.derandomize})"
+    if settings.default.derandomize:
+        terminalreporter.write_line(line + ": the same examples on every run")
     else:
         seed = config.getoption("hypothesis_seed", None)
-        terminalreporter.write_line(f"hypothesis: seed {seed}; repeat these examples with --hypothesis-seed={seed}")
+        terminalreporter.write_line(line + f", seed {seed}; repeat these examples with --hypothesis-seed={seed}")
 
 
 # the worst outcome of a test over its setup, call and teardown: "passed", "skipped" or "failed"

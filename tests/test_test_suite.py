@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
@@ -29,6 +29,7 @@ def test_project_modules_are_imported_plainly():
 
 
 @pytest.mark.skipif(PROBE not in os.environ, reason="run by test_hypothesis_examples_are_fixed_in_ci_and_repeatable_elsewhere")
+@settings(deadline=None)
 @given(st.integers())
 def test_probe_records_its_examples(x):
     with open(os.environ[PROBE], "a") as f:
@@ -47,9 +48,10 @@ def probe_run(tmp_path, name: str, ci: bool, *args: str) -> tuple[list[int], str
 
 def test_hypothesis_examples_are_fixed_in_ci_and_repeatable_elsewhere(tmp_path):
     first, out = probe_run(tmp_path, "ci1", ci=True)
-    assert "profile 'derandomize' (CI is set)" in out
+    assert "hypothesis: profile 'derandomize' (derandomize=True): the same examples on every run" in out
     assert probe_run(tmp_path, "ci2", ci=True)[0] == first and len(first) > 10
     dev, out = probe_run(tmp_path, "dev", ci=False)
-    seed = re.search(r"hypothesis: seed (\d+); repeat these examples with --hypothesis-seed=\1", out)
+    seed = re.search(r"hypothesis: profile 'seeded' \(derandomize=False\), seed (\d+); repeat these examples with "
+                     r"--hypothesis-seed=\1", out)
     assert seed, out
     assert probe_run(tmp_path, "again", False, f"--hypothesis-seed={seed.group(1)}")[0] == dev
