@@ -19,8 +19,8 @@ step() {
     {
       echo "[setup] FAILED: $what"
       echo "[setup] command: $*"
-      echo "[setup] its output (last 40 lines):"
-      tail -n 40 "$log" | sed 's/^/    /'
+      echo "[setup] its output (last 40 lines, without pip's notes on ignored index locations):"
+      { grep -v 'is ignored' "$log" || true; } | tail -n 40 | sed 's/^/    /'
       echo "[setup] fix the cause above and rerun \`make setup\` (nothing was marked as installed)"
     } >&2
     rm -f "$log"
