@@ -1,10 +1,11 @@
-# The two commands of the README: `make demo` and `make test`. Each does all set-up first.
+# The commands of the README: `make demo`, `make app` and `make test`. Each does all set-up first.
 VENV ?= .venv
 STAMP := $(VENV)/.tinywave-installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
+APP_ARGS ?=
 
-.PHONY: setup demo assets test test-fast bench clean
+.PHONY: setup demo app assets test test-fast bench clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
@@ -14,6 +15,10 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/tinywave demo --out $(DEMO_OUT)
+
+# the local web app on the demo's models (teacher and student side by side); `make demo` first
+app: $(STAMP)
+	$(VENV)/bin/tinywave app --demo $(DEMO_OUT) $(APP_ARGS)
 
 # rebuild the shipped demo teacher (assets/demo) with its provenance: ~1.3 h on 2 cores, resumable
 assets: $(STAMP)

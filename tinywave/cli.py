@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vocoder train": ("tinywave.recipes.vocoder_train", "train the unit HiFi-GAN vocoder on a corpus"),
     "bench latency": ("tinywave.recipes.bench_latency", "time to first token, decode tokens/s, real-time factor"),
     "demo": ("tinywave.recipes.demo", "the whole pipeline on the embedded default, with a report"),
+    "app": ("tinywave.recipes.app", "local web app: teacher and student side by side, speech streamed (default: the demo's)"),
     "demo-assets": ("tinywave.recipes.demo_assets", "pretrain the demo teacher and its tokenizers once, with provenance, to ship"),
     # speech foundation models
     "sfm pretrain": ("tinywave.recipes.sfm_pretrain", "train a small HuBERT-style teacher by masked unit prediction"),
