@@ -4,7 +4,8 @@
 2. Sample a speech-only continuation (temperature 0.8, top-k 25, 150 new tokens; every
    non-speech id is banned, so EOS never ends a sample early).
 3. Vocode prompt + continuation (``vocode(speech_string) -> 16 kHz waveform``).
-4. Transcribe with a local ASR model (Hugging Face Whisper directory).
+4. Transcribe with a recognizer (:mod:`tinywave.eval.asr`: PocketSphinx offline, or a
+   local Whisper / CTC directory).
 5. GenPPL = exp(mean over samples of each transcript's mean token NLL under a local text
    LM); Auto-BLEU-n = mean over transcripts of the share of word n-grams that occur
    elsewhere in the same transcript (0 when there is no n-gram).
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from tinywave.audio.io import SAMPLE_RATE, load_audio
+from tinywave.eval.asr import WhisperRecognizer as Transcriber  # noqa: F401 (GenPPL's recognizer before asr.py)
 from tinywave.eval.cache import SpeechTokenizerLike
 from tinywave.eval.scoring import ScoreRequest, SequenceBuilder, log_likelihoods
+from tinywave.eval.wer import normalize_text  # noqa: F401 (re-exported)
 from tinywave.progress import bar
 from tinywave.text.vocab import VocabLayout
 
@@ -119,12 +121,7 @@ def sample_continuations(model: torch.nn.Module, prompts: Sequence[Sequence[int]
     return out
 
 
-# ---------------------------------------------------------------- ASR, text LM, Auto-BLEU
-
-
-def normalize_text(text: str) -> str:
-    """Lower case, punctuation removed (apostrophes kept), single spaces."""
-    return " ".join(re.findall(r"[\w']+", text.lower()))
+# ---------------------------------------------------------------- text LM, Auto-BLEU
 
 
 def auto_bleu(text: str, n: int = 2) -> float:
@@ -137,30 +134,6 @@ def auto_bleu(text: str, n: int = 2) -> float:
     for g in grams:
         counts[g] = counts.get(g, 0) + 1
     return sum(counts[g] > 1 for g in grams) / len(grams)
-
-
-class Transcriber:
-    """A local Whisper directory (``WhisperForConditionalGeneration`` + ``WhisperProcessor``)."""
-
-    def __init__(self, folder: str | Path, device: str = "cpu", max_new_tokens: int = 128):
-        from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-        folder = Path(folder)
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"ASR directory {folder} has no config.json; pass a local Whisper directory (save_pretrained of model and processor)")
-        self.processor = WhisperProcessor.from_pretrained(str(folder), local_files_only=True)
-        self.model = WhisperForConditionalGeneration.from_pretrained(str(folder), local_files_only=True).to(device).eval()
-        self.max_new_tokens = max_new_tokens
-
-    @torch.inference_mode()
-    def __call__(self, wavs: Sequence[np.ndarray], batch_size: int = 8) -> list[str]:
-        texts: list[str] = []
-        extra = {"language": "en", "task": "transcribe"} if getattr(self.model.generation_config, "is_multilingual", False) else {}
-        for i in range(0, len(wavs), batch_size):
-            feats = self.processor([np.asarray(w, np.float32) for w in wavs[i : i + batch_size]], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-            ids = self.model.generate(feats.to(self.model.device), max_new_tokens=self.max_new_tokens, **extra)
-            texts += self.processor.batch_decode(ids, skip_special_tokens=True)
-        return [normalize_text(t) for t in texts]
 
 
 class TextLM:

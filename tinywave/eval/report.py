@@ -11,7 +11,10 @@
                  "sblimp": {...}, "sblimp/<type>": {...}},
      "counts": {"sSC": 100, ...},                                     # pairs / ids per row
      "perplexity": {"<name>": {"<model>": {"ppl_per_token": ..., "ppl_per_second": ...}}},
-     "generation": {"<model>": {"genppl": ..., "auto_bleu": ...}}}
+     "generation": {"<model>": {"genppl": ..., "auto_bleu": ...}},
+     "resynthesis": {"<model>": {"asr": "pocketsphinx", "units": "deduplicated", "utterances": 20,
+                                 "original": {"wer": ..., "cer": ...}, "vocoders": {"<vocoder>": {"wer", "cer", "wer_delta", ...}},
+                                 "vocoder_dir": ...}}}
 
 A key without ``/`` is a headline score; ``<bench>/<part>`` is a breakdown row.
 """
@@ -71,6 +74,18 @@ def generation_table(generation: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def resynthesis_table(resynthesis: dict[str, dict[str, Any]]) -> str:
+    """Markdown: per model, WER / CER (%) of the original held-out audio and of its resynthesis, and the differences."""
+    lines = ["| model | vocoder | ASR | utterances | WER original | WER resynthesis | ΔWER | CER original | CER resynthesis | ΔCER |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m, r in resynthesis.items():
+        for voc, v in r["vocoders"].items():
+            o = r["original"]
+            lines.append(f"| {m} | {r.get('vocoder_dir', voc)} | {r['asr']} | {r['utterances']} | {_pct(o['wer'])} | {_pct(v['wer'])} | "
+                         f"{100 * v['wer_delta']:+.2f} | {_pct(o['cer'])} | {_pct(v['cer'])} | {100 * v['cer_delta']:+.2f} |")
+    return "\n".join(lines)
+
+
 def markdown(report: dict[str, Any]) -> str:
     models, reference = list(report["models"]), report["reference"]
     results = report["results"]
@@ -86,6 +101,11 @@ def markdown(report: dict[str, Any]) -> str:
                   perplexity_table(report["perplexity"], models, reference)]
     if report.get("generation"):
         parts += ["\n## Continuations\n", generation_table(report["generation"])]
+    if report.get("resynthesis"):
+        units = {r.get("units", "deduplicated") for r in report["resynthesis"].values()}
+        parts += [f"\n## Resynthesis intelligibility\n\nHeld-out speech -> speech tokens ({', '.join(sorted(units))}) -> vocoder -> "
+                  "recognizer; WER / CER in % against the reference texts (lower is better), Δ = resynthesis minus original.\n",
+                  resynthesis_table(report["resynthesis"])]
     return "\n".join(parts) + "\n"
 
 

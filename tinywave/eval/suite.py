@@ -24,12 +24,14 @@ import numpy as np
 import torch
 
 from tinywave.data.token_corpus import load_token_corpus
+from tinywave.eval.asr import Recognizer
 from tinywave.eval.cache import SpeechTokenizerLike, TokenCache, tokenize_clips
 from tinywave.eval.genppl import GenSettings, TextLM, generative_metrics
 from tinywave.eval.layouts import Benchmark, Candidate, Clip, PairItem, load_benchmark
 from tinywave.eval.metrics import summarize
 from tinywave.eval.perplexity import check_tokenizer, normalized_perplexity
 from tinywave.eval.report import write_reports
+from tinywave.eval.resynthesis import Spoken, VocoderLike, resynthesis_wer
 from tinywave.eval.scores import ppl_task, scores_path
 from tinywave.eval.scoring import REDUCE, ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes
 from tinywave.files import atomic_write_text
@@ -61,6 +63,21 @@ class GenerationSetup:
     transcribe: Callable[[Sequence[np.ndarray]], list[str]]
     text_lm: TextLM
     settings: GenSettings = field(default_factory=GenSettings)
+
+
+@dataclass
+class ResynthesisSetup:
+    """Resynthesis WER (:mod:`tinywave.eval.resynthesis`): held-out speech, a recognizer, the vocoder.
+
+    ``vocoder`` is a vocoder directory, or None for each model's ``vocoder/`` folder;
+    ``load_vocoder`` opens one (``tinywave.vocoder.backends.load_vocoder``).
+    """
+
+    utterances: list[Spoken]
+    recognizer: Recognizer
+    load_vocoder: Callable[[Path], VocoderLike]
+    vocoder: Path | None = None
+    deduplicated: bool = True
 
 
 # ---------------------------------------------------------------- scoring modes
@@ -207,7 +224,8 @@ def evaluate_model(name: str, folder: Path, tasks: Sequence[Task], tokenizer: Sp
 
 def evaluate(models: dict[str, Path], benches: dict[str, Path], out: Path, *, reference: str | None = None,
              settings: EvalSettings | None = None, speech_tokenizer: str | Path | SpeechTokenizerLike | None = None,
-             perplexity: dict[str, Path] | None = None, generation: GenerationSetup | None = None) -> dict[str, Any]:
+             perplexity: dict[str, Path] | None = None, generation: GenerationSetup | None = None,
+             resynthesis: ResynthesisSetup | None = None) -> dict[str, Any]:
     """Score every model on every benchmark (and corpus); write reports to ``out``; return the report.
 
     ``speech_tokenizer`` overrides each model's ``speech_tokenizer/`` (a directory, or any
@@ -218,8 +236,8 @@ def evaluate(models: dict[str, Path], benches: dict[str, Path], out: Path, *, re
         raise ValueError(f"score={settings.reduce!r} is not known; choose one of {sorted(REDUCE)}")
     if not models:
         raise ValueError("no model to evaluate; pass --model NAME=DIR (a Hugging Face model folder with speech_tokenizer/)")
-    if not benches and not perplexity and generation is None:
-        raise ValueError("nothing to evaluate; pass --bench NAME=DIR, --ppl NAME=tokens.jsonl or GenPPL settings")
+    if not benches and not perplexity and generation is None and resynthesis is None:
+        raise ValueError("nothing to evaluate; pass --bench NAME=DIR, --ppl NAME=tokens.jsonl, GenPPL or resynthesis settings")
     reference = reference or next(iter(models))
     if reference not in models:
         raise ValueError(f"reference model {reference!r} is not one of the models {list(models)}; pass --reference NAME")
@@ -228,15 +246,35 @@ def evaluate(models: dict[str, Path], benches: dict[str, Path], out: Path, *, re
     corpora = {n: load_token_corpus([p]) for n, p in (perplexity or {}).items()}
     report: dict[str, Any] = {"score": settings.reduce, "append_eos": settings.append_eos, "reference": reference, "models": {},
                               "benches": {t.name: {"kind": t.bench.kind, "dir": str(t.bench.root), "pairs": len(t.bench.items)} for t in tasks},
-                              "results": {}, "counts": {}, "perplexity": {}, "generation": {}}
+                              "results": {}, "counts": {}, "perplexity": {}, "generation": {}, "resynthesis": {}}
     caches: dict[str, TokenCache] = {}
+    heard: dict[tuple[str, str], dict[str, Any]] = {}  # (tokenizer, vocoder) -> resynthesis report, shared by models
     override = load_speech_tokenizer(speech_tokenizer) if isinstance(speech_tokenizer, (str, Path)) else speech_tokenizer
     for name, folder in bar(list(models.items()), desc="models", unit="model"):
         folder = Path(folder)
         tokenizer = override or load_speech_tokenizer(folder)
         cache = caches.setdefault(tokenizer.fingerprint, TokenCache(settings.cache_dir or out / "cache", tokenizer.fingerprint))
         evaluate_model(name, folder, tasks, tokenizer, cache, corpora, generation, settings, out, report)
+        if resynthesis is not None:
+            report["resynthesis"][name] = record_resynthesis(name, folder, tokenizer, resynthesis, heard, out)
     report["models"] = {n: report["models"][n] for n in models}
     paths = write_reports(out, report)
     log.info("results -> %s", ", ".join(str(p) for p in paths.values()))
     return report
+
+
+def record_resynthesis(name: str, folder: Path, tokenizer: Any, setup: ResynthesisSetup, heard: dict[tuple[str, str], dict[str, Any]],
+                       out: Path) -> dict[str, Any]:
+    """Resynthesis WER of one model's tokenizer and vocoder (computed once per pair); transcripts under ``out/scores/``."""
+    vocoder = setup.vocoder or folder / "vocoder"
+    if not vocoder.is_dir():
+        raise FileNotFoundError(f"resynthesis: model {name!r} has no vocoder/ folder ({vocoder}); pass resynthesis.vocoder=DIR "
+                                "(a `tinywave vocoder train` output trained with this model's speech tokenizer)")
+    key = (tokenizer.fingerprint, str(vocoder.resolve()))
+    if key not in heard:
+        voc = {vocoder.name: setup.load_vocoder(vocoder)}
+        heard[key] = resynthesis_wer(setup.utterances, tokenizer, voc, setup.recognizer, setup.deduplicated)
+    result = dict(heard[key])
+    lines = result.pop("transcripts")
+    atomic_write_text(out / "scores" / "resynthesis" / f"{name}.jsonl", "".join(json.dumps(x) + "\n" for x in lines))
+    return {**result, "vocoder_dir": str(vocoder)}

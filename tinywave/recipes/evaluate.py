@@ -11,7 +11,17 @@ sets its layout; any other name has its layout detected from the folder. Writes
 OUT/results.json, OUT/results.md (ratios to the reference model), OUT/results.png,
 per-item scores in OUT/scores/ and the token cache in OUT/cache/.
 GenPPL / Auto-BLEU run when generation.prompts, generation.asr, generation.text_lm and
-generation.vocoder are all given.
+generation.vocoder are all given; ``generation.asr=pocketsphinx`` needs no download
+(``pip install 'tinywave[asr]'``).
+
+Resynthesis intelligibility runs when ``resynthesis.manifest`` names held-out speech
+with reference texts: each model's speech tokenizer tokenizes it, the vocoder
+(``resynthesis.vocoder``, default ``<model>/vocoder``) speaks the units again, and the
+recognizer's WER / CER on the original and on the resynthesis go to the reports:
+
+    tinywave eval --model student=runs/student --out runs/eval \
+        resynthesis.manifest=corpus/heldout.jsonl resynthesis.vocoder=runs/vocoder \
+        resynthesis.asr=pocketsphinx resynthesis.lm_manifest=corpus/manifest.jsonl
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tinywave.config import field
 
@@ -28,7 +39,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class GenerationConfig:
     prompts: str = field("", help="folder of .wav files (searched recursively) whose first seconds prompt continuations")
-    asr: str = field("", help="local ASR directory (Hugging Face Whisper: model + processor)")
+    asr: str = field("", help="recognizer: pocketsphinx (offline, pip install 'tinywave[asr]'), whisper:DIR, ctc:DIR or a "
+                              "local Hugging Face Whisper / CTC directory")
     text_lm: str = field("", help="local causal text LM directory (model + tokenizer)")
     vocoder: str = field("", help="unit vocoder directory (`tinywave vocoder train`)")
     max_files: int = field(100, help="prompt files used (slamkit uses 1000)")
@@ -38,6 +50,18 @@ class GenerationConfig:
     top_k: int = field(25, help="top-k sampling")
     seed: int = field(0, help="sampling seed")
     batch_size: int = field(8, help="prompts sampled together")
+
+
+@dataclass
+class ResynthesisConfig:
+    manifest: str = field("", help="held-out manifest (audio + 'text') to tokenize, vocode and transcribe; '' : no resynthesis WER")
+    vocoder: str = field("", help="unit vocoder directory (default: each model's vocoder/ folder)")
+    asr: str = field("pocketsphinx", help="recognizer: pocketsphinx (offline), pocketsphinx:LM.arpa, whisper:DIR, ctc:DIR or a directory")
+    lm_manifest: str = field("", help="pocketsphinx: a manifest whose texts (e.g. the training corpus) build a domain language "
+                                      "model; '' : its general English model")
+    max_items: int = field(20, help="held-out utterances used (0: all)")
+    units: str = field("deduplicated", help="deduplicated (speech strings, predicted durations: what an LM generates) or raw "
+                                            "(unit frames at the original timing: the vocoder alone)")
 
 
 @dataclass
@@ -57,6 +81,7 @@ class Config:
     device: str = field("cpu", help="cpu or cuda")
     dtype: str = field("float32", help="float32, bfloat16 or float16")
     generation: GenerationConfig = field(default_factory=GenerationConfig, help="GenPPL / Auto-BLEU settings")
+    resynthesis: ResynthesisConfig = field(default_factory=ResynthesisConfig, help="resynthesis WER settings")
 
 
 def parse_named(values: list[str], what: str) -> dict[str, Path]:
@@ -90,7 +115,8 @@ def parse_benches(values: list[str]) -> dict[str, Path]:
 
 def generation_setup(cfg: GenerationConfig, device: str):
     """The GenPPL pieces when all four locations are given; None when none is; else an error."""
-    from tinywave.eval.genppl import GenSettings, TextLM, Transcriber
+    from tinywave.eval.asr import load_recognizer
+    from tinywave.eval.genppl import GenSettings, TextLM
     from tinywave.eval.suite import GenerationSetup
 
     given = {k: getattr(cfg, k) for k in ("prompts", "asr", "text_lm", "vocoder")}
@@ -106,7 +132,41 @@ def generation_setup(cfg: GenerationConfig, device: str):
 
     vocoder = load_vocoder(cfg.vocoder)
     settings = GenSettings(cfg.prompt_seconds, cfg.new_tokens, cfg.temperature, cfg.top_k, cfg.seed, cfg.batch_size, cfg.max_files)
-    return GenerationSetup(prompts, lambda s: vocoder.vocode(s), Transcriber(cfg.asr, device), TextLM(cfg.text_lm, device), settings)
+    return GenerationSetup(prompts, lambda s: vocoder.vocode(s), load_recognizer(cfg.asr, device), TextLM(cfg.text_lm, device), settings)
+
+
+UNITS = {"deduplicated": True, "raw": False}
+
+
+def resynthesis_setup(cfg: ResynthesisConfig, device: str, out: Path):
+    """The resynthesis WER pieces when ``resynthesis.manifest`` is given, else None (a domain model goes to OUT/asr_lm.arpa)."""
+    from tinywave.eval.asr import build_language_model, load_recognizer
+    from tinywave.eval.resynthesis import read_spoken
+    from tinywave.eval.suite import ResynthesisSetup
+    from tinywave.vocoder.backends import load_vocoder
+
+    if not cfg.manifest:
+        return None
+    if cfg.units not in UNITS:
+        raise ValueError(f"resynthesis.units={cfg.units!r} is not known; choose one of {sorted(UNITS)}")
+    utts = read_spoken(cfg.manifest, cfg.max_items)
+    asr = cfg.asr
+    if cfg.lm_manifest:
+        if asr != "pocketsphinx":
+            raise ValueError(f"resynthesis.lm_manifest builds a PocketSphinx language model; set resynthesis.asr=pocketsphinx (not {asr!r})")
+        asr = f"pocketsphinx:{build_language_model(lm_texts(cfg.lm_manifest, utts), out / 'asr_lm.arpa')}"
+    vocoder = Path(cfg.vocoder) if cfg.vocoder else None
+    return ResynthesisSetup(utts, load_recognizer(asr, device), load_vocoder, vocoder, UNITS[cfg.units])
+
+
+def lm_texts(manifest: str, evaluated: list[Any]) -> list[str]:
+    """The texts of a manifest without the evaluated utterances' (by id or text): the recognizer must not be handed them."""
+    from tinywave.data.manifest import read_manifest
+    from tinywave.eval.wer import normalize_text
+
+    items, _ = read_manifest(manifest)
+    ids, texts = {u.id for u in evaluated}, {normalize_text(u.text) for u in evaluated}
+    return [it.text for it in items if it.text and it.id not in ids and normalize_text(it.text) not in texts]
 
 
 def run(cfg: Config) -> int:
@@ -121,7 +181,8 @@ def run(cfg: Config) -> int:
                             Path(cfg.cache) if cfg.cache else None)
     report = evaluate(models, benches, Path(cfg.out), reference=cfg.reference or None, settings=settings,
                       speech_tokenizer=cfg.speech_tokenizer or None, perplexity=ppl,
-                      generation=generation_setup(cfg.generation, cfg.device))
+                      generation=generation_setup(cfg.generation, cfg.device),
+                      resynthesis=resynthesis_setup(cfg.resynthesis, cfg.device, Path(cfg.out)))
     for row, scores in report["results"].items():
         if "/" not in row:
             log.info("%-12s %s", row, "  ".join(f"{m}={100 * v:.2f}" for m, v in scores.items()))
