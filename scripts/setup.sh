@@ -41,6 +41,9 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium  # for the browser tests
 fi
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  apt_install --no-install-recommends ffmpeg  # Gradio encodes `tinywave app`'s streamed audio with it
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   step "creating $VENV" "$PYTHON" -m venv "$VENV"
@@ -55,6 +58,6 @@ step "installing tinywave[dev] and its dependencies from pyproject.toml" "$VENV_
 CHECK_DIR=$(mktemp -d)
 trap 'rm -rf "$CHECK_DIR"' EXIT
 step "checking the installed packages import (from $CHECK_DIR, outside the repository)" \
-  env -C "$CHECK_DIR" "$VENV_PY" -I -c "import torch, transformers, tinywave, tinywave.cli, pytest, pytest_timeout, hypothesis, datasets"
+  env -C "$CHECK_DIR" "$VENV_PY" -I -c "import torch, transformers, tinywave, tinywave.cli, pytest, pytest_timeout, hypothesis, datasets, gradio, gradio_client"
 env -C "$CHECK_DIR" "$VENV_PY" -I -c "import torch, transformers, tinywave
 print('[setup] torch', torch.__version__, '| transformers', transformers.__version__, '| tinywave', tinywave.__path__[0])"
