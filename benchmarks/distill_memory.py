@@ -11,7 +11,8 @@
    attention loss): the whole model on eager attention vs SDPA everywhere except the
    mapped layers (``tinywave_mapped``), and plain SDPA without maps as the floor.
 
-Nothing here is asserted; correctness is covered by the parity tests.
+Nothing here is asserted; correctness is covered by the parity tests. Writes the figures
+and the conditions to ``benchmarks/results/distill_memory.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import torch  # noqa: E402
 
@@ -57,7 +59,7 @@ def _vocab_variant(kind: str, n: int, v: int, d: int, chunk: int, queue) -> None
     queue.put((kind, _peak_mb() - base, time.perf_counter() - t0, float(ce.detach()), float(kl.detach())))
 
 
-def bench_vocab(n: int, v: int, d: int, chunk: int) -> None:
+def bench_vocab(n: int, v: int, d: int, chunk: int) -> list[dict]:
     ctx = mp.get_context("spawn")
     rows = {}
     for kind in ("plain", "chunked"):
@@ -69,8 +71,15 @@ def bench_vocab(n: int, v: int, d: int, chunk: int) -> None:
     print(f"\n1. vocabulary losses, N={n} tokens, V={v}, D={d}, chunk={chunk} (one [N, V] fp32 = {n * v * 4 / 2**20:.0f} MB)")
     for kind, (_, mb, sec, ce, kl) in rows.items():
         print(f"   {kind:8s} peak +{mb:8.1f} MB  {sec:6.2f} s  ce={ce:.5f} kl={kl:.5f}")
-    print(f"   memory ratio plain/chunked = {rows['plain'][1] / max(rows['chunked'][1], 1e-6):.1f}x, "
-          f"time ratio chunked/plain = {rows['chunked'][2] / rows['plain'][2]:.2f}x")
+    memory, seconds = rows["plain"][1] / max(rows["chunked"][1], 1e-6), rows["chunked"][2] / rows["plain"][2]
+    print(f"   memory ratio plain/chunked = {memory:.1f}x, time ratio chunked/plain = {seconds:.2f}x")
+    from record import figure
+
+    shape = f"N={n}, V={v}, D={d}"
+    return [*(figure(f"vocabulary losses {kind}, {shape}: peak memory added", mb, "MB") for kind, (_, mb, _, _, _) in rows.items()),
+            *(figure(f"vocabulary losses {kind}, {shape}: seconds", sec, "s") for kind, (_, _, sec, _, _) in rows.items()),
+            figure(f"vocabulary losses, peak memory plain / chunked ({shape})", memory, "x"),
+            figure(f"vocabulary losses, time chunked / plain ({shape})", seconds, "x")]
 
 
 def _llama(layers: int, width: int, heads: int, impl: str):
@@ -90,7 +99,7 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def bench_attention(batch: int, seq: int, repeats: int) -> None:
+def bench_attention(batch: int, seq: int, repeats: int) -> list[dict]:
     from tinywave.models.attention import capture, use_mapped_attention
 
     ids = torch.randint(0, 1000, (batch, seq))
@@ -122,18 +131,27 @@ def bench_attention(batch: int, seq: int, repeats: int) -> None:
         print(f"   {name:20s} {sec * 1000:8.1f} ms/step")
     print(f"   eager / mapped = {times['eager (all layers)'] / times['mapped (2 of 6)']:.2f}x, "
           f"mapped / sdpa = {times['mapped (2 of 6)'] / times['sdpa (no maps)']:.2f}x")
+    from record import figure
+
+    shape = f"6 x 256, batch {batch} x {seq}"
+    return [*(figure(f"attention maps, {name} ({shape}): forward + backward", sec * 1000, "ms/step") for name, sec in times.items()),
+            figure(f"attention maps, eager / mapped ({shape})", times["eager (all layers)"] / times["mapped (2 of 6)"], "x"),
+            figure(f"attention maps, mapped / sdpa ({shape})", times["mapped (2 of 6)"] / times["sdpa (no maps)"], "x")]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller shapes")
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/distill_memory.json)")
     args = ap.parse_args()
+    from conditions import conditions
+    from record import write_results
+
     if args.quick:
-        bench_vocab(n=1024, v=8192, d=128, chunk=256)
-        bench_attention(batch=2, seq=256, repeats=2)
+        figures = bench_vocab(n=1024, v=8192, d=128, chunk=256) + bench_attention(batch=2, seq=256, repeats=2)
     else:
-        bench_vocab(n=2048, v=32768, d=256, chunk=512)
-        bench_attention(batch=4, seq=512, repeats=3)
+        figures = bench_vocab(n=2048, v=32768, d=256, chunk=512) + bench_attention(batch=4, seq=512, repeats=3)
+    write_results("distill_memory", figures, conditions("fp32", torch.get_num_threads()), args.out, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ itself adds (activations, logits, gradients). Throughput: tokens/s, and model FL
 (PaLM accounting: 6N + 12LDT per trained token, 2N + 4LDT per teacher token) as a fraction
 of this machine's float32 GEMM rate (1024^3) measured in the same process right after its
 steps, so a busy machine slows both alike (model FLOPs utilization).
-Nothing here is asserted; correctness is covered by the parity tests.
+Nothing here is asserted; correctness is covered by the parity tests. Writes the figures,
+their targets and the conditions to ``benchmarks/results/distill_step.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import torch  # noqa: E402
 
@@ -257,6 +259,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="timed steps per variant after the warm-up")
     ap.add_argument("--threads", type=int, default=1, help="torch threads in every measured process")
     ap.add_argument("--batch", type=int, default=0, help="rows per step (default: 2); the last row is 1/4 padding")
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/distill_step.json)")
     args = ap.parse_args()
     shape = QUICK if args.quick else Shape()
     if args.batch:
@@ -281,10 +284,32 @@ def main() -> None:
     saved, share = (t["online_no_attn"] - t["cached"]) / t["online_no_attn"], t["teacher_fwd"] / t["online_no_attn"]
     print(f"   cached step saves {saved:.0%} of the online step; the teacher forward is {share:.0%} of it (target: saved >= share)")
     print(f"   cached / online time = {t['cached'] / t['online_no_attn']:.2f}x, memory {m['cached']:.0f} vs {m['online_no_attn']:.0f} MB")
+    mfu = {}
     for name, flops in (("ours", s_flops + t_flops), ("naive", s_flops + t_flops), ("cached", s_flops)):
         achieved, rate = flops / t[name] / 1e9, r[name][2]
+        mfu[name] = achieved / rate
         print(f"   {name:7s} {tokens / t[name]:8.0f} tokens/s, {achieved:6.1f} model GFLOP/s = {achieved / rate:.0%} of the GEMM rate "
               f"measured in the same process ({rate:.1f} GFLOP/s; MFU)")
+    write(args, shape, t, m, floor, saved, share, mfu, tokens)
+
+
+def write(args: argparse.Namespace, shape: Shape, t: dict, m: dict, floor: float, saved: float, share: float, mfu: dict,
+          tokens: int) -> None:
+    from conditions import conditions
+    from record import figure, write_results
+
+    figures = [figure("naive / ours step time", t["naive"] / t["ours"], "x", (">=", 2.0)),
+               figure("ours / naive peak memory", m["ours"] / max(m["naive"], 1e-9), "x", ("<=", 0.5)),
+               figure("ours / (teacher forward + student CE) step time", t["ours"] / floor, "x", ("<=", 1.15)),
+               figure("cached step: share of the online step saved", saved, "", (">=", round(share, 4)),
+                      "target: the teacher forward's share of the online step"),
+               figure("cached / online step time", t["cached"] / t["online_no_attn"], "x")]
+    figures += [figure(f"{name}: step time", sec * 1000, "ms/step") for name, sec in t.items()]
+    figures += [figure(f"{name}: peak memory added by the step", mb, "MB") for name, mb in m.items()]
+    figures += [figure(f"{name}: tokens per second", tokens / t[name], "tok/s") for name in mfu]
+    figures += [figure(f"{name}: model FLOPs utilisation", u, "") for name, u in mfu.items()]
+    write_results("distill_step", figures, conditions("fp32", args.threads), args.out, quick=args.quick,
+                  shape=dataclasses.asdict(shape), repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
 4. Output lines: ``JsonlAppender`` with an fsync per write (what tokenize does per record)
    against the same appender without fsync.
 
-Figures are medians of ``--repeats`` runs; on a shared machine expect noise of +-20%.
+Figures are medians of ``--repeats`` runs; on a shared machine expect noise of +-20%. Writes
+the figures and the conditions to ``benchmarks/results/reliability.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -18,16 +19,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from tinywave.distill.checkpoint import save_checkpoint
-from tinywave.files import JsonlAppender
-from tinywave.safeload import UnsafeFileError, load_torch
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from tinywave.distill.checkpoint import save_checkpoint  # noqa: E402
+from tinywave.files import JsonlAppender  # noqa: E402
+from tinywave.safeload import UnsafeFileError, load_torch  # noqa: E402
+
+LINE_BUDGET_US = 10 / 200 * 1e6  # one tokenized ~10 s utterance at 200x real time
 
 
 class Payload:
@@ -104,6 +111,7 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=20.0, help="checkpoint size (weights + optimizer), MB")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--lines", type=int, default=2000)
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/reliability.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="tw-bench-rel-") as tmp:
@@ -116,7 +124,19 @@ def main() -> None:
               f"refusing a poisoned file {refuse * 1e3:.1f} ms")
         synced, unsynced = bench_lines(root, args.lines, args.repeats)
         print(f"output line: fsync per write {synced * 1e6:.0f} us, no fsync {unsynced * 1e6:.0f} us, ratio {synced / unsynced:.1f}x "
-              f"(per tokenized utterance of ~10 s audio at 200x real time the budget is {10 / 200 * 1e6:.0f} us)")
+              f"(per tokenized utterance of ~10 s audio at 200x real time the budget is {LINE_BUDGET_US:.0f} us)")
+    from conditions import conditions
+    from record import figure, write_results
+
+    figures = [figure(f"checkpoint save ({args.mb:.0f} MB), atomic + fsync", atomic * 1e3, "ms"),
+               figure(f"checkpoint save ({args.mb:.0f} MB), plain", plain * 1e3, "ms"),
+               figure("checkpoint save, atomic / plain", atomic / plain, "x"),
+               figure("optimizer load, weights-only", safe * 1e3, "ms"), figure("optimizer load, full unpickling", full * 1e3, "ms"),
+               figure("optimizer load, weights-only / full", safe / full, "x"), figure("refusing a poisoned file", refuse * 1e3, "ms"),
+               figure("output line with fsync", synced * 1e6, "us", ("<=", LINE_BUDGET_US),
+                      "budget: one tokenized ~10 s utterance at 200x real time"),
+               figure("output line without fsync", unsynced * 1e6, "us"), figure("output line, fsync / none", synced / unsynced, "x")]
+    write_results("reliability", figures, conditions("n/a (file I/O)", 1), args.out, mb=args.mb, repeats=args.repeats, lines=args.lines)
 
 
 if __name__ == "__main__":

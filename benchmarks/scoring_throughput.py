@@ -1,24 +1,32 @@
 """Batched vs one-at-a-time likelihood scoring throughput (run by hand, prints ratios).
 
     .venv/bin/python benchmarks/scoring_throughput.py [--sequences 100] [--layers 4] [--width 256]
-        [--batch-tokens 2048 8192] [--threads N] [--repeats 3]
+        [--batch-tokens 2048 8192] [--threads N] [--repeats 3] [--out results.json]
 
 A random LlamaForCausalLM with the SpiritLM-style speech vocabulary scores random speech
 sequences of 150-300 tokens both ways in the same run (interleaved, best of --repeats);
-the LLs of the two paths are compared too. Target: batched >= 3x one-at-a-time.
+the LLs of the two paths are compared too. Target: batched >= 3x one-at-a-time. Writes the
+figures and the conditions to ``benchmarks/results/scoring_throughput.json`` (or ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
+from pathlib import Path
 
-import torch
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tinywave.eval.scoring import SequenceBuilder, log_likelihoods
-from tinywave.text.vocab import train_bpe_tokenizer
+from tinywave.eval.scoring import SequenceBuilder, log_likelihoods  # noqa: E402
+from tinywave.text.vocab import train_bpe_tokenizer  # noqa: E402
+
+TARGET = 3.0  # batched / one-at-a-time
 
 
 def build(layers: int, width: int, seed: int):
@@ -51,7 +59,11 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, nargs="+", default=[2048, 8192])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/scoring_throughput.json)")
     args = ap.parse_args()
+    from conditions import conditions
+    from record import figure, write_results
+
     if args.threads:
         torch.set_num_threads(args.threads)
     tok, layout, model = build(args.layers, args.width, seed=0)
@@ -67,11 +79,18 @@ def main() -> None:
             best[budget] = min(best.get(budget, float("inf")), seconds)
             results[budget] = lls
     single = best[0]
+    figures = []
     print(f"{'path':>24} {'seconds':>8} {'seq/s':>8} {'speedup':>8} {'max |dLL|':>10}")
     for budget, seconds in best.items():
         name = "one at a time" if budget == 0 else f"batched {budget} tokens"
         diff = max(abs(a - b) for a, b in zip(results[budget], results[0]))
         print(f"{name:>24} {seconds:8.2f} {len(reqs) / seconds:8.1f} {single / seconds:7.2f}x {diff:10.2e}")
+        figures.append(figure(f"{name}: sequences per second", len(reqs) / seconds, "seq/s"))
+        if budget:
+            figures += [figure(f"{name} / one at a time", single / seconds, "x", (">=", TARGET)),
+                        figure(f"{name}: max |LL difference| from one at a time", diff, "nats")]
+    write_results("scoring_throughput", figures, conditions("fp32", torch.get_num_threads()), args.out,
+                  model={"layers": args.layers, "width": args.width}, sequences=len(reqs), tokens=tokens, repeats=args.repeats)
 
 
 if __name__ == "__main__":

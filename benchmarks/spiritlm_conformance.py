@@ -12,7 +12,8 @@ time). With the real files, ``hubert`` must be 228/228 and the base string ident
 ``pitch`` agrees only as far as our F0 tracker agrees with FCPE (exact only when
 torchfcpe is importable); ``style`` must be 10/10. Exit status 0 when the base stream
 is conformant. ``--tiny`` uses a random fixture release (no agreement expected): it
-shows the command runs end to end.
+shows the command runs end to end. Writes the figures and the conditions to
+``benchmarks/results/spiritlm_conformance.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from tinywave.audio.io import load_audio  # noqa: E402
 from tinywave.speech.tokenizer import SpeechTokenizer  # noqa: E402
@@ -63,7 +64,10 @@ def main() -> int:
     parser.add_argument("--vectors", default=str(DEFAULT_VECTORS), help="the test vectors JSON")
     parser.add_argument("--kinds", default="spiritlm-base,spiritlm-expressive", help="tokenizers to check")
     parser.add_argument("--tiny", action="store_true", help="use a tiny random release instead (pipeline check only)")
+    parser.add_argument("--out", default="", help="results JSON (default: benchmarks/results/spiritlm_conformance.json)")
     args = parser.parse_args()
+    from conditions import conditions
+    from record import figure, write_results
 
     wav = _audio(parser, args.audio, args.tiny)
     vectors = load_vectors(args.vectors)
@@ -72,7 +76,8 @@ def main() -> int:
         from tinywave.spiritlm.fixtures import make_release
 
         root = str(make_release(tempfile.mkdtemp(prefix="spiritlm_tiny_"), vocoders=False))
-    base_ok = True
+    base_ok, figures = True, []
+    must_match = {"spiritlm-base": ("hubert",), "spiritlm-expressive": ("hubert", "style")}  # pitch: as far as F0 agrees
     for kind in args.kinds.split(","):
         t0 = time.perf_counter()
         tok = SpeechTokenizer.load(f"{kind}:{root}")
@@ -82,8 +87,17 @@ def main() -> int:
         speed = 2 * len(wav) / 16000 / (t2 - t1)  # compare() tokenizes twice (units, then the string)
         print(f"\n{kind} (fingerprint {tok.fingerprint}): load {t1 - t0:.1f} s, tokenize {speed:.1f}x real time")
         print("\n".join("  " + line for line in report.lines()))
+        for st in report.streams:
+            target = ("==", 1.0) if st.stream in must_match.get(kind, ()) and not args.tiny else None
+            figures.append(figure(f"{kind}: {st.stream} frames equal to the vectors", st.equal / max(st.expected, 1), "",
+                                  target, f"{st.equal}/{st.expected}" + ("; tiny random release" if args.tiny else "")))
+        string_target = ("==", True) if kind == "spiritlm-base" and not args.tiny else None
+        figures += [figure(f"{kind}: {report.string_kind} string identical", report.string_equal, "", string_target),
+                    figure(f"{kind}: tokenizing speed", speed, "x real time")]
         if kind == "spiritlm-base":
             base_ok = report.exact
+    write_results("spiritlm_conformance", figures, conditions("fp32", None), args.out, tiny=args.tiny,
+                  kinds=args.kinds.split(","), audio=args.audio or "seeded noise")
     return 0 if base_ok else 1
 
 

@@ -1,6 +1,6 @@
 """Synthesis throughput of the embedded corpus: seconds of audio per wall-clock second.
 
-    .venv/bin/python benchmarks/synth_throughput.py [--stories 60] [--workers 2]
+    .venv/bin/python benchmarks/synth_throughput.py [--stories 60] [--workers 2] [--out results.json]
 
 Measured side by side in one run, on the same stories:
   1. the full corpus pipeline (`run_jobs`: forked espeak children, 22.05 -> 16 kHz,
@@ -9,7 +9,8 @@ Measured side by side in one run, on the same stories:
   3. espeak-ng alone in one process (no fork, no resampling, no files): the ceiling.
 Prints each figure and the ratios, and the CPU seconds spent (this process and all
 its children): on a shared machine the wall-clock figures scale with the CPU share
-you actually get, while audio per CPU second does not.
+you actually get, while audio per CPU second does not. Writes the figures and the
+conditions to ``benchmarks/results/synth_throughput.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
+TARGET = 300.0  # seconds of audio per wall second with 2 workers
 
 from tinywave.corpus import espeak  # noqa: E402
 from tinywave.corpus.synth import run_jobs  # noqa: E402
@@ -62,6 +65,7 @@ def main() -> None:
     ap.add_argument("--stories", type=int, default=60)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/synth_throughput.json)")
     args = ap.parse_args()
     plan = plan_corpus(args.seed, args.stories, DEFAULT_TRAINING_VOICES)
     print(f"{args.stories} stories, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the run")
@@ -78,8 +82,26 @@ def main() -> None:
     names = list(rows)
     print(f"parallel speed-up ({names[0]} / {names[1]}): {speed[names[0]] / speed[names[1]]:.2f}x")
     print(f"pipeline overhead ({names[2]} / {names[1]}): {speed[names[2]] / speed[names[1]]:.2f}x")
-    print(f"target >= 300 s audio / s with 2 workers: {'met' if speed[names[0]] >= 300 else 'NOT met'} "
+    print(f"target >= {TARGET:.0f} s audio / s with 2 workers: {'met' if speed[names[0]] >= TARGET else 'NOT met'} "
           f"(load average now {os.getloadavg()[0]:.1f})")
+    write(args, rows, speed)
+
+
+def write(args: argparse.Namespace, rows: dict[str, tuple[float, float, float]], speed: dict[str, float]) -> None:
+    from conditions import conditions
+    from record import figure, write_results
+
+    names = list(rows)
+    figures = []
+    for name, (audio, wall, cpu) in rows.items():
+        target = (">=", TARGET) if name == names[0] and args.workers == 2 else None
+        figures += [figure(f"{name}: audio per wall second", speed[name], "x real time", target),
+                    figure(f"{name}: audio per CPU second", audio / cpu, "x real time")]
+    figures += [figure(f"parallel speed-up ({names[0]} / {names[1]})", speed[names[0]] / speed[names[1]], "x"),
+                figure(f"pipeline overhead ({names[2]} / {names[1]})", speed[names[2]] / speed[names[1]], "x")]
+    write_results("synth_throughput", figures, conditions("n/a (espeak-ng synthesis, no torch model)", args.workers),
+                  args.out, stories=args.stories, seed=args.seed,
+                  rows={k: {"audio_seconds": a, "wall_seconds": w, "cpu_seconds": c} for k, (a, w, c) in rows.items()})
 
 
 if __name__ == "__main__":

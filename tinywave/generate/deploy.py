@@ -1,15 +1,13 @@
 """CPU deployment: load a model directory in fp32 or bf16, optionally int8-quantize its linears.
 
-Dynamic int8 quantization (weights int8, activations quantized on the fly) replaces every
-``nn.Linear`` with ``torch.ao.nn.quantized.dynamic.Linear``. ``torch.ao.quantization`` is
-deprecated in favour of torchao, which is not a dependency here; the call is kept behind
-:func:`quantize_int8` so one place changes when it goes away.
+int8 is weight-only: every ``nn.Linear`` becomes a :class:`tinywave.generate.int8.Int8Linear`
+(int8 weights with one scale per output channel, activations kept in fp32), a quarter of
+the linear layers' fp32 bytes, on torch alone.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import torch
@@ -26,14 +24,12 @@ def check_dtype(dtype: str) -> torch.dtype:
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of all ``nn.Linear`` layers (fp32 models only)."""
-    if next(model.parameters()).dtype != torch.float32:
-        raise ValueError("int8 dynamic quantization needs an fp32 model; use dtype=fp32 with int8")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the deprecation notice of torch.ao.quantization
-        from torch.ao.quantization import quantize_dynamic
+    """Weight-only int8 quantization of all ``nn.Linear`` layers, in place (fp32 models only)."""
+    from tinywave.generate.int8 import quantize_linears
 
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    if next(model.parameters()).dtype != torch.float32:
+        raise ValueError("int8 weight-only quantization needs an fp32 model; use dtype=fp32 with int8")
+    return quantize_linears(model)
 
 
 def prepare(model: torch.nn.Module, dtype: str = "fp32", int8: bool = False) -> torch.nn.Module:
