@@ -7,7 +7,8 @@ Builds the target-domain sSC / tSC benchmarks again with a different ``--items``
 demo's own and the rest are pairs the demo never scored), scores the demo's exported
 models on them, and reports each model's accuracy with a 95% bootstrap interval on the
 *fresh* pairs only, next to the demo's figures on its own pairs. Writes
-``benchmarks/results/demo_fresh_pairs.{json,md}`` with the conditions.
+``benchmarks/results/demo_fresh_pairs.{json,md}`` (or ``--out`` and the Markdown beside it)
+with the conditions.
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-RESULTS = Path(__file__).resolve().parent / "results"
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 
 def main() -> int:
@@ -32,11 +31,14 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=800, help="pairs per benchmark to build (more than the demo's)")
     parser.add_argument("--models", nargs="+", default=["teacher", "student-s0", "baseline_pruned_ce-s0", "baseline_random_ce-s0"])
     parser.add_argument("--cross-modal", action="store_true", help="also score t2s / s2t (slower)")
+    parser.add_argument("--out", default="", help="results JSON (default: benchmarks/results/demo_fresh_pairs.json)")
     args = parser.parse_args()
 
     import numpy as np
     import torch
 
+    from conditions import conditions
+    from record import figure, write_results
     from tinywave.demo.stages import call
     from tinywave.eval.stats import bootstrap_mean_ci
 
@@ -62,20 +64,20 @@ def main() -> int:
             table.setdefault(task, {})[name] = {
                 "fresh_pairs": int(len(fresh)), "fresh": float(fresh.mean()), "fresh_ci": [float(v) for v in bootstrap_mean_ci(fresh)],
                 "demo_pairs_mean_over_seeds": report["benchmarks"].get(task, {}).get(demo_name)}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    out = {"demo": str(demo), "items": args.items, "table": table, "wall_seconds": round(time.monotonic() - t0, 1),
-           "conditions": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                          "precision": "fp32 scoring", "torch": torch.__version__, "commit": commit}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "demo_fresh_pairs.json").write_text(json.dumps(out, indent=1))
-    lines = [f"# The demo's models on fresh benchmark pairs (--items {args.items}; {out['conditions']})", "",
+    cond = conditions("fp32 scoring", torch.get_num_threads())
+    figures = [figure(f"{task} {name}: accuracy on fresh pairs", r["fresh"], "", None,
+                      f"95% CI [{r['fresh_ci'][0]:.3f}, {r['fresh_ci'][1]:.3f}], {r['fresh_pairs']} pairs")
+               for task, rows in table.items() for name, r in rows.items()]
+    path = write_results("demo_fresh_pairs", figures, cond, args.out, demo=str(demo), items=args.items, table=table,
+                         wall_seconds=round(time.monotonic() - t0, 1))
+    lines = [f"# The demo's models on fresh benchmark pairs (--items {args.items}; {cond})", "",
              "| benchmark | model | fresh pairs | accuracy on fresh pairs [95% CI] | demo's figure (its own pairs) |", "|---|---|---|---|---|"]
     for task, rows in table.items():
         for name, r in rows.items():
             d = r["demo_pairs_mean_over_seeds"]
             lines.append(f"| {task} | {name} | {r['fresh_pairs']} | {r['fresh']:.3f} [{r['fresh_ci'][0]:.3f}, {r['fresh_ci'][1]:.3f}] | "
                          + (f"{d:.3f}" if d is not None else "-") + " |")
-    (RESULTS / "demo_fresh_pairs.md").write_text("\n".join(lines) + "\n")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

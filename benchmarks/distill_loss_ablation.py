@@ -10,8 +10,8 @@ Each variant trains the demo's student (same layers, steps, batch, schedule, pre
 the demo's config unless overridden) for each seed with `tinywave distill`, all variants
 are scored together on the same pairs (speech-only and cross-modal sSC / tSC, held-out
 perplexity), and each variant is compared with CE-only by a paired bootstrap pooled over
-seeds. Writes ``benchmarks/results/distill_loss_ablation.{json,md}`` with the conditions
-(CPU, threads, precision, torch, commit).
+seeds. Writes ``benchmarks/results/distill_loss_ablation.{json,md}`` (or ``--out`` and the
+Markdown beside it) with the conditions (benchmarks/conditions.py).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 NONE = {"kl_weight": 0.0, "hidden_weight": 0.0, "attn_weight": 0.0}
 VARIANTS: dict[str, dict] = {
@@ -37,16 +36,6 @@ VARIANTS: dict[str, dict] = {
     "kl_a1": {"kl_weight": 1.0, "temperature": 2.0, "hidden_weight": 0.0, "attn_weight": 1.0, "hidden_kind": "cosine"},
     "kl_h1_a1": {"kl_weight": 1.0, "temperature": 2.0, "hidden_weight": 1.0, "attn_weight": 1.0, "hidden_kind": "cosine"},
 }
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def conditions(precision: str) -> dict:
-    import torch
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "precision": precision, "torch": torch.__version__, "commit": commit}
 
 
 def train_variant(demo: Path, work: Path, name: str, seed: int, steps: int, cfg: dict, precision: str) -> Path:
@@ -70,9 +59,14 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=0, help="student steps (0: the demo's)")
+    parser.add_argument("--out", default="", help="results JSON (default: benchmarks/results/distill_loss_ablation.json)")
     args = parser.parse_args()
 
     import numpy as np
+    import torch
+
+    from conditions import conditions
+    from record import figure, write_results
 
     from tinywave.demo.precision import choose_precision
     from tinywave.demo.stages import call
@@ -116,11 +110,14 @@ def main() -> int:
             row["p_vs_ce"] = float(paired_ppl_p(nll, tok, *nll_ce))
         table.setdefault("ppl", {})[name] = row
     out = {"variants": {n: VARIANTS[n] for n in args.variants}, "seeds": args.seeds, "steps": steps, "demo": str(demo),
-           "student": cfg["student"], "table": table, "train_seconds": seconds, "wall_seconds": round(time.monotonic() - t0, 1),
-           "conditions": conditions(precision.name)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "distill_loss_ablation.json").write_text(json.dumps(out, indent=1))
-    lines = [f"# Distillation loss ablation ({len(args.seeds)} seeds, {steps} steps; {out['conditions']})", "",
+           "student": cfg["student"], "table": table, "train_seconds": seconds, "wall_seconds": round(time.monotonic() - t0, 1)}
+    cond = conditions(precision.name, torch.get_num_threads())
+    figures = [figure(f"{bench} {name}", r["mean"], "ppl" if bench == "ppl" else "accuracy", None,
+                      (f"95% CI [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if "ci" in r else "")
+                      + (f", p vs CE {r['p_vs_ce']:.3f}" if "p_vs_ce" in r else ""))
+               for bench, rows in table.items() for name, r in rows.items()]
+    path = write_results("distill_loss_ablation", figures, cond, args.out, **out)
+    lines = [f"# Distillation loss ablation ({len(args.seeds)} seeds, {steps} steps; {cond})", "",
              "| variant | " + " | ".join(benches) + " | held-out ppl |", "|---" * (len(benches) + 2) + "|"]
     for name in args.variants:
         cells = []
@@ -132,7 +129,7 @@ def main() -> int:
         cells.append(f"{r['mean']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" + (f" p={r['p_vs_ce']:.3f}" if "p_vs_ce" in r else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| teacher | " + " | ".join(f"{table[b]['teacher']['mean']:.3f}" for b in benches) + " | |")
-    (RESULTS / "distill_loss_ablation.md").write_text("\n".join(lines) + "\n")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
