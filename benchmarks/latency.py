@@ -11,20 +11,24 @@ tokenizer, and optionally a small unit HiFi-GAN in ``<model>/vocoder`` so the re
 factor includes vocoding. Then runs ``tinywave bench latency`` on both: time to first
 token, decode tokens/s, RTF, at batch 1 and 8, in fp32 / bf16 / dynamic int8, plus the
 quality of bf16 and int8 against fp32. Target: student/teacher decode tokens/s >=
-0.9 x (teacher layers / student layers) at batch 1. Nothing is asserted.
+0.9 x (teacher layers / student layers) at batch 1. Nothing is asserted. Writes the
+figures, the full report of ``tinywave bench latency`` and the conditions to
+``benchmarks/results/latency.json`` (or ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import torch  # noqa: E402
 
@@ -77,7 +81,7 @@ def main() -> None:
     ap.add_argument("--no-vocoder", action="store_true", help="RTF of the LM alone (25 [Hu] tokens = 1 s)")
     ap.add_argument("--precision", action="append", choices=["fp32", "bf16", "int8"], help="repeatable (default: all three)")
     ap.add_argument("--quick", action="store_true", help="width 512, fp32 and int8 only, 24 tokens")
-    ap.add_argument("--out", default="", help="also write the JSON report here")
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/latency.json)")
     args = ap.parse_args()
     if args.quick:
         args.hidden, args.new_tokens, args.repeats = 512, 24, 2
@@ -90,9 +94,31 @@ def main() -> None:
         precisions = args.precision or (["fp32", "int8"] if args.quick else [])
         argv += [a for p in precisions for a in ("--precision", p)]
         argv += [f"threads={args.threads}"] if args.threads else []
-        argv += ["--out", args.out] if args.out else []
+        argv += ["--out", str(Path(tmp) / "report.json")]
         argv += ["vocoder=none"] if args.no_vocoder else []
-        sys.exit(cli(argv))
+        code = cli(argv)
+        if code == 0:
+            write(args, json.loads((Path(tmp) / "report.json").read_text()))
+        sys.exit(code)
+
+
+def write(args: argparse.Namespace, report: dict) -> None:
+    """The ratios against their targets and every row's decode speed and RTF, with the conditions."""
+    from conditions import conditions
+    from record import figure, write_results
+
+    figures = [figure(f"student / teacher decode tokens/s, {r['precision']}, batch {r['batch']}", r["decode_ratio"], "x",
+                      (">=", r["target"]) if r["batch"] == 1 else None, "target 0.9 x layer ratio at batch 1")
+               for r in report.get("ratios", [])]
+    for r in report["results"]:
+        name = f"{r['model']} ({r['layers']} layers), {r['precision']}, batch {r['batch']}"
+        figures += [figure(f"{name}: decode tokens/s per sequence", r["decode_tok_s"], "tok/s"),
+                    figure(f"{name}: time to first token", r["ttft_s"], "s"),
+                    figure(f"{name}: real-time factor", r["rtf"], "x real time")]
+    precisions = ", ".join(sorted({r["precision"] for r in report["results"]}))
+    write_results("latency", figures, conditions(f"{precisions} (one row each)", report["threads"]), args.out,
+                  quick=args.quick, shape={"hidden": args.hidden, "teacher_layers": args.teacher_layers,
+                                           "student_layers": args.student_layers, "vocoder": not args.no_vocoder}, report=report)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Built-in speech tokenizer throughput: seconds of audio per wall second.
 
-    .venv/bin/python benchmarks/tokenizer_throughput.py [--seconds 600] [--workers 2]
+    .venv/bin/python benchmarks/tokenizer_throughput.py [--seconds 600] [--workers 2] [--out results.json]
 
 Synthesizes espeak-ng speech (22.05 kHz, so resampling is included), fits two
 tokenizers (units only; units + pitch + style) and runs the real `tokenize` job on the
 same corpus with each, side by side, printing real-time factors and the ratios to the
 targets (units >= 200x, with pitch and style >= 50x, 2 workers). Then a one-process
-breakdown of where the time goes, and F0 extractors compared on the same audio.
+breakdown of where the time goes, and F0 extractors compared on the same audio. Writes
+the figures and the conditions to ``benchmarks/results/tokenizer_throughput.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import os
 import random
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 WORDS = ("the a tom anna went found saw gave small red old happy park river garden ball dog cat tree house "
          "morning quickly under over near because then later every little bright green") .split()
@@ -126,7 +130,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=600.0, help="seconds of espeak speech to synthesize")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dir", default="", help="work folder (default: a temporary one)")
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/tokenizer_throughput.json)")
     args = ap.parse_args()
+    from conditions import conditions
+    from record import figure, write_results
+
+    figures = []
     logging.basicConfig(level=logging.WARNING)
     root = Path(args.dir or tempfile.mkdtemp(prefix="tw_bench_"))
     dt, manifest = timed(synthesize, root / "corpus", args.seconds)
@@ -139,6 +148,8 @@ def main() -> None:
     for name, tok in (("units", root / "tok_units"), ("units+pitch+style", root / "tok_full")):
         audio, wall, cpu = job(manifest, tok, root / f"tokens_{name}.jsonl", args.workers)
         rtf, per_cpu = audio / wall, audio / cpu
+        figures += [figure(f"tokenize job, {name}, {args.workers} workers", rtf, "x real time", (">=", TARGETS[name])),
+                    figure(f"tokenize job, {name}, per CPU second", per_cpu, "x real time")]
         print(f"  {name:18s} {audio:7.1f} s audio in {wall:6.2f} s = {rtf:6.0f}x real time; "
               f"target {TARGETS[name]:.0f}x -> ratio {rtf / TARGETS[name]:.2f} ({'met' if rtf >= TARGETS[name] else 'MISSED'})")
         print(f"  {'':18s} {cpu:6.2f} CPU-s = {per_cpu:6.0f}x real time per CPU-second; "
@@ -146,9 +157,13 @@ def main() -> None:
     print("\none process, real-time factor of each step (x real time):")
     for k, v in breakdown(manifest, root / "tok_full").items():
         print(f"  {k:16s} {v:8.0f}x")
+        figures.append(figure(f"one process, step {k}", v, "x real time"))
     print("\nF0 extractors on the same speech (one process, x real time):")
     for k, v in f0_methods(manifest).items():
         print(f"  {k:28s} {v:8.1f}x")
+        figures.append(figure(f"F0 extractor {k}", v, "x real time"))
+    write_results("tokenizer_throughput", figures, conditions("float32 numpy features (no torch model)", args.workers),
+                  args.out, seconds_of_audio=args.seconds, fit_seconds=fit)
 
 
 if __name__ == "__main__":
