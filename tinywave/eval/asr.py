@@ -3,6 +3,7 @@
     asr = load_recognizer("pocketsphinx")            # offline default: `pip install 'tinywave[asr]'`
     asr = load_recognizer("pocketsphinx:lm.arpa")    # ... with a domain language model
     asr = load_recognizer("whisper:runs/whisper")    # a local Hugging Face Whisper directory
+    asr = load_recognizer("openai/whisper-small")    # a hub id already in the local HF cache (never downloaded)
     asr = load_recognizer("ctc:runs/wav2vec2")       # a local Hugging Face CTC directory (wav2vec 2.0, HuBERT)
     asr = load_recognizer("runs/whisper")            # a directory: the kind is read from its config.json
     texts = asr([wav1, wav2])                        # lower case, no punctuation (``normalize_text``)
@@ -85,9 +86,12 @@ class PocketSphinxRecognizer:
 
 
 def _hf_folder(folder: str | Path | None, kind: str) -> Path:
+    """A local directory, or a hub id (``openai/whisper-small``) already in the local HF cache (``tinywave.models.hub``)."""
+    from tinywave.models.hub import resolve_model_dir
+
     if not folder:
         raise ValueError(f"asr={kind} needs a local model directory: write asr={kind}:DIR")
-    folder = Path(folder)
+    folder = resolve_model_dir(folder, f"ASR model (asr={kind})")
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"ASR directory {folder} has no config.json; pass a local Hugging Face {kind} directory "
                                 "(save_pretrained of the model and its processor)")
@@ -162,13 +166,16 @@ def detect_hf_kind(folder: Path) -> str:
 
 
 def load_recognizer(spec: str, device: str = "cpu") -> Recognizer:
-    """A recognizer from ``name``, ``name:ARG`` (see ``ASR_BACKENDS``) or a model directory."""
+    """A recognizer from ``name``, ``name:ARG`` (see ``ASR_BACKENDS``), a model directory or a cached hub id."""
+    from tinywave.models.hub import local_path
+
     name, sep, arg = spec.partition(":")
     if name in ASR_BACKENDS:
         return ASR_BACKENDS[name](arg if sep else None, device)
-    if Path(spec).is_dir():
-        kind = detect_hf_kind(Path(spec))
-        return ASR_BACKENDS[kind](spec, device)
+    folder = local_path(spec)  # a directory, or the cached snapshot of a hub id
+    if folder.is_dir():
+        kind = detect_hf_kind(folder)
+        return ASR_BACKENDS[kind](str(folder), device)
     raise ValueError(f"asr={spec!r} is neither a recognizer ({', '.join(sorted(ASR_BACKENDS))}) nor a directory; "
                      f"write asr=pocketsphinx (offline: {INSTALL_HINT}) or asr=whisper:DIR")
 

@@ -142,7 +142,9 @@ class TextLM:
     def __init__(self, folder: str | Path, device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        folder = Path(folder)
+        from tinywave.models.hub import resolve_model_dir
+
+        folder = resolve_model_dir(folder, "text LM")  # a directory, or a hub id in the local HF cache
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"text LM directory {folder} has no config.json; pass a local causal LM directory")
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

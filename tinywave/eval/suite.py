@@ -35,6 +35,7 @@ from tinywave.eval.resynthesis import Spoken, VocoderLike, resynthesis_wer
 from tinywave.eval.scores import ppl_task, scores_path
 from tinywave.eval.scoring import REDUCE, ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes
 from tinywave.files import atomic_write_text
+from tinywave.models.hub import resolve_model_dir
 from tinywave.progress import bar
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def evaluate(models: dict[str, Path], benches: dict[str, Path], out: Path, *, re
     heard: dict[tuple[str, str], dict[str, Any]] = {}  # (tokenizer, vocoder) -> resynthesis report, shared by models
     override = load_speech_tokenizer(speech_tokenizer) if isinstance(speech_tokenizer, (str, Path)) else speech_tokenizer
     for name, folder in bar(list(models.items()), desc="models", unit="model"):
-        folder = Path(folder)
+        folder = resolve_model_dir(folder)  # a directory, or a hub id in the local HF cache
         tokenizer = override or load_speech_tokenizer(folder)
         cache = caches.setdefault(tokenizer.fingerprint, TokenCache(settings.cache_dir or out / "cache", tokenizer.fingerprint))
         evaluate_model(name, folder, tasks, tokenizer, cache, corpora, generation, settings, out, report)

@@ -39,10 +39,12 @@ def prepare(model: torch.nn.Module, dtype: str = "fp32", int8: bool = False) -> 
 
 
 def load_causal_lm(path: str | Path, dtype: str = "fp32", int8: bool = False) -> torch.nn.Module:
-    """A plain Hugging Face causal-LM directory, ready for CPU decoding."""
+    """A plain Hugging Face causal-LM directory (or a hub id in the local HF cache), ready for CPU decoding."""
     from transformers import AutoModelForCausalLM
 
-    path = Path(path)
+    from tinywave.models.hub import resolve_model_dir
+
+    path = resolve_model_dir(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"model directory {path} has no config.json; pass a Hugging Face model directory (e.g. from `tinywave export`)")
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=check_dtype(dtype), local_files_only=True)

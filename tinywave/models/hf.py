@@ -2,7 +2,8 @@
 
 A model directory (docs/FORMATS.md) is ``config.json`` + safetensors + tokenizer files,
 plus ``speech_tokenizer/`` when the model was trained on speech units. Everything here
-works from local paths only.
+works from local paths only: a folder, or a hub id already in the local HF cache
+(``tinywave.models.hub``; nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def check_model_dir(path: str | Path) -> Path:
-    path = Path(path)
+    """A model folder with a config.json: ``path``, or the cached snapshot of a hub id (``org/name[@rev]``)."""
+    from tinywave.models.hub import resolve_model_dir
+
+    path = resolve_model_dir(path)
     if not (path / "config.json").is_file():
         what = "does not exist" if not path.exists() else "holds no config.json"
         raise FileNotFoundError(
@@ -98,7 +102,7 @@ def copy_speech_tokenizer(src_dir: str | Path | None, dst_dir: str | Path) -> bo
     """Copy ``src_dir/speech_tokenizer/`` (or ``src_dir`` itself if it is one) into ``dst_dir``."""
     if not src_dir:
         return False
-    src = Path(src_dir)
+    src = local_path(src_dir)
     if (src / SPEECH_TOKENIZER_DIR).is_dir():
         src = src / SPEECH_TOKENIZER_DIR
     elif not (src / "speech_tokenizer.json").is_file():
@@ -106,6 +110,8 @@ def copy_speech_tokenizer(src_dir: str | Path | None, dst_dir: str | Path) -> bo
     shutil.copytree(src, Path(dst_dir) / SPEECH_TOKENIZER_DIR, dirs_exist_ok=True)
     return True
 
+
+    from tinywave.models.hub import local_path
 
 def write_model_dir(model: nn.Module, tokenizer, folder: str | Path, speech_src: str | Path | None = None, dtype: str | None = None) -> None:
     """Write ``model`` + tokenizer (+ speech tokenizer) as a plain HF folder into an existing/new ``folder``.

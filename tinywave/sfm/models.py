@@ -28,8 +28,10 @@ _NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout
 
 
 def load_encoder(path: str | Path) -> PreTrainedModel:
-    """A HuBERT-family model from a local Hugging Face directory, in eval mode."""
-    path = Path(path)
+    """A HuBERT-family model from a local Hugging Face directory (or a hub id in the local HF cache), in eval mode."""
+    from tinywave.models.hub import resolve_model_dir
+
+    path = resolve_model_dir(path, "encoder")
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path} is not a model directory (no config.json); pass a directory written by "

@@ -184,10 +184,12 @@ def llama_tokenizer_with_speech(sentencepiece_model: str | Path, n_hu: int = 501
 
 
 def load_tokenizer(path: str | Path):
-    """``AutoTokenizer`` from a local directory, with a clear error when it is not one."""
+    """``AutoTokenizer`` from a local directory (or a hub id in the local HF cache), with a clear error when it is not one."""
     from transformers import AutoTokenizer
 
-    path = Path(path)
+    from tinywave.models.hub import resolve_model_dir
+
+    path = resolve_model_dir(path, "tokenizer")
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer directory {path} not found; build one with `tinywave vocab --out {path}` or pass a model directory")
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
