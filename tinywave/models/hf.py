@@ -100,6 +100,8 @@ def new_llama(
 
 def copy_speech_tokenizer(src_dir: str | Path | None, dst_dir: str | Path) -> bool:
     """Copy ``src_dir/speech_tokenizer/`` (or ``src_dir`` itself if it is one) into ``dst_dir``."""
+    from tinywave.models.hub import local_path
+
     if not src_dir:
         return False
     src = local_path(src_dir)
@@ -110,8 +112,6 @@ def copy_speech_tokenizer(src_dir: str | Path | None, dst_dir: str | Path) -> bo
     shutil.copytree(src, Path(dst_dir) / SPEECH_TOKENIZER_DIR, dirs_exist_ok=True)
     return True
 
-
-    from tinywave.models.hub import local_path
 
 def write_model_dir(model: nn.Module, tokenizer, folder: str | Path, speech_src: str | Path | None = None, dtype: str | None = None) -> None:
     """Write ``model`` + tokenizer (+ speech tokenizer) as a plain HF folder into an existing/new ``folder``.
