@@ -1,8 +1,8 @@
 """Study: does interleaved stacking keep the quality of full-depth SFM distillation while the
 other stacking methods (top, gradual, middle) lose some, and which is fastest?
 
-    nice -n 19 .venv/bin/python benchmarks/sfm_stacking.py --seeds 0 1 2        # the full study
-    .venv/bin/python benchmarks/sfm_stacking.py --quick --work /tmp/q --out /tmp/q/sfm_stacking.json
+    nice -n 19 .venv/bin/python benchmarks/sfm_stacking.py --seeds 0 1 2     # the full study, ~3 h of one core
+    .venv/bin/python benchmarks/sfm_stacking.py --quick --work /tmp/q --out /tmp/q/sfm_stacking.json  # ~20 CPU s
 
 The claim (interleaved stacking, arXiv 2606.11766): existing stacking methods speed SFM
 distillation up but lose quality; interleaved stacking keeps each layer's position (its
