@@ -70,11 +70,11 @@ def test_training_steps_lower_the_loss_and_checkpoints_resume_exactly(tmp_path):
     sampler, rng = T.SegmentSampler(utts, 8, 80, 2, 25, 0), random.Random(0)
     first = steps(model, opt, sampler, rng, 12)
     assert np.mean(first[-3:]) < np.mean(first[:3])
-    T.save_checkpoint(tmp_path, model, opt, 12, {})
+    T.save_checkpoint(tmp_path, {"model": model}, {"opt": opt}, 12, {})
     cont = steps(model, opt, T.SegmentSampler(utts, 8, 80, 2, 25, 5), random.Random(5), 3)
     restored = UnitHiFiGAN(cfg)  # fresh weights and optimizer, then the checkpoint
     opt2 = torch.optim.AdamW(restored.parameters(), lr=3e-3)
-    assert T.load_checkpoint(tmp_path, restored, opt2)[0] == 12
+    assert T.load_checkpoint(tmp_path, {"model": restored}, {"opt": opt2})[0] == 12
     resumed = steps(restored, opt2, T.SegmentSampler(utts, 8, 80, 2, 25, 5), random.Random(5), 3)
     assert resumed == pytest.approx(cont, rel=1e-5)
 
@@ -148,7 +148,7 @@ def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
     # resume: a rerun with more steps continues from the checkpoint, and only runs the remaining steps
     assert main(args + ["steps=60"]) == 0
     logged = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert logged == list(range(60))
+    assert logged == list(range(1, 61))  # steps done, counted from 1 as in the LM trainer's log
     voc = load_vocoder(out)
     assert voc.limits["hubert"] == 24 and voc.speakers == ["en-us", "en-us+f2"]
     # it learned: on its own training utterances it is closer to the real audio than a random generator of its shape

@@ -1,7 +1,7 @@
 """Recipe: train the unit HiFi-GAN vocoder on a corpus, and measure it against Griffin-Lim.
 
     tinywave vocoder train --manifest corpus/manifest.jsonl --tokenizer runs/units --out runs/vocoder \
-        steps=1500 minutes=10
+        steps=1500 minutes=10 [adversarial_start=500] [asr=pocketsphinx]
 
 The default generator is SpiritLM's unit HiFi-GAN with an iSTFT head (``istft_hop=160``):
 upsampling stops at 100 frames per second and the last layer predicts magnitude and
@@ -9,14 +9,23 @@ phase for an inverse STFT, so every convolution runs at <= 100 Hz. On a 2-core C
 beats the Griffin-Lim baseline's mel-cepstral distortion within minutes, where the
 plain 16 kHz generator (``istft_hop=0``) did not in 20 (docs/GENERATION.md has the figures).
 
+Training is HiFi-GAN's: the generator warms up on the mel/STFT losses alone, and from
+step ``adversarial_start`` the multi-period and multi-scale discriminators join
+(least-squares adversarial loss + feature matching, weights adv 1, fm 2, mel 45), each
+step updating the discriminators and then the generator. ``disc_width`` scales the
+discriminators' channels (1.0: HiFi-GAN's). The vocoder folder holds the generator only.
+
 Units come from the speech tokenizer (raw frames, not deduplicated); speakers from the
 manifest's ``speaker``. Writes ``OUT/config.json`` (SpiritLM's field names),
 ``OUT/generator.safetensors``, ``OUT/speakers.txt``, the Griffin-Lim baseline in
 ``OUT/griffinlim/``, ``OUT/eval.json`` (on held-out utterances, ours vs the baseline:
 mel-cepstral distortion against the ground truth, and the share of units the speech
-tokenizer recovers from the resynthesis), resynthesized samples in ``OUT/samples/``
-and per-step losses in ``OUT/train_log.jsonl``. An interrupted run resumes from
-``OUT/checkpoint.*``.
+tokenizer recovers from the resynthesis, and with ``asr=...`` the word error rate of a
+recognizer on the original audio and on each resynthesis), resynthesized samples in
+``OUT/samples/``, per-step losses (``loss``, ``mel``, ``stft``, ``duration``, ``g/adv``,
+``g/fm``, ``d/loss``, ``d/mpd``, ``d/msd``) in ``OUT/train_log.jsonl``, TensorBoard events
+and ``OUT/loss_curves.png``. An interrupted run resumes from ``OUT/checkpoint.*``
+(generator, discriminators and both optimizers).
 """
 
 from __future__ import annotations
@@ -49,7 +58,18 @@ class Config:
     istft_hop: int = field(160, help="iSTFT head: samples per STFT frame, must divide the unit hop (0: SpiritLM's plain "
                                      "upsampling to 16 kHz, much slower to train on a CPU)")
     istft_n_fft: int = field(0, help="iSTFT head: FFT size (0: 4 x istft_hop)")
-    mel_weight: float = field(10.0, help="weight of the log-mel L1 loss next to the multi-resolution STFT loss")
+    mel_weight: float = field(45.0, help="weight of the log-mel L1 loss (HiFi-GAN: 45)")
+    stft_weight: float = field(4.5, help="weight of the multi-resolution STFT loss (4.5: the 10:1 mel:STFT balance of the "
+                                         "regression-only default)")
+    adversarial_start: int = field(-1, help="step at which the discriminators join (adversarial + feature-matching losses); "
+                                            "-1: never, the generator trains on mel/STFT alone")
+    disc_width: float = field(0.25, help="discriminator channels as a share of HiFi-GAN's (1.0: MPD 32..1024, MSD 128..1024)")
+    disc_segment: int = field(8192, help="samples per row the discriminators judge, a random window of each segment "
+                                         "(HiFi-GAN: 8192; 0: the whole segment)")
+    disc_lr: float = field(2e-4, help="peak learning rate of the discriminators (AdamW, HiFi-GAN: 2e-4), on the generator's schedule")
+    adv_weight: float = field(1.0, help="weight of the least-squares adversarial loss of the generator (HiFi-GAN: 1)")
+    fm_weight: float = field(2.0, help="weight of the feature-matching loss (HiFi-GAN: 2)")
+    grad_clip: float = field(45.0, help="generator gradient-norm clip (0: none)")
     num_units: int = field(0, help="unit table size (0: from the tokenizer, else the largest unit seen + 1)")
     heldout: int = field(8, help="utterances held out for the MCD evaluation")
     max_items: int = field(0, help="use at most this many utterances (0: all)")
@@ -57,6 +77,10 @@ class Config:
     samples: int = field(3, help="held-out utterances resynthesized into OUT/samples/")
     seed: int = field(0, help="seed for the split, segments and initialization")
     threads: int = field(0, help="torch threads (0: torch's default; 1 is faster on a busy machine)")
+    asr: str = field("", help="recognizer for the held-out word error rate: pocketsphinx (pip install 'tinywave[asr]'), "
+                              "whisper:DIR or ctc:DIR ('' : no WER)")
+    asr_domain_lm: bool = field(True, help="pocketsphinx: decode with a trigram model of the training transcripts "
+                                           "(OUT/asr_lm.arpa) instead of its general English one")
 
 
 def load_speech_tokenizer(path: str) -> Any:
@@ -85,8 +109,8 @@ def run(cfg: Config) -> int:
     import torch
 
     from tinywave.data.manifest import read_manifest
-    from tinywave.files import JsonlAppender, atomic_write_json
-    from tinywave.progress import bar
+    from tinywave.eval.asr import load_recognizer
+    from tinywave.files import atomic_write_json
     from tinywave.vocoder import train as T
     from tinywave.vocoder.backends import HifiGanVocoder, save_hifigan
     from tinywave.vocoder.griffinlim import GriffinLimVocoder, fit_unit_mels
@@ -98,6 +122,7 @@ def run(cfg: Config) -> int:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    recognizer = load_recognizer(cfg.asr) if cfg.asr else None  # a bad asr=... fails before any training
     # 1. corpus -> raw unit frames (cached in OUT/units.jsonl), speakers, held-out split
     items, bad = read_manifest(cfg.manifest)
     random.Random(cfg.seed).shuffle(items)
@@ -121,50 +146,25 @@ def run(cfg: Config) -> int:
                              num_style_tokens=sizes["style"], kernels=tuple(cfg.kernels),
                              istft_hop=cfg.istft_hop, istft_n_fft=cfg.istft_n_fft)
     model = UnitHiFiGAN(model_cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
     log.info("vocoder: %d units, hop %d, upsampling %s, %.2fM parameters, %d train / %d held-out utterances",
              model_cfg.num_embeddings, hop, model_cfg.upsample_rates, sum(p.numel() for p in model.parameters()) / 1e6,
              len(train), len(held))
-    # 3. resume, then train on random segments
-    start, state = (T.load_checkpoint(out, model, opt) if (out / "checkpoint.json").is_file() else (0, {}))
-    sampler = T.SegmentSampler(train, cfg.segment_units, hop, model_cfg.hubert_to_f0, model_cfg.hubert_to_style, cfg.seed + start)
-    dur_rng = random.Random(cfg.seed + start)
-    loss_fn = T.VocoderLoss(cfg.mel_weight)
-    t0, last = time.perf_counter(), start
-    with JsonlAppender(out / "train_log.jsonl", fsync=False) as logf:
-        progress = bar(total=cfg.steps, initial=start, desc="vocoder", unit="step")
-        for step in T.iterate_steps(start, cfg.steps, cfg.minutes, time.perf_counter):
-            for group in opt.param_groups:
-                spent = (time.perf_counter() - t0) / (60.0 * cfg.minutes) if cfg.minutes > 0 else 0.0
-                group["lr"] = T.lr_at(step, cfg.steps, cfg.lr, elapsed=spent)
-            losses = T.loss_step(model, loss_fn, sampler.sample(cfg.batch), T.duration_batch(train, 8, dur_rng))
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            values = {k: round(v.detach().item(), 5) for k, v in losses.items()}
-            logf.write({"step": step, **values})
-            progress.update(1)
-            progress.set_postfix(loss=f"{values['total']:.3f}")
-            last = step + 1
-            if last % cfg.save_every == 0:
-                T.save_checkpoint(out, model, opt, last, {})
-        progress.close()
-    T.save_checkpoint(out, model, opt, last, {})
-    train_s = time.perf_counter() - t0
+    # 3. train (resuming from OUT/checkpoint.*)
+    last, train_s = train_loop(cfg, out, model, train, hop)
     # 4. the Griffin-Lim baseline and both vocoders on held-out utterances
     table, runs = fit_unit_mels(((np.asarray(u.units.hubert), u.wav, u.speaker) for u in train), model_cfg.num_embeddings,
                                 max(len(speakers), 1), hop)
     baseline = GriffinLimVocoder(table, runs, hop, speakers)
     baseline.save(out / "griffinlim")
     save_hifigan(out, model, speakers, {"tinywave": {"steps": last, "train_seconds": round(train_s, 1), "seed": cfg.seed}})
-    ours = HifiGanVocoder.load(out)
-    vocoders = {"hifigan": ours, "griffinlim": baseline}
+    vocoders = {"hifigan": HifiGanVocoder.load(out), "griffinlim": baseline}
     mcd = T.evaluate_mcd(vocoders, held) if held else {}
     units = T.evaluate_units(vocoders, held, tokenizer) if held else {}
     write_samples(out / "samples", held[: cfg.samples], vocoders)
     report = {"steps": last, "train_seconds": round(train_s, 1), "heldout": [u.id for u in held],
               "mcd_db": {k: round(v, 3) for k, v in mcd.items()}, "unit_accuracy": {k: round(v, 4) for k, v in units.items()}}
+    if recognizer is not None and held:
+        report["intelligibility"] = heldout_wer(cfg, out, recognizer, items, train, held, vocoders)
     if mcd:
         report["lower_mcd"] = min(vocoders, key=lambda k: mcd[k])
         if report["lower_mcd"] != "hifigan":
@@ -174,6 +174,92 @@ def run(cfg: Config) -> int:
     log.info("vocoder -> %s after %d steps (%.0f s); held-out MCD (dB): %s; re-encoded unit accuracy: %s", out, last, train_s,
              ", ".join(f"{k} {v:.2f}" for k, v in mcd.items()), ", ".join(f"{k} {v:.3f}" for k, v in units.items()))
     return 0
+
+
+def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int) -> tuple[int, float]:
+    """Warm-up on mel/STFT, then HiFi-GAN's alternating updates; (steps done, seconds). Resumes from OUT/checkpoint.*."""
+    import torch
+
+    from tinywave.distill.metrics import RunLogger, plot_loss_curves
+    from tinywave.vocoder import train as T
+    from tinywave.vocoder.adversarial import Adversary
+    from tinywave.vocoder.discriminators import DiscriminatorConfig, Discriminators
+
+    # 1. generator and discriminators with their optimizers (HiFi-GAN: AdamW, betas 0.8 / 0.99)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
+    disc = Discriminators(DiscriminatorConfig(width=cfg.disc_width)).train()
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.disc_lr, betas=(0.8, 0.99), weight_decay=0.0)
+    adversary = Adversary(disc, opt_d, cfg.adv_weight, cfg.fm_weight, segment=cfg.disc_segment)
+    modules, optimizers = {"model": model, "disc": disc}, {"opt": opt, "opt_d": opt_d}
+    # 2. resume (weights, optimizers, the torch and sampler random states), then random segments
+    start, state = T.load_checkpoint(out, modules, optimizers) if (out / "checkpoint.json").is_file() else (0, {"fresh": []})
+    if start and state["fresh"]:
+        log.info("checkpoint at step %d holds no %s: starting them fresh", start, ", ".join(state["fresh"]))
+    if cfg.adversarial_start >= 0:
+        log.info("discriminators (%.2fM parameters) join at step %d", sum(p.numel() for p in disc.parameters()) / 1e6,
+                 cfg.adversarial_start)
+    sampler = T.SegmentSampler(train, cfg.segment_units, hop, model.cfg.hubert_to_f0, model.cfg.hubert_to_style, cfg.seed + start)
+    dur_rng = random.Random(cfg.seed + start)
+    rngs = {"sampler_rng": sampler.rng, "duration_rng": dur_rng}
+    for key, rng in rngs.items():  # a checkpoint from before they were saved: reseeded from the step instead
+        if key in state:
+            rng.setstate(json_to_state(state[key]))
+    loss_fn = T.VocoderLoss(cfg.mel_weight, cfg.stft_weight)
+    logger = RunLogger(out, start, cfg.steps, tensorboard=True)
+    t0, last = time.perf_counter(), start
+    try:
+        for step in T.iterate_steps(start, cfg.steps, cfg.minutes, time.perf_counter):
+            spent = (time.perf_counter() - t0) / (60.0 * cfg.minutes) if cfg.minutes > 0 else 0.0
+            lr = T.lr_at(step, cfg.steps, cfg.lr, elapsed=spent)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            for group in opt_d.param_groups:
+                group["lr"] = cfg.disc_lr * lr / cfg.lr
+            gan = adversary if 0 <= cfg.adversarial_start <= step else None
+            record = T.train_step(model, opt, loss_fn, sampler.sample(cfg.batch), T.duration_batch(train, 8, dur_rng), cfg.grad_clip, gan)
+            last = step + 1
+            logger.step({"step": last, "lr": lr, **{k: round(v, 5) for k, v in record.items()}}, write=True)
+            if last % cfg.save_every == 0:
+                T.save_checkpoint(out, modules, optimizers, last, {k: r.getstate() for k, r in rngs.items()})
+    finally:
+        logger.close()
+    T.save_checkpoint(out, modules, optimizers, last, {k: r.getstate() for k, r in rngs.items()})
+    plot_loss_curves(out / "train_log.jsonl", out / "loss_curves.png", title="vocoder")
+    return last, time.perf_counter() - t0
+
+
+def json_to_state(value: list[Any]) -> tuple[Any, ...]:
+    """A ``random.Random`` state read back from JSON (tuples became lists)."""
+    version, internal, gauss = value
+    return version, tuple(internal), gauss
+
+
+def heldout_wer(cfg: Config, out: Path, recognizer: Any, items: list[Any], train: list[Any], held: list[Any],
+                vocoders: dict[str, Any]) -> dict[str, Any]:
+    """WER / CER of the held-out originals and of each vocoder's resynthesis (raw frames and with predicted durations)."""
+    from tinywave.eval.asr import PocketSphinxRecognizer, build_language_model
+    from tinywave.eval.resynthesis import Spoken, intelligibility
+    from tinywave.eval.wer import normalize_text
+    from tinywave.vocoder.units import deduplicate
+
+    text = {it.id: it.text for it in items if it.text}
+    spoken = [Spoken(u.id, u.wav[: len(u.units) * vocoders["hifigan"].hop], text[u.id]) for u in held if u.id in text]
+    if not spoken:
+        log.warning("asr=%s: the held-out utterances have no 'text' in %s; no word error rate", cfg.asr, cfg.manifest)
+        return {}
+    said = {normalize_text(x.text) for x in spoken}  # the evaluated sentences never reach the language model
+    train_texts = [text[u.id] for u in train if u.id in text and normalize_text(text[u.id]) not in said]
+    if cfg.asr == "pocketsphinx" and cfg.asr_domain_lm and train_texts:  # the general English model, narrowed to the corpus
+        recognizer = PocketSphinxRecognizer(lm=build_language_model(train_texts, out / "asr_lm.arpa"))
+    kept = [u for u in held if u.id in text]
+    resyntheses: dict[str, list[Any]] = {}
+    for name, voc in vocoders.items():
+        resyntheses[name] = [voc.vocode(u.units, u.speaker) for u in kept]
+        resyntheses[f"{name}+durations"] = [voc.vocode(deduplicate(u.units)[0], u.speaker) for u in kept]
+    report = intelligibility(spoken, resyntheses, recognizer)
+    log.info("held-out WER (%s): original %.3f; %s", report["asr"], report["original"]["wer"],
+             ", ".join(f"{k} {v['wer']:.3f}" for k, v in report["vocoders"].items()))
+    return report
 
 
 def write_samples(folder: Path, utts: list[Any], vocoders: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """Training the unit HiFi-GAN: unit extraction, segment batches, the loss step, evaluation.
 
 The generator learns from random segments of (raw unit frames, waveform) pairs with a
-multi-resolution STFT loss plus a log-mel L1 loss; the duration predictor learns
-log(1 + run length) of deduplicated units. Quality is measured as mel-cepstral
+multi-resolution STFT loss plus a log-mel L1 loss and, once the discriminators join
+(:mod:`tinywave.vocoder.adversarial`), HiFi-GAN's adversarial and feature-matching
+losses; the duration predictor learns log(1 + run length) of deduplicated units. Quality is measured as mel-cepstral
 distortion against the ground-truth audio of held-out utterances.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tinywave.vocoder.adversarial import Adversary
 from tinywave.vocoder.hifigan import UnitHiFiGAN
 from tinywave.vocoder.spectral import MelSpec, mel_cepstral_distortion, multi_resolution_stft_loss
 from tinywave.vocoder.units import Units, deduplicate
@@ -125,27 +127,31 @@ def duration_batch(utts: list[Utterance], batch: int, rng: random.Random, max_un
 
 
 class VocoderLoss(torch.nn.Module):
-    """Multi-resolution STFT loss + ``mel_weight`` x log-mel L1 (both on (B, T) waveforms)."""
+    """``stft_weight`` x multi-resolution STFT loss + ``mel_weight`` x log-mel L1 (both on (B, T) waveforms)."""
 
-    def __init__(self, mel_weight: float = 1.0):
+    def __init__(self, mel_weight: float = 1.0, stft_weight: float = 1.0):
         super().__init__()
         self.mel = MelSpec()
-        self.mel_weight = mel_weight
+        self.mel_weight, self.stft_weight = mel_weight, stft_weight
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         stft = multi_resolution_stft_loss(pred, target)
         mel = F.l1_loss(self.mel(pred), self.mel(target))
-        return {"stft": stft, "mel": mel, "total": stft + self.mel_weight * mel}
+        return {"stft": stft, "mel": mel, "total": self.stft_weight * stft + self.mel_weight * mel}
 
 
-def loss_step(model: UnitHiFiGAN, loss_fn: VocoderLoss, batch: dict[str, torch.Tensor | None],
-              dur: tuple[torch.Tensor, ...] | None) -> dict[str, torch.Tensor]:
-    """Waveform losses on one segment batch, plus the duration loss when ``dur`` is given."""
+def generate(model: UnitHiFiGAN, batch: dict[str, torch.Tensor | None]) -> torch.Tensor:
+    """The generator's waveform (B, 1, S * hop) for a segment batch (one code per unit frame)."""
     code = batch["code"]
     ones = torch.ones(code.shape[1], dtype=torch.long)  # streams are already one code per unit frame
     speaker = batch["speaker"] if model.spkr is not None else None
     style = torch.zeros_like(batch["speaker"]) if model.style is not None else None
-    pred = model(code, batch["f0_code"], batch["style_code"], speaker, style, durations=ones)  # (B, 1, S * hop)
+    return model(code, batch["f0_code"], batch["style_code"], speaker, style, durations=ones)
+
+
+def reconstruction_losses(model: UnitHiFiGAN, loss_fn: VocoderLoss, pred: torch.Tensor, batch: dict[str, torch.Tensor | None],
+                          dur: tuple[torch.Tensor, ...] | None) -> dict[str, torch.Tensor]:
+    """Mel/STFT losses of ``pred`` (B, 1, T) against the batch's audio, plus the duration loss when ``dur`` is given."""
     losses = loss_fn(pred.squeeze(1), batch["audio"])
     if dur is not None and model.dur_predictor is not None:
         codes, target, mask = dur
@@ -153,6 +159,36 @@ def loss_step(model: UnitHiFiGAN, loss_fn: VocoderLoss, batch: dict[str, torch.T
         losses["duration"] = F.mse_loss(log_dur[mask], target[mask])
         losses["total"] = losses["total"] + losses["duration"]
     return losses
+
+
+def loss_step(model: UnitHiFiGAN, loss_fn: VocoderLoss, batch: dict[str, torch.Tensor | None],
+              dur: tuple[torch.Tensor, ...] | None) -> dict[str, torch.Tensor]:
+    """Waveform losses on one segment batch, plus the duration loss when ``dur`` is given."""
+    return reconstruction_losses(model, loss_fn, generate(model, batch), batch, dur)
+
+
+def train_step(model: UnitHiFiGAN, opt: torch.optim.Optimizer, loss_fn: VocoderLoss, batch: dict[str, torch.Tensor | None],
+               dur: tuple[torch.Tensor, ...] | None, grad_clip: float, adversary: Adversary | None = None) -> dict[str, float]:
+    """One generator update (after one discriminator update when ``adversary`` is given); every loss by name.
+
+    ``loss`` is the generator's weighted total; ``g/*`` its adversarial terms, ``d/*`` the
+    discriminators' losses (before their update), as in HiFi-GAN's loop.
+    """
+    pred = generate(model, batch)  # (B, 1, S * hop)
+    losses = reconstruction_losses(model, loss_fn, pred, batch, dur)
+    record: dict[str, float] = {}
+    if adversary is not None:
+        real, fake = adversary.crop(batch["audio"].unsqueeze(1), pred)  # (B, 1, segment) each
+        record = adversary.discriminator_step(real, fake)
+        terms = adversary.generator_terms(real, fake)
+        losses = {**losses, **terms, "total": losses["total"] + adversary.weighted(terms)}
+    opt.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    values = {("loss" if k == "total" else k): v.detach().item() for k, v in losses.items()}
+    return {"loss": values.pop("loss"), **values, **record}
 
 
 def iterate_steps(start: int, steps: int, minutes: float, clock: Callable[[], float]) -> Iterator[int]:
@@ -192,39 +228,59 @@ def lr_at(step: int, steps: int, peak: float, warmup: int = 50, elapsed: float =
     return peak * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, extra: dict[str, Any]) -> None:
-    """Model + optimizer tensors (safetensors) and the loop state (JSON), each written atomically."""
+def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer], step: int,
+                    extra: dict[str, Any]) -> None:
+    """Modules' and optimizers' tensors (safetensors, keys ``<name>.``) and the loop state (JSON), each written atomically."""
     from safetensors.torch import save
 
     from tinywave.files import atomic_write_bytes, atomic_write_json
 
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    state = opt.state_dict()
-    for idx, slots in state["state"].items():
-        for key, value in slots.items():
-            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().contiguous()
+    tensors = {f"{name}.{k}": v.detach().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
+    groups = {}
+    for name, opt in optimizers.items():
+        state = opt.state_dict()
+        groups[name] = state["param_groups"]
+        for idx, slots in state["state"].items():
+            for key, value in slots.items():
+                tensors[f"{name}.{idx}.{key}"] = torch.as_tensor(value).detach().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
     atomic_write_bytes(path / "checkpoint.safetensors", save(tensors))
-    atomic_write_json(path / "checkpoint.json", {"step": step, "param_groups": state["param_groups"], **extra})
+    atomic_write_json(path / "checkpoint.json", {"step": step, "optimizers": groups, **extra})
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
-    """Restore what :func:`save_checkpoint` wrote; returns (next step, extra state)."""
+def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> tuple[int, dict[str, Any]]:
+    """Restore what :func:`save_checkpoint` wrote; returns (next step, extra state).
+
+    Modules and optimizers the checkpoint does not hold (the discriminators of a run
+    checkpointed before adversarial training existed) keep their fresh state and are
+    listed in ``extra["fresh"]``.
+    """
     import json
 
     from safetensors.torch import load_file
 
     meta = json.loads((path / "checkpoint.json").read_text(encoding="utf-8"))
     tensors = load_file(str(path / "checkpoint.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    slots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            slots.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": slots, "param_groups": meta.pop("param_groups")})
+    groups = meta.pop("optimizers", None) or {"opt": meta.pop("param_groups")}  # the older layout: one optimizer "opt"
+    fresh = []
+    for name, module in modules.items():
+        state = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        if not state:
+            fresh.append(name)
+            continue
+        module.load_state_dict(state, strict=True)
+    for name, opt in optimizers.items():
+        if name not in groups:
+            fresh.append(name)
+            continue
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith(name + "."):
+                _, idx, slot = key.split(".", 2)
+                slots.setdefault(int(idx), {})[slot] = value
+        opt.load_state_dict({"state": slots, "param_groups": groups[name]})
     torch.set_rng_state(tensors["rng.torch"])
-    return int(meta.pop("step")), meta
+    return int(meta.pop("step")), {**meta, "fresh": fresh}
 
 
 def evaluate_units(vocoders: dict[str, Any], utts: list[Utterance], tokenizer: Any) -> dict[str, float]:
