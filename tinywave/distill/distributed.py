@@ -1,4 +1,4 @@
-"""Scale-out under ``torchrun``: one process per device, DDP or FSDP2, gathered checkpoints.
+"""Scale-out under ``torchrun``: one process per device, DDP or FSDP2, sharded or gathered checkpoints.
 
     torchrun --nproc_per_node 2 -m tinywave.cli distill ... train.parallel=ddp   # or fsdp
 
@@ -16,7 +16,12 @@
   gradients, so the update equals the one-process update on the same global batch.
 * ``gradient_sync(last)``: no gradient communication on accumulation micro-batches
   except the last one.
-* ``gather(optimizer)`` (a collective): under FSDP the full model and optimizer states
+* checkpoints (``ckpt_format``): ``sharded`` (the default under FSDP) has every rank write
+  its own shards of the model and optimizer state with ``torch.distributed.checkpoint``
+  (``save_sharded`` / ``load_sharded``; ``tinywave.distill.sharded``): nothing is
+  gathered, and a sharded checkpoint resumes on any number of ranks, under DDP or in one
+  process. ``full`` keeps the gathered format below.
+* ``gather(optimizer)`` (a collective, ``ckpt_format=full``): under FSDP the full model and optimizer states
   are gathered with ``torch.distributed.checkpoint.state_dict.get_state_dict``
   (``full_state_dict``, CPU offload) into a plain copy on rank 0 (``plain(objective)``),
   and the optimizer state is renumbered by parameter position, i.e. exactly the
@@ -37,6 +42,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +52,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "none", "ddp", "fsdp")
+CKPT_FORMATS = ("auto", "full", "sharded")
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,15 @@ def resolve_mode(mode: str, env: DistEnv) -> str:
         log.info("train.parallel=%s with a single process: nothing to split, running unwrapped", mode)
         return "none"
     return mode
+
+
+def resolve_ckpt_format(ckpt_format: str, mode: str) -> str:
+    """``auto``: sharded under FSDP (no rank holds the full state), full (one plain folder) otherwise."""
+    if ckpt_format not in CKPT_FORMATS:
+        raise ValueError(f"train.ckpt_format={ckpt_format!r} is not known; choose one of {list(CKPT_FORMATS)}")
+    if ckpt_format == "auto":
+        return "sharded" if mode == "fsdp" else "full"
+    return ckpt_format
 
 
 def _device_for(device: torch.device, env: DistEnv) -> torch.device:
@@ -132,26 +148,28 @@ def _by_name(state: dict[str, Any], order: list[str]) -> dict[str, Any]:
 class Parallel:
     """How one training process relates to the others (see the module docstring)."""
 
-    def __init__(self, mode: str = "none", env: DistEnv = DistEnv(), device: torch.device | None = None):
+    def __init__(self, mode: str = "none", env: DistEnv = DistEnv(), device: torch.device | None = None, ckpt_format: str = "full"):
         if mode not in ("none", "ddp", "fsdp"):
             raise ValueError(f"parallel mode {mode!r} is not one of none, ddp, fsdp")
         self.mode, self.env = mode, env
+        self.sharded = resolve_ckpt_format(ckpt_format, mode) == "sharded"  # checkpoints written by every rank
         self.device = device or torch.device("cpu")
         self.module: nn.Module | None = None
         self._skeleton: nn.Module | None = None
 
     @classmethod
-    def setup(cls, mode: str, device: torch.device) -> "Parallel":
+    def setup(cls, mode: str, device: torch.device, ckpt_format: str = "auto") -> "Parallel":
         """Read torchrun's environment, start the process group (gloo on CPU, NCCL on GPUs), pick the device."""
         env = torchrun_env()
         mode = resolve_mode(mode, env)
+        resolve_ckpt_format(ckpt_format, mode)  # refuse an unknown format before joining the others
         device = _device_for(device, env)
         if env.world_size > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=env.rank, world_size=env.world_size)
         if env.world_size > 1:
             _quiet_other_ranks(env)
             log.info("distributed: %s over %d processes (%s)", mode, env.world_size, dist.get_backend())
-        return cls(mode, env, device)
+        return cls(mode, env, device, ckpt_format)
 
     @property
     def rank(self) -> int:
@@ -193,7 +211,7 @@ class Parallel:
     def _fsdp(self, module: nn.Module, blocks: list[nn.Module], find_unused: bool) -> nn.Module:
         from torch.distributed.fsdp import fully_shard
 
-        if self.is_main:
+        if self.is_main and not self.sharded:
             self._skeleton = _plain_skeleton(module)  # receives the gathered weights at checkpoints
         for block in blocks:
             fully_shard(block)
@@ -257,6 +275,20 @@ class Parallel:
     def _param_order(self, optimizer: torch.optim.Optimizer) -> list[str]:
         names = {id(p): n for n, p in self.module.named_parameters()}
         return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+
+    def save_sharded(self, folder: Path, optimizer: torch.optim.Optimizer) -> None:
+        """Collective: every rank writes its shards of the wrapped module and of ``optimizer`` into ``folder``."""
+        from tinywave.distill.sharded import save_state
+
+        save_state(folder, self.module, optimizer)
+
+    def load_sharded(self, folder: Path, optimizer: torch.optim.Optimizer) -> None:
+        """Collective: the wrapped module and ``optimizer`` take a sharded checkpoint's state (any writer world size)."""
+        from tinywave.distill.sharded import load_state
+
+        if self.module is None:
+            raise RuntimeError("load_sharded() needs the module from wrap()")
+        load_state(folder, self.module, optimizer)
 
     def gather(self, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
         """Collective before a checkpoint. FSDP: gathers the model into :meth:`plain` and returns the

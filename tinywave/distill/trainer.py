@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tinywave.distill.checkpoint import checkpoint_root, load_training_state, save_checkpoint
+from tinywave.distill.checkpoint import checkpoint_root, load_training_state, save_checkpoint, save_sharded_checkpoint
 from tinywave.distill.data import BatchStream, DataPosition
 from tinywave.distill.distributed import SINGLE, Parallel
 from tinywave.distill.losses import IGNORE_INDEX
@@ -197,7 +197,8 @@ def fit(
     if run.on_nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"train.on_nonfinite={run.on_nonfinite!r} is not known; choose one of {list(NONFINITE_POLICIES)}")
     if resume_from is not None:
-        state = load_training_state(resume_from, opt, sched, lambda sd: parallel.load_optimizer(opt, sd))
+        state = load_training_state(resume_from, opt, sched, lambda sd: parallel.load_optimizer(opt, sd),
+                                    lambda folder: parallel.load_sharded(folder, opt))
         stream.position = DataPosition(**state["position"])
         _check_global_batch(state, stream)
         log.info("resuming from %s at step %d of %d", resume_from, state["step"], run.steps)
@@ -210,9 +211,13 @@ def fit(
     def checkpoint(step: int) -> Path:
         _check_weights_finite(params, step, run.out)
         state.update(step=step, position=stream.position.to_json(), history_tail=result.history[-20:])
-        optim_state = parallel.gather(opt)  # a collective under FSDP: every rank takes part
-        if parallel.is_main:
-            save_checkpoint(run.out, step, save_model, opt, sched, state, config, run.keep_checkpoints, optim_state)
+        if parallel.sharded:  # every rank writes its own shards (a collective)
+            save_sharded_checkpoint(run.out, step, save_model, lambda folder: parallel.save_sharded(folder, opt), sched,
+                                    state, config, keep=run.keep_checkpoints, group=parallel)
+        else:
+            optim_state = parallel.gather(opt)  # a collective under FSDP: every rank takes part
+            if parallel.is_main:
+                save_checkpoint(run.out, step, save_model, opt, sched, state, config, run.keep_checkpoints, optim_state)
         parallel.barrier()
         return checkpoint_root(run.out) / f"step_{step:08d}"
 
@@ -283,7 +288,7 @@ def _should_stop(run: RunSettings, steps_done: int, seconds: float) -> str:
 
 
 # keys that may change between an interrupted run and its resumption
-RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in ("resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "device", "on_nonfinite", "max_skipped_steps", "parallel")}
+RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in ("resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "device", "on_nonfinite", "max_skipped_steps", "parallel", "ckpt_format")}
 
 
 def resume_point(run: RunSettings, config: dict[str, Any] | None = None) -> Path | None:

@@ -3,7 +3,8 @@
 The result holds ``config.json`` (SDPA attention, the chosen dtype),
 ``model.safetensors``, the tokenizer files and ``speech_tokenizer/``; it loads with
 ``LlamaForCausalLM.from_pretrained`` and ``AutoTokenizer.from_pretrained`` alone. A LoRA
-checkpoint is merged into its base model on the way out.
+checkpoint is merged into its base model on the way out; a sharded checkpoint (FSDP) has its
+weights read from every rank's shard file in one process.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 from torch import nn
 
 from tinywave.distill.checkpoint import latest_checkpoint
+from tinywave.distill.sharded import is_sharded, read_model_weights
 from tinywave.files import atomic_dir
-from tinywave.models.hf import check_model_dir, load_causal_lm, torch_dtype, write_model_dir
+from tinywave.models.hf import check_model_dir, load_causal_lm, model_from_config, torch_dtype, write_model_dir
 from tinywave.models.lora import ADAPTER_CONFIG, is_adapter_dir, load_lora, merge_lora
 from tinywave.text.vocab import load_tokenizer
 
@@ -45,6 +47,8 @@ def load_trained_model(path: str | Path, dtype: str = "float32") -> tuple[nn.Mod
         if not base_dir or not Path(base_dir).is_dir():
             raise FileNotFoundError(f"LoRA checkpoint {folder} names base model {base_dir!r}, which is not a folder here; restore the teacher folder it was trained from")
         model = merge_lora(load_lora(load_causal_lm(check_model_dir(base_dir), dtype), folder, trainable=False))
+    elif is_sharded(folder):  # written under FSDP: the weights are gathered from the ranks' shards here
+        model = read_model_weights(folder, model_from_config(folder)).to(torch_dtype(dtype))
     else:
         model = load_causal_lm(folder, dtype)
     return model.eval(), load_tokenizer(folder), folder

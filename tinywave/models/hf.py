@@ -73,6 +73,17 @@ def load_causal_lm(path: str | Path, dtype: str = "float32") -> nn.Module:
     return model
 
 
+def model_from_config(path: str | Path) -> nn.Module:
+    """A causal LM built from a folder's ``config.json`` alone (freshly initialised), on CPU, SDPA attention."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = check_model_dir(path)
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    decoder_layers(model)
+    return model
+
+
 def new_llama(
     vocab_size: int, n_layers: int, width: int, heads: int, kv_heads: int = 0, ffn: int = 0, max_positions: int = 2048,
     rope_theta: float = 10000.0, bos_id: int | None = None, eos_id: int | None = None, pad_id: int | None = None,
@@ -113,17 +124,25 @@ def copy_speech_tokenizer(src_dir: str | Path | None, dst_dir: str | Path) -> bo
     return True
 
 
-def write_model_dir(model: nn.Module, tokenizer, folder: str | Path, speech_src: str | Path | None = None, dtype: str | None = None) -> None:
+def write_model_dir(
+    model: nn.Module, tokenizer, folder: str | Path, speech_src: str | Path | None = None, dtype: str | None = None, weights: bool = True,
+) -> None:
     """Write ``model`` + tokenizer (+ speech tokenizer) as a plain HF folder into an existing/new ``folder``.
 
     The saved config asks for SDPA attention; with ``dtype`` the weights are cast on the way out.
+    ``weights=False`` writes everything but the weights (a sharded checkpoint keeps them in its shards).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if dtype is not None:
         model = model.to(torch_dtype(dtype))
     with quiet_transformers():
-        model.save_pretrained(str(folder), safe_serialization=True)
+        if weights:
+            model.save_pretrained(str(folder), safe_serialization=True)
+        else:
+            model.config.save_pretrained(str(folder))
+            if getattr(model, "generation_config", None) is not None:
+                model.generation_config.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     copy_speech_tokenizer(speech_src, folder)
     _force_sdpa_in_config(folder / "config.json")

@@ -62,6 +62,8 @@ class LossSection:
 @dataclass
 class TrainSection(RunSettings):
     parallel: str = field("auto", help="auto (ddp under torchrun), none, ddp or fsdp (FSDP2: student sharded per layer, teacher replicated)")
+    ckpt_format: str = field("auto", help="checkpoints: auto (sharded under fsdp, else full), sharded (each rank writes its shard with "
+                                          "torch.distributed.checkpoint) or full (gathered on rank 0 into a plain HF folder)")
 
 
 @dataclass
@@ -137,12 +139,16 @@ def _student_plan(cfg: Config, n_teacher: int) -> list[int]:
 
 
 def _make_student(cfg: Config, teacher, keep: list[int], resume_from: Path | None):
-    """(student, its tokenizer folder): the checkpoint's on resume, student.dir, or built from the teacher."""
-    from tinywave.models.hf import load_causal_lm
+    """(student, its tokenizer folder): the checkpoint's on resume, student.dir, or built from the teacher.
+
+    A sharded checkpoint's student is built from its config.json; the trainer loads the weights from the shards.
+    """
+    from tinywave.distill.sharded import is_sharded
+    from tinywave.models.hf import load_causal_lm, model_from_config
     from tinywave.models.student import build_student
 
     if resume_from is not None:
-        return load_causal_lm(resume_from), resume_from
+        return (model_from_config if is_sharded(resume_from) else load_causal_lm)(resume_from), resume_from
     if cfg.student.dir:
         return load_causal_lm(cfg.student.dir), Path(cfg.student.dir)
     width = cfg.student.width or None
@@ -158,6 +164,8 @@ def _growth_plan(cfg: Config, keep: list[int], n_teacher: int, parallel):
     g = cfg.growth
     if g.op == "none":
         return None
+    if parallel.sharded:
+        raise ValueError(f"growth.op={g.op} writes full checkpoints only; set train.ckpt_format=full (or auto), or growth.op=none")
     if parallel.mode != "none" or parallel.world_size > 1:
         raise ValueError(f"growth.op={g.op} grows the student in one process only; run without torchrun and with "
                          f"train.parallel=none (or auto), or set growth.op=none (train.parallel={cfg.train.parallel})")
@@ -191,6 +199,7 @@ def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None)
     from safetensors.torch import load_file
 
     from tinywave.distill.objective import make_projections
+    from tinywave.distill.sharded import is_sharded
 
     s_width, t_width = student.config.hidden_size, teacher.config.hidden_size
     if s_width == t_width or cfg.loss.hidden_weight == 0:
@@ -198,7 +207,7 @@ def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None)
     if not cfg.loss.projections:
         raise ValueError(f"student width {s_width} differs from the teacher's {t_width}: the hidden loss needs loss.projections=true (or loss.hidden_weight=0)")
     proj = make_projections(pairs, s_width, t_width)
-    if resume_from is not None:
+    if resume_from is not None and not is_sharded(resume_from):  # sharded: the trainer loads them with the student
         proj.load_state_dict(load_file(str(Path(resume_from) / PROJECTIONS_FILE)))
     return proj
 
@@ -272,7 +281,7 @@ def run(cfg: Config) -> int:
     cfg.train.resume = cfg.train.resume or cfg.resume
     resume_from = resume_point(cfg.train, to_dict(cfg))
     torch.manual_seed(cfg.train.seed)
-    parallel = Parallel.setup(cfg.train.parallel, resolve_device(cfg.train.device))  # under torchrun: joins the others
+    parallel = Parallel.setup(cfg.train.parallel, resolve_device(cfg.train.device), cfg.train.ckpt_format)  # under torchrun: joins the others
     device = parallel.device
 
     # 1. teacher and its vocabulary (the reference every other check compares with)
@@ -305,10 +314,14 @@ def run(cfg: Config) -> int:
     teacher_kind = ("cached" if cfg.teacher.cache else "online") if objective.teacher else "not run (CE only)"
     log.info("student: %.2fM trainable parameters; teacher %s", sum(p.numel() for p in params) / 1e6, teacher_kind)
 
-    # 6. train (rank 0 writes; under FSDP from the weights gathered for the checkpoint)
+    # 6. train (rank 0 writes; sharded checkpoints: every rank writes its shards, rank 0 the model files without weights;
+    #    full checkpoints under FSDP: from the weights gathered for the checkpoint)
     grow = StudentGrowth(plan, objective, cfg.optim, cfg.train.steps, cfg.train.out, read_history(resume_from)) if plan else None
 
     def save_model(folder: Path) -> None:
+        if parallel.sharded:
+            write_model_dir(objective.student, tokenizer, folder, speech_src=cfg.teacher.dir, weights=False)
+            return
         plain = parallel.plain(objective)
         write_model_dir(plain.student, tokenizer, folder, speech_src=cfg.teacher.dir)
         if projections is not None:
@@ -318,7 +331,7 @@ def run(cfg: Config) -> int:
 
     result = fit(model, params, stream, cfg.optim, cfg.train, save_model, to_dict(cfg), resume_from, parallel, grow)
 
-    # 7. the student as a plain HF folder
+    # 7. the student as a plain HF folder (from a sharded checkpoint: gathered here, in one process)
     if result.finished and result.checkpoint is not None and parallel.is_main:
         export_model(result.checkpoint, Path(cfg.train.out) / "model")
         log.info("student -> %s", Path(cfg.train.out) / "model")
