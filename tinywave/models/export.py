@@ -1,7 +1,8 @@
 """Export a training checkpoint as a plain Hugging Face directory.
 
 The result holds ``config.json`` (SDPA attention, the chosen dtype),
-``model.safetensors``, the tokenizer files and ``speech_tokenizer/``; it loads with
+``model.safetensors``, the tokenizer files, ``speech_tokenizer/`` and a model card
+``README.md`` (licence, teacher, kept layers, training run, scores); it loads with
 ``LlamaForCausalLM.from_pretrained`` and ``AutoTokenizer.from_pretrained`` alone. A LoRA
 checkpoint is merged into its base model on the way out; a sharded checkpoint (FSDP) has its
 weights read from every rank's shard file in one process.
@@ -18,6 +19,7 @@ from torch import nn
 from tinywave.distill.checkpoint import latest_checkpoint
 from tinywave.distill.sharded import is_sharded, read_model_weights
 from tinywave.files import atomic_dir
+from tinywave.models.card import eval_scores, gather_facts, write_card
 from tinywave.models.hf import check_model_dir, load_causal_lm, model_from_config, torch_dtype, write_model_dir
 from tinywave.models.lora import ADAPTER_CONFIG, is_adapter_dir, load_lora, merge_lora
 from tinywave.text.vocab import load_tokenizer
@@ -54,11 +56,16 @@ def load_trained_model(path: str | Path, dtype: str = "float32") -> tuple[nn.Mod
     return model.eval(), load_tokenizer(folder), folder
 
 
-def export_model(checkpoint: str | Path, out: str | Path, dtype: str = "float32") -> Path:
-    """Write ``out`` atomically as a plain HF model folder from a checkpoint/run/model folder."""
+def export_model(checkpoint: str | Path, out: str | Path, dtype: str = "float32", eval_report: str | Path | None = None,
+                 eval_model: str = "student") -> Path:
+    """Write ``out`` atomically as a plain HF model folder from a checkpoint/run/model folder, with its model card
+    (``README.md``; ``tinywave.models.card``), which lists the scores of ``eval_model`` in ``eval_report`` when given."""
     torch_dtype(dtype)  # refuse an unknown dtype before loading anything
+    scores = eval_scores(eval_report, eval_model) if eval_report else {}
     model, tokenizer, folder = load_trained_model(checkpoint)
+    facts = gather_facts(folder, model, Path(out).name, scores)
     with atomic_dir(out) as tmp:
         write_model_dir(model, tokenizer, tmp, speech_src=folder, dtype=dtype)
+        write_card(tmp, facts)
     log.info("exported %s -> %s (%s)", folder, out, dtype)
     return Path(out)
