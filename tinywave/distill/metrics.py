@@ -1,13 +1,21 @@
-"""Run logs: a progress bar with each loss, ``train_log.jsonl``, TensorBoard events, a PNG of the curves.
+"""Run logs: a progress bar with each loss, ``train_log.jsonl``, TensorBoard events, a PNG of the curves,
+and optionally Weights & Biases.
 
 On resume the JSONL log is cut back to the checkpoint's step and TensorBoard purges
 later events, so a resumed run's curves continue exactly where the checkpoint left them.
+
+Weights & Biases (``train.wandb=true``; ``pip install 'tinywave[wandb]'``) writes under
+``train.out/wandb/``. ``WANDB_MODE=offline`` needs no network or account (``wandb sync
+train.out/wandb/offline-run-*`` uploads later); the project is ``$WANDB_PROJECT`` (default
+``tinywave``). Each invocation is one W&B run named after ``train.out``, grouped by it, with
+``job_type=resume`` when it continued from a checkpoint; its steps are the run's own.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +35,32 @@ def loss_keys(records: list[dict[str, Any]]) -> list[str]:
     return sorted(keys, key=lambda k: (k != "loss", k))
 
 
+WANDB_INSTALL = "pip install 'tinywave[wandb]'"
+
+
+def require_wandb() -> Any:
+    """The wandb module, or a ValueError naming the extra to install."""
+    try:
+        import wandb
+    except ImportError:
+        raise ValueError(f"train.wandb=true needs the wandb package, which is not installed: {WANDB_INSTALL} "
+                         "(then WANDB_MODE=offline logs without network), or set train.wandb=false") from None
+    return wandb
+
+
+def start_wandb(out_dir: Path, start_step: int, config: dict[str, Any] | None = None) -> Any:
+    """A W&B run writing under ``out_dir/wandb`` (offline with ``WANDB_MODE=offline``)."""
+    wandb = require_wandb()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return wandb.init(project=os.environ.get("WANDB_PROJECT", "tinywave"), name=out_dir.name, group=out_dir.name,
+                      dir=str(out_dir), config=config or {}, job_type="resume" if start_step else "train")
+
+
 class RunLogger:
-    def __init__(self, out_dir: str | Path, start_step: int, total_steps: int, tensorboard: bool = True):
+    def __init__(self, out_dir: str | Path, start_step: int, total_steps: int, tensorboard: bool = True, wandb: bool = False,
+                 config: dict[str, Any] | None = None):
         self.out_dir = Path(out_dir)
+        self.wandb = start_wandb(self.out_dir, start_step, config) if wandb else None  # first: a missing package stops here
         self.log_path = self.out_dir / LOG_NAME
         self._truncate_after(start_step)
         self.jsonl = JsonlAppender(self.log_path)
@@ -57,12 +88,16 @@ class RunLogger:
             for key, value in record.items():
                 if key != "step":
                     self.tb.add_scalar(key if key in NOT_LOSSES else f"loss/{key}", value, record["step"])
+        if self.wandb is not None:
+            self.wandb.log({k if k in NOT_LOSSES else f"loss/{k}": v for k, v in record.items() if k != "step"}, step=record["step"])
 
     def close(self) -> None:
         self.bar.close()
         self.jsonl.close()
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
 def plot_loss_curves(log_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:

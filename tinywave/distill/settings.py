@@ -50,5 +50,6 @@ class RunSettings:
     max_minutes: float = field(0.0, help="checkpoint and stop after this much wall time (0: no limit)")
     stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (0: no limit)")
     tensorboard: bool = field(True, help="write TensorBoard events under train.out/tensorboard")
+    wandb: bool = field(False, help="also log to Weights & Biases under train.out/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
     on_nonfinite: str = field("stop", help="a NaN/inf loss or gradient: stop (no state saved) or skip (drop that step's update and go on)")
     max_skipped_steps: int = field(10, help="with on_nonfinite=skip: stop anyway after this many skipped steps in a row")

@@ -30,7 +30,7 @@ from tinywave.distill.checkpoint import checkpoint_root, load_training_state, sa
 from tinywave.distill.data import BatchStream, DataPosition
 from tinywave.distill.distributed import SINGLE, Parallel
 from tinywave.distill.losses import IGNORE_INDEX
-from tinywave.distill.metrics import LOG_NAME, PLOT_NAME, RunLogger, plot_loss_curves
+from tinywave.distill.metrics import LOG_NAME, PLOT_NAME, RunLogger, plot_loss_curves, require_wandb
 from tinywave.distill.settings import OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,8 @@ def fit(
                         "train.log_every": run.log_every, "train.ckpt_every": run.ckpt_every}.items():
         if value < 1:
             raise ValueError(f"{name}={value} must be at least 1")
+    if run.wandb:
+        require_wandb()  # on every rank, before any work
     device = resolve_device(run.device)
     autocast = autocast_context(run.precision, device)
     opt, sched = make_optimizer(params, optim, run.steps)
@@ -204,7 +206,7 @@ def fit(
         log.info("resuming from %s at step %d of %d", resume_from, state["step"], run.steps)
     start = state["step"]
     state["batch_rows"] = stream.batch_size * stream.world_size  # rows per BatchStream batch over all ranks
-    logger = RunLogger(run.out, start, run.steps, run.tensorboard) if parallel.is_main else _NoLogger()
+    logger = RunLogger(run.out, start, run.steps, run.tensorboard, run.wandb, config) if parallel.is_main else _NoLogger()
     result = FitResult(step=start, finished=start >= run.steps, checkpoint=resume_from)
     t_begin = time.monotonic()
 
@@ -288,7 +290,7 @@ def _should_stop(run: RunSettings, steps_done: int, seconds: float) -> str:
 
 
 # keys that may change between an interrupted run and its resumption
-RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in ("resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "device", "on_nonfinite", "max_skipped_steps", "parallel", "ckpt_format")}
+RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in ("resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "wandb", "device", "on_nonfinite", "max_skipped_steps", "parallel", "ckpt_format")}
 
 
 def resume_point(run: RunSettings, config: dict[str, Any] | None = None) -> Path | None:
