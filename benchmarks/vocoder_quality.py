@@ -9,7 +9,8 @@ and our default with the iSTFT head (channels 512, kernel 3, frames of 160 sampl
 Each run also fits the Griffin-Lim unit-mel baseline. Prints per vocoder: steps reached,
 held-out mel-cepstral distortion (dB, lower is better), the share of units the speech
 tokenizer finds again in the resynthesis, and synthesis speed (x real time, 1 thread);
-ratios are against Griffin-Lim. Runs resume from --work; nothing is asserted.
+ratios are against Griffin-Lim. Runs resume from --work; nothing is asserted. Writes the
+figures and the conditions to ``benchmarks/results/vocoder_quality.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -60,6 +62,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=6.0)
     ap.add_argument("--items", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/vocoder_quality.json)")
     args = ap.parse_args()
     from tinywave.cli import main as cli
 
@@ -90,6 +93,23 @@ def main() -> None:
         mcd, acc = r["mcd_db"]["hifigan"], r["unit_accuracy"]["hifigan"]
         print(f"{name:<12} {r['steps']:>6} {mcd:>7.2f} {mcd / gl_mcd:>6.2f} {acc:>9.3f} {acc / gl_acc:>6.2f} {r['speed']:>12.0f}")
     print(f"{'griffin-lim':<12} {'-':>6} {gl_mcd:>7.2f} {1:>6.2f} {gl_acc:>9.3f} {1:>6.2f} {gl_speed:>12.0f}")
+    write(args, rows, gl_mcd, gl_acc, gl_speed, len(base["heldout"]))
+
+
+def write(args: argparse.Namespace, rows: dict, gl_mcd: float, gl_acc: float, gl_speed: float, heldout: int) -> None:
+    from conditions import conditions
+    from record import figure, write_results
+
+    figures = []
+    for name, r in rows.items():
+        mcd, acc = r["mcd_db"]["hifigan"], r["unit_accuracy"]["hifigan"]
+        figures += [figure(f"{name}: steps in {args.minutes:g} min", r["steps"], "steps"),
+                    figure(f"{name}: held-out MCD", mcd, "dB"), figure(f"{name}: MCD / Griffin-Lim's", mcd / gl_mcd, "x"),
+                    figure(f"{name}: re-encoded unit accuracy", acc, ""), figure(f"{name}: synthesis speed, 1 thread", r["speed"], "x real time")]
+    figures += [figure("griffin-lim: held-out MCD", gl_mcd, "dB"), figure("griffin-lim: re-encoded unit accuracy", gl_acc, ""),
+                figure("griffin-lim: synthesis speed, 1 thread", gl_speed, "x real time")]
+    write_results("vocoder_quality", figures, conditions("fp32", args.threads), args.out, minutes=args.minutes, items=args.items,
+                  heldout_utterances=heldout, manifest=args.manifest, tokenizer=args.tokenizer)
 
 
 if __name__ == "__main__":
