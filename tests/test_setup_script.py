@@ -18,8 +18,9 @@ if [ -n "$FAIL_ON" ] && [[ "$*" == *"$FAIL_ON"* ]]; then
 fi
 """
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None or shutil.which("espeak-ng") is None or not os.path.exists("/usr/bin/chromium"),
-                                reason="needs make, and espeak-ng and chromium already installed (else setup.sh would run apt-get)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("make") is None or any(shutil.which(p) is None for p in ("espeak-ng", "ffmpeg")) or not os.path.exists("/usr/bin/chromium"),
+    reason="needs make, and espeak-ng, ffmpeg and chromium already installed (else setup.sh would run apt-get)")
 
 
 def make_setup(tmp_path, fail_on: str = "", message: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
