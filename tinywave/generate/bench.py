@@ -2,7 +2,7 @@
 
 Every measurement decodes forced speech (EOS banned, so exactly ``new_tokens`` come out)
 from a fixed speech prompt through our decoding loop, the path ``tinywave generate`` uses.
-Precisions: ``fp32``, ``bf16`` and ``int8`` (fp32 with weight-only int8 linears); each
+Precisions: ``fp32``, ``bf16`` and ``int8`` (fp32 with dynamic int8 linears); each
 variant's quality is compared with fp32 on the same tokens (teacher-forced top-1 agreement
 and mean KL of the next-token distributions).
 """

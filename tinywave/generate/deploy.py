@@ -1,8 +1,8 @@
 """CPU deployment: load a model directory in fp32 or bf16, optionally int8-quantize its linears.
 
-int8 is weight-only: every ``nn.Linear`` becomes a :class:`tinywave.generate.int8.Int8Linear`
-(int8 weights with one scale per output channel, activations kept in fp32), a quarter of
-the linear layers' fp32 bytes, on torch alone.
+int8 is dynamic quantization on torch alone: every ``nn.Linear`` becomes a
+:class:`tinywave.generate.int8.Int8Linear` (int8 weights with one scale per output channel,
+a quarter of their fp32 bytes; activations quantized per row at each call).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ def check_dtype(dtype: str) -> torch.dtype:
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Weight-only int8 quantization of all ``nn.Linear`` layers, in place (fp32 models only)."""
+    """Dynamic int8 quantization of all ``nn.Linear`` layers, in place (fp32 models only)."""
     from tinywave.generate.int8 import quantize_linears
 
     if next(model.parameters()).dtype != torch.float32:
-        raise ValueError("int8 weight-only quantization needs an fp32 model; use dtype=fp32 with int8")
+        raise ValueError("int8 dynamic quantization needs an fp32 model; use dtype=fp32 with int8")
     return quantize_linears(model)
 
 

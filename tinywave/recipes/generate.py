@@ -48,7 +48,7 @@ class Config:
     seed: int = field(0, help="sampling seed")
     speaker: str = field("0", help="vocoder speaker: index or name from speakers.txt")
     dtype: str = field("fp32", help="fp32 or bf16")
-    int8: bool = field(False, help="weight-only int8 linear layers (per-channel scales; fp32 activations)")
+    int8: bool = field(False, help="dynamic int8 quantization of linear layers")
     chunk_units: int = field(25, help="streaming: units per audio chunk")
 
 
