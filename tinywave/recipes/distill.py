@@ -214,13 +214,11 @@ def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None)
 
 def _modality_ranges(teacher_dir: str) -> list[tuple[int, int]]:
     """Text / marker / speech-unit id ranges of the teacher folder's tokenizer (for the cache's modality tail)."""
-    from transformers import AutoTokenizer
-
     from tinywave.distill.cache import modality_ranges
-    from tinywave.text.vocab import layout_from_tokenizer
+    from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer
 
     try:
-        layout = layout_from_tokenizer(AutoTokenizer.from_pretrained(teacher_dir))
+        layout = layout_from_tokenizer(load_tokenizer(teacher_dir))  # local files only (a folder or a cached hub id)
     except (OSError, ValueError) as err:
         raise ValueError(f"teacher.cache_tail=modality needs the speech-LM tokenizer of teacher.dir={teacher_dir!r} ({err}); "
                          "set teacher.cache_tail=uniform for a vocabulary without speech tokens") from err
