@@ -52,6 +52,19 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "ce_lr3_full4": ("CE baseline (pruned init): lr 3e-3, all stories x 4 (the demo's schedule)", {"optim.lr": 3e-3, "shards": "full4", **{
         f"loss.{k}": 0.0 for k in ("kl_weight", "hidden_weight", "attn_weight")}}),
 }
+# The current demo defaults (lr 3e-3, every story x 4 passes, weights 3: the demo's own student shards) at other
+# budgets: how far from converged the demo's 300 steps are, and whether more updates of fewer rows help.
+NOW = {"optim.lr": 3e-3, "loss.hidden_weight": 3.0, "loss.attn_weight": 3.0}
+CE = {f"loss.{k}": 0.0 for k in ("kl_weight", "hidden_weight", "attn_weight")}
+BUDGETS: dict[str, tuple[str, dict]] = {
+    "now": ("demo defaults: 300 steps x 4 rows", dict(NOW)),
+    "now_s600": ("600 steps x 4 rows (2x the tokens)", {**NOW, "train.steps": 600}),
+    "now_s1200": ("1200 steps x 4 rows (4x the tokens)", {**NOW, "train.steps": 1200}),
+    "now_b2s600": ("600 steps x 2 rows (the same tokens, 2x the updates)", {**NOW, "train.steps": 600, "data.batch_size": 2}),
+    "now_b2s1200": ("1200 steps x 2 rows (2x the tokens, 4x the updates)", {**NOW, "train.steps": 1200, "data.batch_size": 2}),
+    "ce_now_s1200": ("CE baseline (pruned init), 1200 steps x 4 rows", {**NOW, **CE, "train.steps": 1200}),
+}
+VARIANTS.update(BUDGETS)
 SHARDS = {"full4": {"speech": 0.6, "interleaved": 0.3, "text": 0.1}, "full4t": {"speech": 0.4, "interleaved": 0.3, "text": 0.3}}
 
 
@@ -80,6 +93,8 @@ def run_variant(demo: Path, work: Path, name: str, precision: str) -> dict:
         for key, value in over.items():
             section, field = key.split(".")
             cfg[section][field] = value
+        if "train.steps" in over and "optim.warmup_steps" not in over:
+            cfg["optim"]["warmup_steps"] = max(1, cfg["train"]["steps"] // 10)  # the demo's warm-up share
         t0 = time.monotonic()
         call("distill", **cfg)
         (folder / "train_seconds.txt").write_text(f"{time.monotonic() - t0:.1f}\n")
@@ -87,8 +102,10 @@ def run_variant(demo: Path, work: Path, name: str, precision: str) -> dict:
         call("evaluate", model=[f"{name}={folder / 'model'}"], bench=[str(demo / "benchmarks")], out=str(folder / "eval"),
              cross_modal=False, ppl=[f"heldout={demo / 'tokens' / 'heldout.jsonl'}"])
     r = json.loads((folder / "eval" / "results.json").read_text())
+    seconds = folder / "train_seconds.txt"
     return {"tSC": r["results"]["tSC"][name], "sSC": r["results"]["sSC"][name],
-            "ppl": r["perplexity"]["heldout"][name]["ppl_per_token"]}
+            "ppl": r["perplexity"]["heldout"][name]["ppl_per_token"],
+            "train_s": float(seconds.read_text()) if seconds.exists() else None}
 
 
 def main() -> int:
@@ -97,6 +114,7 @@ def main() -> int:
     parser.add_argument("--work", default="bench_student_settings", help="folder of the variants' runs (kept; reruns skip them)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--name", default="demo_student_settings", help="results file stem under benchmarks/results/")
     parser.add_argument("--teacher-results", default="", help="an eval results.json holding the teacher's scores on the same pairs")
     args = parser.parse_args()
 
@@ -106,18 +124,19 @@ def main() -> int:
     results = Path(args.teacher_results or demo / "eval" / "results.json")
     teacher = json.loads(results.read_text()) if results.exists() else None
     rows = {name: {"change": VARIANTS[name][0], **run_variant(demo, work, name, args.precision)} for name in args.variants}
-    out = {"demo": str(demo), "budget": "300 steps x 4 x 512 tokens, seed 0, 400 pairs, speech-only scoring", "variants": rows,
+    out = {"demo": str(demo), "budget": "300 steps x 4 x 512 tokens unless the variant says, seed 0, 400 pairs, speech-only scoring",
+           "variants": rows,
            "teacher": {k: teacher["results"][k]["teacher"] for k in ("tSC", "sSC")} if teacher else None,
            "conditions": conditions(args.precision)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "demo_student_settings.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=1))
     lines = ["# Demo student settings at the demo's budget (one seed; +-0.02-0.025 standard error at 400 pairs)", "",
              f"Conditions: {out['conditions']}", "",
-             "| variant | change | tSC | sSC | held-out ppl/token |", "|---|---|---|---|---|"]
+             "| variant | change | tSC | sSC | held-out ppl/token | train s |", "|---|---|---|---|---|---|"]
     if teacher:
-        lines.append(f"| teacher | 6 layers, corrected | {out['teacher']['tSC']:.3f} | {out['teacher']['sSC']:.3f} | - |")
-    lines += [f"| {n} | {r['change']} | {r['tSC']:.3f} | {r['sSC']:.3f} | {r['ppl']:.2f} |" for n, r in rows.items()]
-    (RESULTS / "demo_student_settings.md").write_text("\n".join(lines) + "\n")
+        lines.append(f"| teacher | 6 layers, corrected | {out['teacher']['tSC']:.3f} | {out['teacher']['sSC']:.3f} | - | - |")
+    lines += [f"| {n} | {r['change']} | {r['tSC']:.3f} | {r['sSC']:.3f} | {r['ppl']:.2f} | {r['train_s'] or 0:.0f} |" for n, r in rows.items()]
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -108,6 +108,20 @@ def test_student_logs_distillation_terms_and_baselines_do_not(demo_dir):
 
 
 @pytest.mark.slow
+def test_students_distil_from_one_exact_cache_of_the_corrected_teacher(demo_dir):
+    from tinywave.distill.cache import read_index, teacher_fingerprint
+    from tinywave.models.hf import load_causal_lm
+
+    done = list(json.loads((demo_dir / "stages.json").read_text())["done"])
+    assert done.index("correction") < done.index("cache") < done.index("students:student-s0")
+    index = read_index(demo_dir / "teacher_cache")
+    layers = json.loads((demo_dir / "stages.json").read_text())["done"]["cache"]["layers"]
+    assert index["top_k"] == index["vocab_size"]  # exact: every logit
+    assert index["hidden_layers"] == index["attn_layers"] == layers
+    assert index["teacher"]["fingerprint"] == teacher_fingerprint(load_causal_lm(demo_dir / "models" / "teacher"))["fingerprint"]
+
+
+@pytest.mark.slow
 def test_student_keeps_a_layer_fraction_at_full_width(demo_dir):
     report = json.loads((demo_dir / "report.json").read_text())
     teacher, student = report["models"]["teacher"], report["models"]["student"]

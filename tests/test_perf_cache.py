@@ -43,18 +43,23 @@ def data(tmp_path_factory):
 def full_cache(data):
     root, ds = data
     settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
-                             batch_size=3, block_rows=8, chunk_size=7)
+                             attn_layers=(0, 2), attn_dtype="float32", batch_size=3, block_rows=8, chunk_size=7)
     build_cache(make_teacher(), ds, root / "full", settings)
     return root / "full"
 
 
-def losses_and_grads(teacher_targets, ds, temperature=2.0, weights=(1.0, 1.0, 1.0)):
+def losses_and_grads(teacher_targets, ds, temperature=2.0, weights=(1.0, 1.0, 1.0, 0.0), noise=0.02):
+    from tinywave.distill.fused import use_qk_attention
+
     student = build_student(make_teacher(), 2, [0, 2])
+    weights = (*weights, 0.0)[:4]  # ce, kl, hidden, attn
+    if weights[3] > 0:
+        use_qk_attention(student)
     torch.manual_seed(1)
     with torch.no_grad():
         for p in student.parameters():
-            p.add_(torch.randn_like(p) * 0.02)  # a student that differs from the teacher
-    w = LossWeights(ce=weights[0], kl=weights[1], hidden=weights[2], temperature=temperature, chunk_size=5)
+            p.add_(torch.randn_like(p) * noise)  # a student that differs from the teacher
+    w = LossWeights(ce=weights[0], kl=weights[1], hidden=weights[2], attn=weights[3], temperature=temperature, chunk_size=5)
     objective = DistillObjective(student, w, PAIRS, teacher_targets)
     batch = BatchStream(ds, 4, seed=0).next()
     n = float((batch["labels"] != IGNORE_INDEX).sum())
@@ -76,6 +81,25 @@ def test_full_vocabulary_cache_gives_the_online_losses(data, full_cache):
     # k = V serves any temperature: the normalizer is recomputed from the stored logits
     at3 = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], (), logits=True), ds, temperature=3.0)[0]
     assert losses_and_grads(CachedTeacher(full_cache, 3.0, [0, 2]), ds, temperature=3.0)[0]["kl"] == pytest.approx(at3["kl"], rel=1e-5)
+
+
+def test_cached_queries_and_keys_give_the_online_attention_loss(data, full_cache, tmp_path):
+    _, ds = data
+    every = (1.0, 1.0, 1.0, 1.0)
+    online = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], [0, 2], logits=True), ds, weights=every, noise=0.3)
+    cached = losses_and_grads(open_cache(full_cache, make_teacher(), ds, 2.0, [0, 2], attn_layers=[0, 2]), ds, weights=every, noise=0.3)
+    assert online[0]["attn"] > 1e-3  # the student's attention differs from the teacher's: not a comparison of zeros
+    for key, value in online[0].items():
+        assert cached[0][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    for name, g in online[1].items():
+        torch.testing.assert_close(cached[1][name], g, rtol=1e-4, atol=1e-6)
+    # stored at float16 (the default) the attention loss moves by far less than its size
+    build_cache(make_teacher(), ds, tmp_path / "fp16", CacheSettings(top_k=0, temperatures=(2.0,), attn_layers=(0, 2), block_rows=16))
+    half = losses_and_grads(open_cache(tmp_path / "fp16", make_teacher(), ds, 2.0, attn_layers=[0, 2]), ds, weights=(1.0, 0.0, 0.0, 1.0), noise=0.3)
+    assert half[0]["attn"] == pytest.approx(online[0]["attn"], rel=1e-2)
+    index = read_index(full_cache)
+    assert index["attn_layers"] == [0, 2] and index["arrays"]["query_2"]["shape"] == [len(ds), 2, SEQ, 8]
+    assert index["attn_scale"]["2"] == pytest.approx(8 ** -0.5)
 
 
 def test_topk_cache_is_close_and_improves_with_k(data, tmp_path):
@@ -178,7 +202,7 @@ def test_topk_targets_store_exact_log_probabilities_and_rest_mass():
 def test_interrupted_cache_resumes_to_the_same_arrays(data, full_cache, tmp_path):
     _, ds = data
     settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
-                             batch_size=3, block_rows=8, chunk_size=7)
+                             attn_layers=(0, 2), attn_dtype="float32", batch_size=3, block_rows=8, chunk_size=7)
     out = tmp_path / "resumed"
     first = build_cache(make_teacher(), ds, out, settings, stop_after_blocks=2)
     assert not first["complete"] and first["blocks_done"] == 2 and not out.exists()
@@ -209,8 +233,8 @@ def test_mismatched_cache_is_refused(data, full_cache, tmp_path):
     write_shards(tmp_path / "other", docs, SEQ, "fp", VOCAB, 3, 1, 2)
     with pytest.raises(ValueError, match="other shards"):
         open_cache(full_cache, make_teacher(), ShardDataset(tmp_path / "other"), 2.0)
-    with pytest.raises(ValueError, match="attention maps are not cached.*loss.attn_weight=0"):
-        open_cache(full_cache, make_teacher(), ds, 2.0, attention=True)
+    with pytest.raises(ValueError, match=r"queries and keys of layers \[0, 2\], not \[1\].*attn_layers=\[0, 1, 2\]"):
+        open_cache(full_cache, make_teacher(), ds, 2.0, attn_layers=[1])
     with pytest.raises(ValueError, match=r"stores hidden states of layers \[0, 2\], not \[1\]"):
         open_cache(full_cache, make_teacher(), ds, 2.0, hidden_layers=[1])
     topk = tmp_path / "topk"
@@ -226,7 +250,7 @@ def test_ranks_fill_their_blocks_and_the_last_one_finishes(data, full_cache, tmp
 
     _, ds = data
     settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
-                             batch_size=3, block_rows=8, chunk_size=7)
+                             attn_layers=(0, 2), attn_dtype="float32", batch_size=3, block_rows=8, chunk_size=7)
     out = tmp_path / "ranks"
     one = build_cache(make_teacher(), ds, out, settings, rank=1, world_size=2)
     assert not one["complete"] and one["blocks_done"] == one["blocks"] // 2 and not finish_if_complete(out)
@@ -238,7 +262,8 @@ def test_ranks_fill_their_blocks_and_the_last_one_finishes(data, full_cache, tmp
 
 @pytest.mark.slow
 def test_cli_cache_then_distill_reproduces_the_online_run(tmp_path):
-    """`tinywave teacher-cache` (k = V) then `tinywave distill teacher.cache=...`: the online loss curve."""
+    """`tinywave teacher-cache` (k = V, queries and keys) then `tinywave distill teacher.cache=...`: the online loss curve,
+    attention term included."""
     from tinywave.cli import main
     from tinywave.files import load_jsonl
     from tinywave.models.hf import write_model_dir
@@ -249,17 +274,18 @@ def test_cli_cache_then_distill_reproduces_the_online_run(tmp_path):
     torch.manual_seed(0)
     write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, 64), tok, tmp_path / "teacher")
     common = [f"teacher.dir={tmp_path / 'teacher'}", f"data.shards={tmp_path / 'shards'}", "student.n_layers=2",
-              "data.batch_size=4", "loss.attn_weight=0", "loss.chunk_size=16", "train.steps=3", "train.tensorboard=false"]
+              "data.batch_size=4", "loss.attn_weight=1", "loss.chunk_size=16", "train.steps=3", "train.tensorboard=false"]
     assert main(["teacher-cache", "--teacher", str(tmp_path / "teacher"), "--shards", str(tmp_path / "shards"),
                  "--out", str(tmp_path / "cache"), "top_k=0", "temperatures=[2.0]", "logit_dtype=float32",
-                 "hidden_layers=[1,3]", "hidden_dtype=float32", "block_rows=8"]) == 0
+                 "hidden_layers=[1,3]", "hidden_dtype=float32", "attn_layers=[1,3]", "attn_dtype=float32", "block_rows=8"]) == 0
     assert main(["distill", *common, f"train.out={tmp_path / 'online'}"]) == 0
     assert main(["distill", *common, f"train.out={tmp_path / 'cached'}", f"teacher.cache={tmp_path / 'cache'}"]) == 0
     online, cached = (load_jsonl(tmp_path / name / "train_log.jsonl") for name in ("online", "cached"))
-    assert [r["step"] for r in cached] == [1, 2, 3] and {"kl", "hidden"} <= set(cached[0])
+    assert [r["step"] for r in cached] == [1, 2, 3] and {"kl", "hidden", "attn"} <= set(cached[0])
     for a, b in zip(online, cached):
-        for key in ("loss", "ce", "kl", "hidden", "grad_norm"):
+        for key in ("loss", "ce", "kl", "hidden", "attn", "grad_norm"):
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["step"], key)  # teacher batches differ: rounding only
-    # a cache refuses a run whose loss needs attention maps, with the fix in the message
-    assert main(["distill", *common[:-4], "loss.attn_weight=1", "train.steps=1", f"train.out={tmp_path / 'attn'}",
-                 f"teacher.cache={tmp_path / 'cache'}"]) == 2
+    # a cache without the mapped layers' queries and keys refuses the attention loss, with the fix in the message
+    assert main(["teacher-cache", "--teacher", str(tmp_path / "teacher"), "--shards", str(tmp_path / "shards"),
+                 "--out", str(tmp_path / "no_attn"), "top_k=0", "temperatures=[2.0]", "hidden_layers=[1,3]", "block_rows=8"]) == 0
+    assert main(["distill", *common[:-1], "train.steps=1", f"train.out={tmp_path / 'attn'}", f"teacher.cache={tmp_path / 'no_attn'}"]) == 2

@@ -13,7 +13,12 @@
   ``logits / temp - logz`` exactly;
 * ``rest.npy`` float32 (N, T, n_temps): the log of the probability mass outside the top k,
   ``log(1 - sum of top-k p)``, computed directly from the other logits (-inf when k = V);
-* ``hidden_<layer>.npy`` (N, T, D): the output of each stored teacher layer.
+* ``hidden_<layer>.npy`` (N, T, D): the output of each stored teacher layer;
+* ``query_<layer>.npy`` (N, H, T, d) and ``key_<layer>.npy`` (N, Hkv, T, d): the queries
+  (after rotary embedding) and keys of each stored attention layer, from which the
+  attention loss rebuilds the teacher's attention maps exactly as the online teacher does
+  (``index.json`` ``attn_scale`` holds each layer's score scale). Per row that is
+  2 x T x D values per layer, where the maps would be H x T^2.
 
 Padding positions hold zeros. N rows x T positions follow the shard rows, so a batch's
 ``rows`` index the cache directly. The folder is built as ``DIR.partial`` one block of
@@ -36,8 +41,12 @@ the temperatures it was built with (any temperature when k = V).
 speech context that teaches the student to put the teacher's tail on tens of thousands of
 text ids it never predicts there. ``modality`` spreads it only over the ids of the modality
 range (text, markers, speech units: :func:`modality_ranges`) holding the teacher's top-1
-id, falling back to the whole vocabulary when the top k use that range up. Attention maps are not
-cached (T^2 per head and layer): ``loss.attn_weight`` must be 0 with a cache.
+id, falling back to the whole vocabulary when the top k use that range up.
+
+**The attention loss from a cache** needs a cache built with ``attn_layers`` (the teacher
+layers of the layer map): the maps are recomputed from the stored queries and keys in the
+loss (``tinywave.distill.fused``), so with float32 storage and ``top_k=0`` every loss
+equals the online teacher's.
 """
 
 from __future__ import annotations
@@ -107,7 +116,8 @@ def shards_fingerprint(dataset) -> str:
 
 # --- arrays -------------------------------------------------------------------------------
 
-def _specs(n: int, t: int, k: int, n_temps: int, logit_dtype: str, hidden: list[int], width: int, hidden_dtype: str) -> dict[str, dict]:
+def _specs(n: int, t: int, k: int, n_temps: int, logit_dtype: str, hidden: list[int], width: int, hidden_dtype: str,
+           attn: list[int] = (), heads: tuple[int, int, int] = (0, 0, 0), attn_dtype: str = "float16") -> dict[str, dict]:
     specs = {
         "topk_ids": {"dtype": "int32", "shape": [n, t, k]},
         "topk_logits": {"dtype": logit_dtype, "shape": [n, t, k]},
@@ -115,7 +125,18 @@ def _specs(n: int, t: int, k: int, n_temps: int, logit_dtype: str, hidden: list[
         "rest": {"dtype": "float32", "shape": [n, t, n_temps]},
     }
     specs.update({f"hidden_{layer}": {"dtype": hidden_dtype, "shape": [n, t, width]} for layer in hidden})
+    h, hkv, d = heads  # query heads, key/value heads, head dim
+    specs.update({f"query_{layer}": {"dtype": attn_dtype, "shape": [n, h, t, d]} for layer in attn})
+    specs.update({f"key_{layer}": {"dtype": attn_dtype, "shape": [n, hkv, t, d]} for layer in attn})
     return specs
+
+
+def attention_shape(config) -> tuple[int, int, int]:
+    """(query heads, key/value heads, head dim) of a Llama-style config."""
+    heads = config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return heads, kv, dim
 
 
 def _storage(dtype: str):
@@ -165,21 +186,24 @@ class CacheSettings:
     logit_dtype: str = "float16"
     hidden_layers: tuple[int, ...] = ()
     hidden_dtype: str = "bfloat16"
+    attn_layers: tuple[int, ...] = ()
+    attn_dtype: str = "float16"
     batch_size: int = 8
     block_rows: int = 256
     chunk_size: int = 1024
 
     def check(self, vocab_size: int, n_layers: int) -> None:
-        for what, dtype in (("logit_dtype", self.logit_dtype), ("hidden_dtype", self.hidden_dtype)):
+        for what, dtype in (("logit_dtype", self.logit_dtype), ("hidden_dtype", self.hidden_dtype), ("attn_dtype", self.attn_dtype)):
             if dtype not in STORAGE:
                 raise ValueError(f"{what}={dtype!r} is not known; choose one of {sorted(STORAGE)}")
         if not 0 <= self.top_k <= vocab_size:
             raise ValueError(f"top_k={self.top_k} must be in 1..{vocab_size} (the vocabulary), or 0 for all of it")
         if not self.temperatures or any(t <= 0 for t in self.temperatures):
             raise ValueError(f"temperatures={list(self.temperatures)} must list at least one temperature > 0 (distill's loss.temperature)")
-        bad = [layer for layer in self.hidden_layers if not 0 <= layer < n_layers]
-        if bad:
-            raise ValueError(f"hidden_layers {bad} are out of range: the teacher has layers 0..{n_layers - 1}")
+        for what, layers in (("hidden_layers", self.hidden_layers), ("attn_layers", self.attn_layers)):
+            bad = [layer for layer in layers if not 0 <= layer < n_layers]
+            if bad:
+                raise ValueError(f"{what} {bad} are out of range: the teacher has layers 0..{n_layers - 1}")
         for name in ("batch_size", "block_rows", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
@@ -189,19 +213,22 @@ def _index(settings: CacheSettings, dataset, teacher: nn.Module, teacher_fp: dic
     vocab = teacher.config.vocab_size
     k = settings.top_k or vocab
     hidden = sorted(set(settings.hidden_layers))
+    attn = sorted(set(settings.attn_layers))
     return {
         "format": FORMAT, "complete": False,
         "shards": {"fingerprint": shards_fingerprint(dataset), "folder": str(dataset.folder), "count": len(dataset), "seq_len": dataset.seq_len},
         "teacher": teacher_fp, "vocab_size": vocab, "top_k": k, "temperatures": [float(t) for t in settings.temperatures],
         "logit_dtype": settings.logit_dtype, "hidden_layers": hidden, "hidden_dtype": settings.hidden_dtype,
         "hidden_size": teacher.config.hidden_size, "block_rows": settings.block_rows,
+        "attn_layers": attn, "attn_dtype": settings.attn_dtype, "attn_scale": {},  # scale per layer, filled by the first batch
         "arrays": _specs(len(dataset), dataset.seq_len, k, len(settings.temperatures), settings.logit_dtype, hidden,
-                         teacher.config.hidden_size, settings.hidden_dtype),
+                         teacher.config.hidden_size, settings.hidden_dtype, attn, attention_shape(teacher.config), settings.attn_dtype),
     }
 
 
 def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("format", "teacher", "vocab_size", "top_k", "temperatures", "logit_dtype", "hidden_layers", "hidden_dtype", "block_rows", "arrays")
+    keys = ("format", "teacher", "vocab_size", "top_k", "temperatures", "logit_dtype", "hidden_layers", "hidden_dtype", "block_rows", "arrays",
+            "attn_layers", "attn_dtype")
     return all(a.get(k) == b.get(k) for k in keys) and a["shards"]["fingerprint"] == b["shards"]["fingerprint"]
 
 
@@ -224,7 +251,7 @@ def _write_batch(arrays, index: dict, rows: list[int], batch: TeacherBatch, mask
     b, t = mask.shape
     flat = mask.reshape(-1).nonzero().squeeze(1)  # (n,) real positions in B*T
     out = {name: torch.zeros((b * t, *spec["shape"][2:]), dtype=torch.float32 if name != "topk_ids" else torch.int32)
-           for name, spec in index["arrays"].items() if not name.startswith("hidden_")}
+           for name, spec in index["arrays"].items() if name in _VOCAB_ARRAYS}
     for start in range(0, flat.numel(), chunk):
         pos = flat[start : start + chunk]
         got = topk_targets(batch.logits(pos), index["top_k"], index["temperatures"])
@@ -236,6 +263,22 @@ def _write_batch(arrays, index: dict, rows: list[int], batch: TeacherBatch, mask
     for layer in index["hidden_layers"]:
         h = batch.hidden[layer] * mask[..., None].to(batch.hidden[layer].dtype)  # (B, T, D), pads zeroed
         arrays[f"hidden_{layer}"][rows] = _to_numpy(h, specs[f"hidden_{layer}"]["dtype"])
+    keep = mask[:, None, :, None]  # (B, 1, T, 1): pads zeroed
+    for layer in index["attn_layers"]:
+        query, key, _ = batch.attn_qk[layer]  # (B, H, T, d), (B, Hkv, T, d)
+        arrays[f"query_{layer}"][rows] = _to_numpy(query * keep.to(query.dtype), specs[f"query_{layer}"]["dtype"])
+        arrays[f"key_{layer}"][rows] = _to_numpy(key * keep.to(key.dtype), specs[f"key_{layer}"]["dtype"])
+
+
+_VOCAB_ARRAYS = ("topk_ids", "topk_logits", "logz", "rest")
+
+
+def _attention_scales(teacher: nn.Module, layers: list[int]) -> dict[str, float]:
+    """{layer: the score scale of its attention} (what record_qk reports; 1/sqrt(d) unless the config says otherwise)."""
+    from tinywave.models.attention import decoder_layers
+
+    blocks = decoder_layers(teacher)
+    return {str(i): float(getattr(blocks[i].self_attn, "scaling", attention_shape(teacher.config)[2] ** -0.5)) for i in layers}
 
 
 def _done_blocks(folder: Path) -> set[int]:
@@ -268,6 +311,7 @@ def build_cache(
     out = Path(out)
     settings.check(teacher.config.vocab_size, teacher.config.num_hidden_layers)
     index = _index(settings, dataset, teacher, teacher_fingerprint(teacher))
+    index["attn_scale"] = _attention_scales(teacher, index["attn_layers"])
     if (out / "index.json").is_file():
         if _same_settings(read_index(out), index):
             log.info("teacher cache %s is already complete", out)
@@ -277,7 +321,7 @@ def build_cache(
     arrays = _open_arrays(partial, index["arrays"], "w+")
     n_blocks = math.ceil(len(dataset) / settings.block_rows)
     todo = [b for b in range(rank, n_blocks, world_size) if b not in _done_blocks(partial)]
-    online = OnlineTeacher(teacher.to(device), index["hidden_layers"], (), logits=True)
+    online = OnlineTeacher(teacher.to(device), index["hidden_layers"], index["attn_layers"], logits=True)
     done_now = 0
     with JsonlAppender(partial / f"progress.rank{rank}.jsonl") as journal:
         for block in bar(todo, desc="teacher cache", unit="block"):
@@ -388,7 +432,7 @@ class CachedTeacher:
     """The :class:`~tinywave.distill.teacher.OnlineTeacher` interface, served from a cache folder."""
 
     def __init__(self, folder: str | Path, temperature: float, hidden_layers=(), logits: bool = True,
-                 tail: str = "uniform", ranges: list[tuple[int, int]] | None = None):
+                 tail: str = "uniform", ranges: list[tuple[int, int]] | None = None, attn_layers=()):
         if tail not in TAILS:
             raise ValueError(f"teacher cache tail {tail!r} is not known; choose one of {list(TAILS)}")
         if tail == "modality" and not ranges:
@@ -403,8 +447,15 @@ class CachedTeacher:
         if missing:
             raise ValueError(f"teacher cache {self.folder} stores hidden states of layers {self.index['hidden_layers']}, not {missing}; "
                              f"rebuild it with hidden_layers={sorted(set(self.index['hidden_layers']) | set(missing))} or set loss.hidden_weight=0")
+        self.attn_layers = sorted(attn_layers)
+        stored = self.index.get("attn_layers", [])
+        missing = [layer for layer in self.attn_layers if layer not in stored]
+        if missing:
+            raise ValueError(f"teacher cache {self.folder} stores the queries and keys of layers {stored}, not {missing} (the attention "
+                             f"loss needs them); rebuild it with attn_layers={sorted(set(stored) | set(missing))} or set loss.attn_weight=0")
         self.temp_slot = self._temperature_slot()
-        names = ["topk_ids", "topk_logits", "logz", "rest"] * logits + [f"hidden_{layer}" for layer in self.hidden_layers]
+        names = (["topk_ids", "topk_logits", "logz", "rest"] * logits + [f"hidden_{layer}" for layer in self.hidden_layers]
+                 + [f"{kind}_{layer}" for layer in self.attn_layers for kind in ("query", "key")])
         self.arrays = _open_arrays(self.folder, {n: self.index["arrays"][n] for n in names}, "r")
 
     def _temperature_slot(self) -> int | None:
@@ -426,8 +477,15 @@ class CachedTeacher:
         r = rows.cpu().numpy()
         device = input_ids.device
         hidden = {layer: self._read(f"hidden_{layer}", r).to(device, torch.float32) for layer in self.hidden_layers}  # (B, T, D)
-        if not self.want_logits:
-            return TeacherBatch(hidden=hidden)
+        batch = self._targets(hidden, r, device) if self.want_logits else TeacherBatch(hidden=hidden)
+        scale = self.index.get("attn_scale", {})
+        batch.attn_qk = {layer: (self._read(f"query_{layer}", r).to(device, torch.float32),  # (B, H, T, d)
+                                 self._read(f"key_{layer}", r).to(device, torch.float32),  # (B, Hkv, T, d)
+                                 scale[str(layer)]) for layer in self.attn_layers}
+        return batch
+
+    def _targets(self, hidden: dict[int, torch.Tensor], r: np.ndarray, device: torch.device) -> CachedBatch:
+        """Hidden states plus the cached next-token distribution of rows ``r``."""
         ids = self._read("topk_ids", r).flatten(0, 1).to(device, torch.long)  # (B*T, k)
         z = self._read("topk_logits", r).flatten(0, 1).to(device, torch.float32) / self.temperature  # (B*T, k)
         k, vocab = self.index["top_k"], self.index["vocab_size"]
@@ -447,11 +505,8 @@ class CachedTeacher:
 
 
 def open_cache(folder: str | Path, teacher: nn.Module, dataset, temperature: float, hidden_layers=(), logits: bool = True,
-               attention: bool = False, tail: str = "uniform", ranges: list[tuple[int, int]] | None = None) -> CachedTeacher:
+               attn_layers=(), tail: str = "uniform", ranges: list[tuple[int, int]] | None = None) -> CachedTeacher:
     """A :class:`CachedTeacher` after checking that the cache was built from ``dataset`` by ``teacher``."""
-    if attention:
-        raise ValueError("attention maps are not cached (T^2 per head and layer): with teacher.cache set loss.attn_weight=0, "
-                         "or drop teacher.cache to run the teacher online")
     index = read_index(folder)
     fp = teacher_fingerprint(teacher)
     if index["teacher"]["fingerprint"] != fp["fingerprint"]:
@@ -463,4 +518,4 @@ def open_cache(folder: str | Path, teacher: nn.Module, dataset, temperature: flo
     if index["shards"]["fingerprint"] != shards:
         raise ValueError(f"teacher cache {folder} was built from other shards ({index['shards']['folder']}, fingerprint "
                          f"{index['shards']['fingerprint']}) than {dataset.folder} ({shards}); rebuild it over data.shards or drop teacher.cache")
-    return CachedTeacher(folder, temperature, hidden_layers, logits, tail, ranges)
+    return CachedTeacher(folder, temperature, hidden_layers, logits, tail, ranges, attn_layers)

@@ -6,7 +6,8 @@ As in the paper, the demo starts from a *pretrained* teacher (shipped under
 target-domain corpus (stories the teacher never saw, spoken faster than its
 pretraining speech) -> target benchmarks -> tokens with the teacher's speech tokenizer ->
 held-out / correction / student split -> shards -> LoRA correction of the teacher on the
-target data (merged) -> for each seed: the distilled student and two CE baselines (same
+target data (merged) -> one exact cache of the corrected teacher over the students'
+shards -> for each seed: the distilled student (from the cache) and two CE baselines (same
 architecture, data, steps and schedule) -> export -> evaluation of every model with
 confidence intervals and paired tests pooled over seeds -> report.md / report.json / plots.
 
@@ -82,6 +83,9 @@ class StudentSection:
                                         "also knows its 5000 pretraining stories)")
     passes: int = field(4, help="passes over the subset when building its shards")
     seeds: list[int] = field([0, 1, 2], help="training seeds of every student and baseline (statistics pool over them)")
+    teacher_cache: bool = field(True, help="distil every seed from one exact cache of the corrected teacher (every logit, the mapped "
+                                           "layers' hidden states, queries and keys: the same losses as online, the teacher run once); "
+                                           "false runs the teacher online in every student run")
     kl_weight: float = field(DISTILL_LOSS["kl_weight"], help="weight of the soft-target KL")
     temperature: float = field(DISTILL_LOSS["temperature"], help="KL temperature")
     hidden_weight: float = field(DISTILL_LOSS["hidden_weight"], help="weight of the hidden-state loss")
@@ -133,6 +137,7 @@ DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "pretrain": lambda c: c["teacher"],
     "export": lambda c: None,
     "correction": lambda c: c["correction"],
+    "cache": lambda c: [c["student"]["n_layers"], c["student"]["temperature"], c["student"]["teacher_cache"]],
     "students": lambda c: [c["student"], c["precision"]],
     "eval": lambda c: c["cross_modal"],
     "vocoder": lambda c: [c["vocoder_steps"], c["vocoder_items"]],
@@ -241,7 +246,25 @@ def _correct(cfg: Config, teacher: Path, shards: Path, runs: Path, models: Path,
     return {"method": c.method}
 
 
-def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, teacher_dir: Path, precision: str) -> None:
+def mapped_layers(teacher_dir: Path, n_student: int) -> list[int]:
+    """The teacher layers the student keeps (uniform spacing, as `tinywave distill` chooses them)."""
+    from tinywave.models.student import uniform_layer_map
+
+    config = json.loads((teacher_dir / "config.json").read_text(encoding="utf-8"))
+    return uniform_layer_map(int(config["num_hidden_layers"]), n_student)
+
+
+def _teacher_cache(cfg: Config, teacher_dir: Path, shards: Path, out: Path) -> dict[str, Any]:
+    """One exact cache of the teacher over the students' shards (k = V, float16 logits), read by every seed."""
+    layers = mapped_layers(teacher_dir, cfg.student.n_layers)
+    call("teacher_cache", teacher=str(teacher_dir), shards=str(shards), out=str(out), top_k=0, temperatures=[cfg.student.temperature],
+         logit_dtype="float16", hidden_layers=layers, attn_layers=layers)
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    return {"layers": layers, "gigabytes": round(size / 1e9, 2)}
+
+
+def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, teacher_dir: Path, precision: str,
+                 cache: Path | None = None) -> None:
     s = cfg.student
     none = {"kl_weight": 0.0, "hidden_weight": 0.0, "attn_weight": 0.0}
     losses = {
@@ -251,8 +274,9 @@ def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, te
         "baseline_random_ce": none,
     }
     init = {"student": "pruned", "baseline_pruned_ce": "pruned", "baseline_random_ce": "random"}
+    teacher = {"dir": str(teacher_dir), **({"cache": str(cache)} if cache and name == "student" else {})}
     call("distill",
-         teacher={"dir": str(teacher_dir)},
+         teacher=teacher,
          student={"n_layers": s.n_layers, "init": init[name]},
          loss={"ce_weight": 1.0, **losses[name]},
          data={"shards": str(shards), "batch_size": s.batch_size},
@@ -356,31 +380,37 @@ def run(cfg: Config) -> int:
     stages.run("correction", lambda: _correct(cfg, pretrained, shards / "correction", runs, models, precision.name),
                clear=[runs / "teacher_correction"])
 
-    # 5. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps
+    # 5. the corrected teacher over the students' shards, once for every seed (exact: the losses equal the online ones)
+    cache = out / "teacher_cache" if cfg.student.teacher_cache else None
+    if cache:
+        stages.run("cache", lambda: _teacher_cache(cfg, models / "teacher", shards / "student", cache),
+                   clear=[cache, cache.with_name("teacher_cache.partial")])
+
+    # 6. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps
     trained = []
     for seed in cfg.student.seeds:
         for name in STUDENTS:
             key = run_name(name, seed)
             stages.run(f"students:{key}", lambda name=name, seed=seed: _student_run(
-                cfg, runs, name, seed, shards / "student", models / "teacher", precision.name), clear=[runs / key])
+                cfg, runs, name, seed, shards / "student", models / "teacher", precision.name, cache), clear=[runs / key])
             stages.run(f"export:{key}", lambda key=key: call("export", checkpoint=str(runs / key), out=str(models / key)))
             trained.append(key)
     stages.run("students_first_seed", lambda: first_seed_models(models, cfg.student.seeds[0]))
 
-    # 6. evaluation: every model on the same pairs (speech-only and cross-modal), held-out normalized perplexity
+    # 7. evaluation: every model on the same pairs (speech-only and cross-modal), held-out normalized perplexity
     names = ["teacher_before_correction", "teacher", *trained]
     stages.run("eval", lambda: call(
         "evaluate", model=[f"{n}={models / n}" for n in names], bench=[str(bench)], out=str(out / "eval"),
         reference="teacher", cross_modal=cfg.cross_modal, ppl=[f"heldout={tokens / 'heldout.jsonl'}"]), clear=[out / "eval"])
 
-    # 7. listening samples from held-out prompts: text -> speech, speech -> speech / text, speech + text -> speech
+    # 8. listening samples from held-out prompts: text -> speech, speech -> speech / text, speech + text -> speech
     stages.run("vocoder", lambda: call("vocoder_train", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(pretrained / "speech_tokenizer"),
                                        out=str(out / "vocoder"), steps=cfg.vocoder_steps, max_items=cfg.vocoder_items, heldout=2,
                                        samples=1, seed=cfg.seed), clear=[out / "vocoder"])
     stages.run("samples", lambda: _samples(cfg, out, {n: models / n for n in ("teacher", "student")}, tokens, corpus),
                clear=[out / "samples"])
 
-    # 8. report: means over seeds, intervals, paired tests
+    # 9. report: means over seeds, intervals, paired tests
     info = describe_models({n: models / n for n in ["teacher_before_correction", "teacher", *STUDENTS]})
     results = json.loads((out / "eval" / "results.json").read_text())
     report = write_demo_report(out, info, results, runs, stages.state, seeds=cfg.student.seeds, precision=precision.as_dict())

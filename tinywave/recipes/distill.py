@@ -33,7 +33,7 @@ PROJECTIONS_FILE = "projections.safetensors"
 class TeacherSection:
     dir: str = field("", help="teacher model folder: a Llama-family HF causal LM with the speech vocabulary")
     dtype: str = field("float32", help="teacher weights dtype: float32 or bfloat16")
-    cache: str = field("", help="read teacher outputs from this `tinywave teacher-cache` folder instead of running the teacher (needs loss.attn_weight=0)")
+    cache: str = field("", help="read teacher outputs from this `tinywave teacher-cache` folder instead of running the teacher (the attention loss needs one built with attn_layers)")
     cache_tail: str = field("modality", help="cached top-k: where the rest mass goes: modality (the ids of the top-1 token's "
                                               "modality: text, markers or speech units) or uniform (every other id)")
 
@@ -234,7 +234,7 @@ def _teacher_targets(cfg: Config, teacher, dataset, mapped: list[int], device):
     hidden, attn = (mapped if w > 0 else [] for w in (loss.hidden_weight, loss.attn_weight))
     if cfg.teacher.cache:
         ranges = _modality_ranges(cfg.teacher.dir) if cfg.teacher.cache_tail == "modality" else None
-        return open_cache(cfg.teacher.cache, teacher, dataset, loss.temperature, hidden, loss.kl_weight > 0, bool(attn),
+        return open_cache(cfg.teacher.cache, teacher, dataset, loss.temperature, hidden, loss.kl_weight > 0, attn,
                           cfg.teacher.cache_tail, ranges)
     return OnlineTeacher(teacher.to(device), hidden, attn, logits=loss.kl_weight > 0)
 

@@ -4,6 +4,9 @@
         top_k=64 temperatures=[2.0] hidden_layers=[1,3]
     tinywave distill ... teacher.cache=runs/teacher-cache loss.attn_weight=0
 
+With ``attn_layers=[1,3]`` it also stores those layers' queries and keys, so the attention
+loss runs from the cache too (``loss.attn_weight`` > 0).
+
 Stores per token the top-k next-token logits with the log-normalizer and the remaining
 probability mass at each of ``temperatures``, and optionally the hidden states of the
 teacher layers the student is mapped to (``tinywave distill`` logs its layer map), as
@@ -35,6 +38,8 @@ class Config:
     logit_dtype: str = field("float16", help="storage of the top-k logits: float16, bfloat16 or float32")
     hidden_layers: list[int] = field([], help="teacher layers whose outputs are stored (the mapped layers, for loss.hidden_weight > 0)")
     hidden_dtype: str = field("bfloat16", help="storage of the hidden states: bfloat16, float16 or float32")
+    attn_layers: list[int] = field([], help="teacher layers whose queries and keys are stored (the mapped layers, for loss.attn_weight > 0)")
+    attn_dtype: str = field("float16", help="storage of the queries and keys: float16, bfloat16 or float32")
     batch_size: int = field(8, help="rows per teacher forward pass")
     block_rows: int = field(256, help="rows per resumable block (the unit of progress and of the split across ranks)")
     chunk_size: int = field(1024, help="positions per chunk of full-vocabulary logits (bounds memory)")
@@ -72,7 +77,7 @@ def run(cfg: Config) -> int:
     check_shards_fit(dataset.index, dataset.seq_len, 0, {"teacher": teacher}, cfg.shards)
     # 3. cache, block by block
     settings = CacheSettings(cfg.top_k, tuple(cfg.temperatures), cfg.logit_dtype, tuple(cfg.hidden_layers), cfg.hidden_dtype,
-                             cfg.batch_size, cfg.block_rows, cfg.chunk_size)
+                             tuple(cfg.attn_layers), cfg.attn_dtype, cfg.batch_size, cfg.block_rows, cfg.chunk_size)
     with torch.inference_mode():
         summary = build_cache(teacher, dataset, cfg.out, settings, device, env.rank, env.world_size, cfg.stop_after_blocks)
     # 4. several ranks: once all are done, rank 0 renames the folder into place
