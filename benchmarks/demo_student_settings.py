@@ -10,6 +10,10 @@ the demo's previous defaults (lr 1e-3, 40% of the target stories, uniform layer 
 [2, 5]) in one or two settings. Each variant's folder is kept, so a rerun only trains
 what is missing. Writes ``benchmarks/results/demo_student_settings.{json,md}``.
 
+The budget variants (``now``, ``now_s600``, ``now_s1200`` ...: the current defaults at other
+step counts and batch sizes) were run with ``--variants now_s600`` / ``--variants now_s1200``
+and ``--name``; their table is ``benchmarks/results/demo_student_budget.md``.
+
 One seed: a single difference of 0.02-0.025 is one standard error at 400 pairs; the
 demo's report (three seeds, paired tests) is where claims are made.
 """

@@ -7,6 +7,9 @@ and ``run(cfg) -> int``. The command line of every subcommand is the same:
 
 ``--key VALUE`` is shorthand for ``key=VALUE`` (dashes become underscores); a bare
 ``--flag`` sets a boolean to true; repeating ``--key`` on a list field appends.
+``--print-config`` prints the resolved configuration as YAML and exits (it can be saved
+and passed back with ``--config``); ``tinywave --version`` prints the version;
+``tinywave <group> --help`` (``sfm``, ``corpus``, ...) lists the group's subcommands.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # language-model distillation
     "data build": ("tinywave.recipes.data_build", "token corpus -> interleaved, packed memory-mapped training shards"),
     "train": ("tinywave.recipes.train", "pretrain a teacher from a config, or correct an existing one (full or LoRA)"),
-    "teacher-cache": ("tinywave.recipes.teacher_cache", "run the teacher once over shards and store top-k log-probs"),
+    "teacher-cache": ("tinywave.recipes.teacher_cache", "run the teacher once over shards: top-k logits, mapped layers' hidden states, queries and keys"),
     "distill": ("tinywave.recipes.distill", "layer-aligned distillation of a teacher into a student"),
     "export": ("tinywave.recipes.export", "write a plain Hugging Face directory from a checkpoint"),
     "eval": ("tinywave.recipes.evaluate", "score models on sSC/tSC/SALMon/sWUGGY/sBLIMP and perplexity"),
@@ -60,12 +63,36 @@ def _find_command(argv: list[str]) -> tuple[str | None, list[str]]:
     return None, argv
 
 
-def _usage() -> str:
-    width = max(len(k) for k in COMMANDS)
-    lines = ["usage: tinywave <subcommand> [--config FILE] [--key VALUE] [key=value ...]", "", "subcommands:"]
-    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
-    lines += ["", "`tinywave <subcommand> --help` lists every key with its default."]
+def _usage(group: str = "") -> str:
+    """The subcommands (of one group, e.g. ``sfm``, when given)."""
+    names = sorted(k for k in COMMANDS if not group or k.split(" ", 1)[0] == group)
+    width = max(len(k) for k in names)
+    lines = [f"usage: tinywave {group + ' ' if group else ''}<subcommand> [--config FILE] [--key VALUE] [key=value ...] [--print-config]",
+             "", "subcommands:"]
+    lines += [f"  {name.ljust(width)}  {COMMANDS[name][1]}" for name in names]
+    lines += ["", "`tinywave <subcommand> --help` lists every key with its default; `tinywave --version` prints the version."]
     return "\n".join(lines)
+
+
+def _groups() -> set[str]:
+    return {k.split(" ", 1)[0] for k in COMMANDS if " " in k}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tinywave")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "unknown (not installed: pip install -e .)"
+
+
+def _print_config(cfg: Any) -> None:
+    import yaml
+
+    from tinywave.config import to_dict
+
+    print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
 
 
 def _is_bool(tp: Any) -> bool:
@@ -132,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
+    if argv[0] in ("--version", "-V"):
+        print(f"tinywave {_version()}")
+        return 0
+    if argv[0] in _groups() and (len(argv) == 1 or argv[1] in ("-h", "--help")):
+        print(_usage(argv[0]))
+        return 0
     name, rest = _find_command(argv)
     if name is None:
         import difflib
@@ -152,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         _print_help(name, module.Config, help_)
         return 0
     try:
-        yaml_path, overrides = split_args(module.Config, rest)
+        printing = "--print-config" in rest
+        yaml_path, overrides = split_args(module.Config, [a for a in rest if a != "--print-config"])
         cfg = load_config(module.Config, yaml_path, overrides)
+        if printing:
+            _print_config(cfg)
+            return 0
         return int(module.run(cfg) or 0)
     except (ConfigError, ValueError, FileNotFoundError, PermissionError, OSError) as exc:
         if os.environ.get("TINYWAVE_DEBUG"):
