@@ -5,7 +5,7 @@ DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 APP_ARGS ?=
 
-.PHONY: setup demo app assets test test-fast bench clean
+.PHONY: setup demo app assets test test-fast lint bench clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
@@ -26,6 +26,10 @@ assets: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests
+
+# ruff with the rules in pyproject.toml ([tool.ruff]); CI runs it before the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS) tests

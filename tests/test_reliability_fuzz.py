@@ -271,7 +271,8 @@ yaml_scalar = st.one_of(json_scalar, st.sampled_from(["1e400", "-.inf", ".nan", 
 yaml_text = st.one_of(
     st.text(max_size=120),
     st.dictionaries(st.sampled_from(["train", "optim", "loss", "student", "data", "layer_map", "teacher", "steps", "_base_", "resume", "lr"]),
-                    st.recursive(yaml_scalar, lambda k: st.lists(k, max_size=3) | st.dictionaries(st.sampled_from(["lr", "steps", "out", "x", "betas"]), k, max_size=3), max_leaves=8),
+                    st.recursive(yaml_scalar, lambda k: st.lists(k, max_size=3)
+                                 | st.dictionaries(st.sampled_from(["lr", "steps", "out", "x", "betas"]), k, max_size=3), max_leaves=8),
                     max_size=5).map(lambda d: json.dumps(d, default=str)),
 )
 

@@ -62,7 +62,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tinywave.distill.fused import TopKTargets

@@ -290,7 +290,9 @@ def _should_stop(run: RunSettings, steps_done: int, seconds: float) -> str:
 
 
 # keys that may change between an interrupted run and its resumption
-RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in ("resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "wandb", "device", "on_nonfinite", "max_skipped_steps", "parallel", "ckpt_format")}
+RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in (
+    "resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "wandb", "device",
+    "on_nonfinite", "max_skipped_steps", "parallel", "ckpt_format")}
 
 
 def resume_point(run: RunSettings, config: dict[str, Any] | None = None) -> Path | None:

@@ -39,7 +39,8 @@ def check_same_vocabulary(teacher: nn.Module, student: nn.Module, teacher_fp: st
 def check_shards_fit(index: dict, seq_len: int, expected_seq_len: int, models: dict[str, nn.Module], shards_dir: str) -> None:
     """Shard ids fit every model's vocabulary; rows fit their position range; the length is the expected one."""
     if expected_seq_len and expected_seq_len != seq_len:
-        raise ValueError(f"shards in {shards_dir} have rows of {seq_len} tokens, but data.seq_len={expected_seq_len}; rebuild them with seq_len={expected_seq_len} or set data.seq_len=0")
+        raise ValueError(f"shards in {shards_dir} have rows of {seq_len} tokens, but data.seq_len={expected_seq_len}; "
+                         f"rebuild them with seq_len={expected_seq_len} or set data.seq_len=0")
     for name, model in models.items():
         if index["vocab_size"] > model.config.vocab_size:
             raise ValueError(f"shards in {shards_dir} use {index['vocab_size']} ids but the {name} has {model.config.vocab_size}; rebuild the shards with the {name}'s tokenizer")

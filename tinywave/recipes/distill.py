@@ -33,7 +33,8 @@ PROJECTIONS_FILE = "projections.safetensors"
 class TeacherSection:
     dir: str = field("", help="teacher model folder: a Llama-family HF causal LM with the speech vocabulary")
     dtype: str = field("float32", help="teacher weights dtype: float32 or bfloat16")
-    cache: str = field("", help="read teacher outputs from this `tinywave teacher-cache` folder instead of running the teacher (the attention loss needs one built with attn_layers)")
+    cache: str = field("", help="read teacher outputs from this `tinywave teacher-cache` folder instead of running the teacher "
+                                "(the attention loss needs one built with attn_layers)")
     cache_tail: str = field("modality", help="cached top-k: where the rest mass goes: modality (the ids of the top-1 token's "
                                               "modality: text, markers or speech units) or uniform (every other id)")
 
@@ -68,7 +69,8 @@ class TrainSection(RunSettings):
 
 @dataclass
 class GrowthSection:
-    op: str = field("none", help="grow the student during distillation (stacking): none, top, gradual, middle or interleaved; the student starts shallow and reaches student.n_layers in growth.stages stages")
+    op: str = field("none", help="grow the student during distillation (stacking): none, top, gradual, middle or interleaved; "
+                                 "the student starts shallow and reaches student.n_layers in growth.stages stages")
     stages: int = field(2, help="number of growth stages (the student grows at the start of stages 2..S)")
     schedule: str = field("equal", help="stage lengths: equal, or prop1 (stage s lasts in proportion to s)")
     every: int = field(0, help="interleaved: duplicate every b-th layer at each growth (0: planned, one copy per initial layer)")
@@ -87,7 +89,8 @@ class Config:
     train: TrainSection = dc_field(default_factory=TrainSection, metadata={"help": "run"})
     growth: GrowthSection = dc_field(default_factory=GrowthSection, metadata={"help": "depth growth of the student (docs/SFM.md)"})
     resume: bool = field(False, help="continue from the newest checkpoint in train.out (same as train.resume)")
-    dry_run: bool = field(False, help="validate the config on a scaled-down teacher of the same shape and print parameter, memory, FLOP and GPU estimates for the real sizes; trains nothing")
+    dry_run: bool = field(False, help="validate the config on a scaled-down teacher of the same shape and print parameter, memory, "
+                                      "FLOP and GPU estimates for the real sizes; trains nothing")
 
 
 def _dry_run(cfg: Config) -> int:
