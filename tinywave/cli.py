@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("tinywave.recipes.tokenize", "manifest of audio -> token corpus (SpiritLM speech strings)"),
     "corpus synth": ("tinywave.recipes.corpus_synth", "synthesize the embedded spoken story corpus with espeak-ng"),
     "corpus benchmarks": ("tinywave.recipes.corpus_benchmarks", "build sSC/tSC/SALMon/sLM21 benchmark folders and probe sets"),
+    "manifest align": ("tinywave.recipes.manifest_align", "word timings by CTC forced alignment with a local CTC model (wav2vec 2.0 style)"),
     "manifest import": ("tinywave.recipes.manifest_import", "LibriSpeech / fairseq tsv / HF datasets (+ MFA TextGrid or CTM words) -> manifest"),
     # language-model distillation
     "data build": ("tinywave.recipes.data_build", "token corpus -> interleaved, packed memory-mapped training shards"),
