@@ -97,3 +97,27 @@ def test_lineage_of_named_and_unknown_teachers(tmp_path):
     (tmp_path / "mine").mkdir()
     unknown = teacher_lineage(tmp_path / "mine")
     assert unknown.kind == "unknown" and unknown.base_model == str(tmp_path / "mine")
+
+
+def test_push_dry_run_lists_the_export_and_bad_pushes_fail_before_sending(run, tmp_path, capsys, monkeypatch, caplog):
+    from tinywave.models.push import push, push_plan
+
+    out = tmp_path / "student"
+    with caplog.at_level("INFO"):
+        assert main(["export", "--checkpoint", str(run / "run"), "--out", str(out), "push=me/tiny-student", "push_dry_run=true"]) == 0
+    plan = push_plan(out, "me/tiny-student")
+    on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert [name for name, _ in plan.files] == on_disk and "model.safetensors" in on_disk and "README.md" in on_disk
+    assert plan.total_bytes == sum((out / name).stat().st_size for name in on_disk)
+    assert plan.private and plan.license.split(" / ")[0] == read_front_matter(out / "README.md")["license"]
+    assert "dry run, nothing sent" in caplog.text and "me/tiny-student" in caplog.text
+    # a bad id is refused before exporting anything; an incomplete folder and offline mode are refused before sending
+    assert main(["export", "--checkpoint", str(run / "run"), "--out", str(tmp_path / "never"), "push=not a repo"]) == 2
+    assert not (tmp_path / "never").exists() and "owner/name" in capsys.readouterr().err
+    (out / "model.safetensors").rename(tmp_path / "moved.safetensors")
+    with pytest.raises(ValueError, match="lacks model.safetensors"):
+        push_plan(out, "me/tiny-student")
+    (tmp_path / "moved.safetensors").rename(out / "model.safetensors")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE is set"):
+        push(plan)
