@@ -74,6 +74,7 @@ def test_full_vocabulary_cache_gives_the_online_losses(data, full_cache):
     online = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], (), logits=True), ds)
     cached = losses_and_grads(open_cache(full_cache, make_teacher(), ds, 2.0, [0, 2]), ds)
     assert online[0]["kl"] > 1e-3 and online[0]["hidden"] > 1e-4  # the comparison is not between zeros
+    assert "topk_ids" not in read_index(full_cache)["arrays"]  # k = V: logits in vocabulary order, no id permutation stored
     for key, value in online[0].items():
         assert cached[0][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
     for name, g in online[1].items():

@@ -7,7 +7,8 @@
   hidden layers and the shape and dtype of every array;
 * ``topk_ids.npy`` int32 (N, T, k): the k most likely next tokens at each position, most
   likely first; ``topk_logits.npy`` (N, T, k) their raw logits (float16, bfloat16 stored
-  as int16 bits, or float32);
+  as int16 bits, or float32). With ``top_k=0`` (k = V) the logits are stored in vocabulary
+  order and there is no ``topk_ids`` (it would only hold a permutation of the vocabulary);
 * ``logz.npy`` float32 (N, T, n_temps): ``logsumexp(logits / temp)`` over the whole vocabulary
   for each cached temperature, so the top-k log-probabilities at that temperature are
   ``logits / temp - logz`` exactly;
@@ -116,9 +117,9 @@ def shards_fingerprint(dataset) -> str:
 # --- arrays -------------------------------------------------------------------------------
 
 def _specs(n: int, t: int, k: int, n_temps: int, logit_dtype: str, hidden: list[int], width: int, hidden_dtype: str,
-           attn: list[int] = (), heads: tuple[int, int, int] = (0, 0, 0), attn_dtype: str = "float16") -> dict[str, dict]:
+           attn: list[int] = (), heads: tuple[int, int, int] = (0, 0, 0), attn_dtype: str = "float16", full: bool = False) -> dict[str, dict]:
     specs = {
-        "topk_ids": {"dtype": "int32", "shape": [n, t, k]},
+        **({} if full else {"topk_ids": {"dtype": "int32", "shape": [n, t, k]}}),
         "topk_logits": {"dtype": logit_dtype, "shape": [n, t, k]},
         "logz": {"dtype": "float32", "shape": [n, t, n_temps]},
         "rest": {"dtype": "float32", "shape": [n, t, n_temps]},
@@ -221,7 +222,8 @@ def _index(settings: CacheSettings, dataset, teacher: nn.Module, teacher_fp: dic
         "hidden_size": teacher.config.hidden_size, "block_rows": settings.block_rows,
         "attn_layers": attn, "attn_dtype": settings.attn_dtype, "attn_scale": {},  # scale per layer, filled by the first batch
         "arrays": _specs(len(dataset), dataset.seq_len, k, len(settings.temperatures), settings.logit_dtype, hidden,
-                         teacher.config.hidden_size, settings.hidden_dtype, attn, attention_shape(teacher.config), settings.attn_dtype),
+                         teacher.config.hidden_size, settings.hidden_dtype, attn, attention_shape(teacher.config), settings.attn_dtype,
+                         full=k == vocab),
     }
 
 
@@ -235,13 +237,17 @@ def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def topk_targets(logits: torch.Tensor, k: int, temperatures: list[float]) -> dict[str, torch.Tensor]:
     """What the cache stores for rows of full logits (n, V): ids, logits (n, k), logz, rest (n, n_temps)."""
     logits = logits.float()
-    values, ids = logits.topk(k, dim=-1)  # (n, k), most likely first
+    full = k == logits.shape[1]
+    if full:  # every logit, in vocabulary order
+        values, ids = logits, torch.arange(k, device=logits.device).expand_as(logits)
+    else:
+        values, ids = logits.topk(k, dim=-1)  # (n, k), most likely first
     logz, rest = [], []
     for temp in temperatures:
         scaled = logits / temp  # (n, V)
         z = torch.logsumexp(scaled, dim=-1)  # (n,)
         logz.append(z)
-        rest.append(torch.logsumexp(scaled.scatter(1, ids, float("-inf")), dim=-1) - z)  # -inf when k = V
+        rest.append(torch.full_like(z, float("-inf")) if full else torch.logsumexp(scaled.scatter(1, ids, float("-inf")), dim=-1) - z)
     return {"topk_ids": ids.int(), "topk_logits": values, "logz": torch.stack(logz, -1), "rest": torch.stack(rest, -1)}
 
 
@@ -255,7 +261,8 @@ def _write_batch(arrays, index: dict, rows: list[int], batch: TeacherBatch, mask
         pos = flat[start : start + chunk]
         got = topk_targets(batch.logits(pos), index["top_k"], index["temperatures"])
         for name, value in got.items():
-            out[name][pos] = value.to(out[name].dtype).cpu()
+            if name in out:  # k = V: no topk_ids
+                out[name][pos] = value.to(out[name].dtype).cpu()
     specs = index["arrays"]
     for name, value in out.items():
         arrays[name][rows] = _to_numpy(value.reshape(b, t, *value.shape[1:]), specs[name]["dtype"])
@@ -453,7 +460,8 @@ class CachedTeacher:
             raise ValueError(f"teacher cache {self.folder} stores the queries and keys of layers {stored}, not {missing} (the attention "
                              f"loss needs them); rebuild it with attn_layers={sorted(set(stored) | set(missing))} or set loss.attn_weight=0")
         self.temp_slot = self._temperature_slot()
-        names = (["topk_ids", "topk_logits", "logz", "rest"] * logits + [f"hidden_{layer}" for layer in self.hidden_layers]
+        vocab_arrays = [name for name in _VOCAB_ARRAYS if name in self.index["arrays"]]
+        names = (vocab_arrays * logits + [f"hidden_{layer}" for layer in self.hidden_layers]
                  + [f"{kind}_{layer}" for layer in self.attn_layers for kind in ("query", "key")])
         self.arrays = _open_arrays(self.folder, {n: self.index["arrays"][n] for n in names}, "r")
 
@@ -485,9 +493,12 @@ class CachedTeacher:
 
     def _targets(self, hidden: dict[int, torch.Tensor], r: np.ndarray, device: torch.device) -> CachedBatch:
         """Hidden states plus the cached next-token distribution of rows ``r``."""
-        ids = self._read("topk_ids", r).flatten(0, 1).to(device, torch.long)  # (B*T, k)
         z = self._read("topk_logits", r).flatten(0, 1).to(device, torch.float32) / self.temperature  # (B*T, k)
         k, vocab = self.index["top_k"], self.index["vocab_size"]
+        if "topk_ids" in self.index["arrays"]:
+            ids = self._read("topk_ids", r).flatten(0, 1).to(device, torch.long)  # (B*T, k)
+        else:  # k = V in vocabulary order
+            ids = torch.arange(vocab, device=device).expand(z.shape[0], vocab)  # (B*T, V)
         if self.temp_slot is None:  # k = V: the normalizer of the full logits at this temperature
             logz, rest = torch.logsumexp(z, -1), torch.full(z.shape[:1], float("-inf"), device=device)
         else:
