@@ -15,7 +15,6 @@ continues where it stopped. Exits 1 when there were bad items.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ class Config:
     realign: bool = field(False, help="also align items that already have words (default: keep theirs)")
 
 
-def align_item(aligner, item, seconds_of) -> object:
+def align_item(aligner, item) -> object:
     """The item with words, or a BadItem saying why it cannot be aligned."""
     from tinywave.audio.io import AudioError, load_audio
     from tinywave.data.importers.alignment import attach_words
@@ -51,14 +50,14 @@ def align_item(aligner, item, seconds_of) -> object:
         words = aligner.align(audio, item.text.split())
     except ValueError as exc:
         return BadItem(item.id, str(item.audio), "alignment_failed", str(exc))
-    return attach_words(replace(item, words=None), words, f"ctc:{item.id}", seconds_of(audio, aligner.rate))
+    return attach_words(replace(item, words=None), words, f"ctc:{item.id}", len(audio) / aligner.rate)
 
 
 def run(cfg: Config) -> int:
     from tinywave.data.importers.ctc_align import CtcAligner
-    from tinywave.data.importers.job import errors_path
+    from tinywave.data.importers.job import write_bad_items
     from tinywave.data.manifest import BadItem, ManifestItem, parse_item, read_manifest, write_manifest
-    from tinywave.files import JsonlAppender, atomic_write_text, load_jsonl
+    from tinywave.files import JsonlAppender, load_jsonl
     from tinywave.progress import bar
 
     if not cfg.manifest or not cfg.model or not cfg.out:
@@ -81,16 +80,13 @@ def run(cfg: Config) -> int:
                 obj = done[item.id]
                 results[item.id] = BadItem(**obj["bad"]) if "bad" in obj else parse_item(obj["item"], out.parent)
             else:
-                got = align_item(aligner, item, lambda audio, rate: len(audio) / rate)
+                got = align_item(aligner, item)
                 results[item.id] = got
                 log_file.write({"id": item.id, **({"bad": got.to_json()} if isinstance(got, BadItem) else {"item": got.to_json(out.parent)})})
     good = [r for r in results.values() if isinstance(r, ManifestItem)]
     bad += [r for r in results.values() if isinstance(r, BadItem)]
     write_manifest(out, good)
-    err = errors_path(out)
-    atomic_write_text(err, "".join(json.dumps(b.to_json(), ensure_ascii=False) + "\n" for b in bad))
+    err = write_bad_items(out, bad)
     journal.unlink()
-    for b in bad[:10]:
-        log.warning("skipped %s (%s): %s", b.id or b.where, b.reason, b.detail)
     (log.warning if bad else log.info)("aligned %d items -> %s, skipped %d bad (see %s)", len(good), out, len(bad), err)
     return 1 if bad else 0

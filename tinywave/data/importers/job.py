@@ -122,6 +122,17 @@ def alignment_format_of(path: Path, fmt: str) -> str:
     return choice("alignment-format", fmt or guess_alignment_format(path), ALIGNMENT_READERS, "textgrid")
 
 
+def write_bad_items(out: Path, bad: list[BadItem]) -> Path:
+    """The errors file beside the manifest ``out`` (every bad item), the first few named in the log; its path."""
+    err = errors_path(out)
+    atomic_write_text(err, "".join(json.dumps(b.to_json(), ensure_ascii=False) + "\n" for b in bad))
+    for b in bad[:SHOW]:
+        log.warning("skipped %s (%s): %s", b.id or b.where, b.reason, b.detail)
+    if len(bad) > SHOW:
+        log.warning("... and %d more bad items, all in %s", len(bad) - SHOW, err)
+    return err
+
+
 def import_manifest(fmt: str, opts: ImportOptions, out: Path, alignments: Path | None = None,
                     alignment_format: str = "", workers: int = 4) -> ImportSummary:
     """Import ``opts.src`` as ``fmt`` into the manifest ``out``; see the module docstring."""
@@ -141,11 +152,6 @@ def import_manifest(fmt: str, opts: ImportOptions, out: Path, alignments: Path |
     items = [s for s in slots if isinstance(s, ManifestItem)]
     bad = [s for s in slots if isinstance(s, BadItem)]
     write_manifest(out, items)
-    err = errors_path(out)
-    atomic_write_text(err, "".join(json.dumps(b.to_json(), ensure_ascii=False) + "\n" for b in bad))
-    for b in bad[:SHOW]:
-        log.warning("skipped %s (%s): %s", b.id or b.where, b.reason, b.detail)
-    if len(bad) > SHOW:
-        log.warning("... and %d more bad items, all in %s", len(bad) - SHOW, err)
+    err = write_bad_items(out, bad)
     return ImportSummary(out, err, len(items), len(bad), sum(float(it.extra["seconds"]) for it in items),
                          aligned, missing, len(found.unused), alignments is not None)
