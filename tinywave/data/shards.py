@@ -2,8 +2,19 @@
 
 ``DIR/index.json`` describes the shard set (docs/FORMATS.md); each ``shard_*.bin`` holds
 ``rows x seq_len`` ids and ``shard_*.len.npy`` the number of real (non-pad) tokens of
-each row. Documents are packed back to back; a document that does not fit the rest of
-a row starts a new one (documents longer than a row are split).
+each row. Two packings (``index.json`` ``packing``):
+
+* ``whole`` (the default): documents back to back; a document that does not fit the rest
+  of a row starts a new one (documents longer than a row are split), so rows end in
+  padding, and a token attends to the earlier documents of its row.
+* ``split``: padding-free. The documents form one stream cut into rows of exactly
+  ``seq_len`` (only the last row is padded), and each document is its own attention
+  segment: :meth:`ShardDataset.__getitem__` adds ``position_ids`` that restart at every
+  document start (a BOS id) and at the start of the row, so a transformers decoder given
+  ``position_ids`` and no ``attention_mask`` masks across segments (block-causal), and
+  :func:`labels_from_batch` never asks a document to predict the next one. A document
+  continued from the previous row starts a segment of its own. Padding of the last row is
+  a segment too, with no targets.
 """
 
 from __future__ import annotations
@@ -26,6 +37,21 @@ def _dtype_for(vocab_size: int) -> str:
     return "uint16" if vocab_size <= np.iinfo(np.uint16).max + 1 else "uint32"
 
 
+def split_rows(docs: Iterable[list[int]], seq_len: int) -> Iterator[list[int]]:
+    """The documents as one stream, cut into rows of exactly ``seq_len`` ids (the last may be shorter)."""
+    row: list[int] = []
+    for doc in docs:
+        while doc:
+            take = seq_len - len(row)
+            row += doc[:take]
+            doc = doc[take:]
+            if len(row) == seq_len:
+                yield row
+                row = []
+    if row:
+        yield row
+
+
 def pack_rows(docs: Iterable[list[int]], seq_len: int) -> Iterator[list[int]]:
     """Greedy packing of whole documents into rows of at most ``seq_len`` ids."""
     row: list[int] = []
@@ -40,6 +66,23 @@ def pack_rows(docs: Iterable[list[int]], seq_len: int) -> Iterator[list[int]]:
             row += piece
     if row:
         yield row
+
+
+PACKINGS = {"whole": pack_rows, "split": split_rows}
+
+
+def segment_positions(ids: torch.Tensor, mask: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """Position ids restarting at every BOS, at the row start and where padding starts: (..., T) -> (..., T).
+
+    Segments (documents, pieces of documents, the padding) are the runs between restarts.
+    """
+    t = ids.shape[-1]
+    pos = torch.arange(t, device=ids.device).expand_as(ids)
+    starts = ids == bos_id
+    starts[..., 0] = True
+    starts[..., 1:] |= (mask[..., 1:] == 0) & (mask[..., :-1] == 1)  # padding is a segment of its own
+    start_at = torch.where(starts, pos, torch.zeros_like(pos)).cummax(-1).values  # position of each token's segment start
+    return pos - start_at
 
 
 class _ShardWriter:
@@ -79,15 +122,21 @@ def write_shards(
     eos_id: int,
     rows_per_shard: int = 4096,
     meta: dict[str, Any] | None = None,
+    packing: str = "whole",
 ) -> dict[str, Any]:
-    """Pack documents (lists of ids) into shards under ``out_dir`` atomically; returns the index."""
+    """Pack documents (lists of ids) into shards under ``out_dir`` atomically; returns the index.
+
+    ``packing``: ``whole`` or ``split`` (padding-free, one attention segment per document; module docstring).
+    """
     if seq_len < 2:
         raise ValueError(f"seq_len={seq_len} is too small; use at least 2 (typically 256-2048)")
+    if packing not in PACKINGS:
+        raise ValueError(f"packing={packing!r} is not known; choose one of {sorted(PACKINGS)}")
     dtype = _dtype_for(vocab_size)
     tokens = 0
     with atomic_dir(out_dir) as tmp:
         writer = _ShardWriter(tmp, seq_len, dtype, pad_id, rows_per_shard)
-        for row in pack_rows(docs, seq_len):
+        for row in PACKINGS[packing](docs, seq_len):
             if max(row) >= vocab_size or min(row) < 0:
                 raise ValueError(f"a document holds id {max(row)} outside the vocabulary of {vocab_size}; the token corpus and tokenizer do not match")
             writer.add(row)
@@ -99,7 +148,7 @@ def write_shards(
         index = {
             "format": FORMAT, "dtype": dtype, "seq_len": seq_len, "count": count, "tokens": tokens,
             "vocab_fingerprint": vocab_fingerprint, "vocab_size": vocab_size,
-            "pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id, "files": writer.files, **(meta or {}),
+            "pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id, "packing": packing, "files": writer.files, **(meta or {}),
         }
         (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     return index
@@ -117,7 +166,8 @@ def read_index(folder: str | Path) -> dict[str, Any]:
 
 
 class ShardDataset(torch.utils.data.Dataset):
-    """Random access to packed rows by memmap: ``ds[i]`` -> input_ids, attention_mask (LongTensor[T])."""
+    """Random access to packed rows by memmap: ``ds[i]`` -> input_ids, attention_mask (LongTensor[T]), and
+    position_ids (LongTensor[T], one segment per document) when the shards were built with ``packing=split``."""
 
     def __init__(self, folder: str | Path, expected_fingerprint: str | None = None):
         self.folder = Path(folder)
@@ -130,6 +180,10 @@ class ShardDataset(torch.utils.data.Dataset):
             )
         self.seq_len: int = self.index["seq_len"]
         self.pad_id: int = self.index["pad_id"]
+        self.packing: str = self.index.get("packing", "whole")
+        if self.packing not in PACKINGS:
+            raise ValueError(f"{self.folder / 'index.json'}: packing {self.packing!r} is not known to this version of tinywave "
+                             f"({sorted(PACKINGS)}); rebuild the shards or upgrade tinywave")
         self._maps = []
         self._lens = []
         for f in self.index["files"]:
@@ -155,11 +209,20 @@ class ShardDataset(torch.utils.data.Dataset):
         ids = torch.from_numpy(row.astype(np.int64))  # (T,)
         mask = torch.zeros(self.seq_len, dtype=torch.long)
         mask[:n] = 1
+        if self.packing == "split":
+            return {"input_ids": ids, "attention_mask": mask, "position_ids": segment_positions(ids, mask, self.index["bos_id"])}
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def labels_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Next-token targets aligned with the inputs: labels[:, t] = input_ids[:, t+1]; pad -> ignore."""
+def labels_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, ignore_index: int = -100,
+                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Next-token targets aligned with the inputs: labels[:, t] = input_ids[:, t+1]; pad -> ignore.
+
+    With ``position_ids`` (segmented rows, ``packing=split``) a token whose successor starts a new
+    segment has no target: a document never predicts the next one.
+    """
     labels = input_ids.clone()  # (B, T)
     labels[attention_mask == 0] = ignore_index
+    if position_ids is not None:
+        labels[position_ids == 0] = ignore_index  # shifted below: the last token before each segment start
     return torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], ignore_index)], dim=1)

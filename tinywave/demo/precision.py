@@ -60,14 +60,25 @@ def _chain(dtype, tokens: int = 4096, width: int = 256, ffn: int = 704):
     return run
 
 
+SLOW_PROBE = 0.5  # a first, small probe below this speed-up settles it: no bf16 (its full timing would take minutes)
+
+
 def measure_bf16_speedup(reps: int = 7) -> float:
     """fp32 seconds / bf16 seconds of the same matmul chain (> 1: bf16 is faster here).
 
     The two precisions are timed alternately and each keeps its best repetition, so a load
     that comes and goes (another job on a shared machine) hits both alike rather than one.
+    A probe on an eighth of the tokens comes first: where bf16 is emulated (CPUs without
+    avx512_bf16/AMX run it at a few percent of fp32's speed) the full timing would take over
+    a minute, and the probe's answer is already clear.
     """
     import torch
 
+    small32, small16 = _chain(torch.float32, tokens=512), _chain(torch.bfloat16, tokens=512)
+    small32(), small16()  # warm-up
+    probe = small32() / small16()
+    if probe < SLOW_PROBE:
+        return probe
     fp32, bf16 = _chain(torch.float32), _chain(torch.bfloat16)
     fp32(), bf16()  # warm-up: kernels, caches
     best32 = best16 = float("inf")

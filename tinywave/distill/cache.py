@@ -340,7 +340,8 @@ def build_cache(
                 items = [dataset[i] for i in rows]
                 ids = torch.stack([r["input_ids"] for r in items]).to(device)  # (B, T)
                 mask = torch.stack([r["attention_mask"] for r in items]).to(device)  # (B, T)
-                _write_batch(arrays, index, rows, online(ids, mask), mask.bool(), settings.chunk_size)
+                pos = torch.stack([r["position_ids"] for r in items]).to(device) if "position_ids" in items[0] else None  # (B, T)
+                _write_batch(arrays, index, rows, online(ids, mask, position_ids=pos), mask.bool(), settings.chunk_size)
             for mm in arrays.values():
                 mm.flush()
             journal.write({"block": block, "rows": [first, block_rows[-1] + 1]})
@@ -478,7 +479,8 @@ class CachedTeacher:
     def _read(self, name: str, rows: np.ndarray) -> torch.Tensor:
         return _to_torch(self.arrays[name][rows], self.index["arrays"][name]["dtype"])
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None) -> TeacherBatch:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None,
+                 position_ids: torch.Tensor | None = None) -> TeacherBatch:
         if rows is None:
             raise ValueError("a cached teacher needs the dataset rows of each batch (BatchStream provides them)")
         r = rows.cpu().numpy()

@@ -26,8 +26,9 @@ class DataPosition:
 
 
 class BatchStream:
-    """Endless stream of {"input_ids", "attention_mask", "labels"} (each (B, T) LongTensor) and
-    "rows" ((B,) LongTensor: the dataset rows, the key of an offline teacher cache)."""
+    """Endless stream of {"input_ids", "attention_mask", "labels"} (each (B, T) LongTensor),
+    "rows" ((B,) LongTensor: the dataset rows, the key of an offline teacher cache) and, for
+    segmented shards (``packing=split``), "position_ids" ((B, T): one attention segment per document)."""
 
     def __init__(self, dataset, batch_size: int, seed: int, position: DataPosition | None = None, rank: int = 0, world_size: int = 1):
         if batch_size < 1:
@@ -64,5 +65,8 @@ class BatchStream:
             self.position = DataPosition(self.position.epoch + 1, 0)
         input_ids = torch.stack([r["input_ids"] for r in rows])  # (B, T)
         attention_mask = torch.stack([r["attention_mask"] for r in rows])  # (B, T)
-        labels = labels_from_batch(input_ids, attention_mask)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "rows": torch.tensor(ids, dtype=torch.long)}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "rows": torch.tensor(ids, dtype=torch.long)}
+        if "position_ids" in rows[0]:  # segmented rows (shards built with packing=split)
+            batch["position_ids"] = torch.stack([r["position_ids"] for r in rows])  # (B, T)
+        batch["labels"] = labels_from_batch(input_ids, attention_mask, position_ids=batch.get("position_ids"))
+        return batch

@@ -235,11 +235,13 @@ def _head_mean(logp: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logp, dim=1, keepdim=True) - math.log(logp.shape[1])  # (B, 1, n, m)
 
 
-def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int) -> torch.Tensor:
+def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int, segments=None) -> torch.Tensor:
     """Sum over the block's real query rows of the head-mean KL(teacher row || student row)."""
     n, m = sq.shape[2], sk.shape[2]  # the block's queries are positions start..start+n-1 of keys 0..m-1
     causal = torch.arange(m, device=sq.device)[None, :] <= torch.arange(start, start + n, device=sq.device)[:, None]  # (n, m)
     allowed = causal[None, None] & key_mask[:, None, None, :m]  # (B, 1, n, m)
+    if segments is not None:  # segmented rows: a query sees only the keys of its own segment
+        allowed = allowed & (segments[:, None, start : start + n, None] == segments[:, None, None, :m])
     ls = _block_logp(sq, sk, s_scale, allowed)  # (B, Hs, n, m)
     with torch.no_grad():
         lt = _block_logp(tq, tk, t_scale, allowed)  # (B, Ht, n, m)
@@ -256,12 +258,14 @@ def attention_kl_from_qk(
     key_mask: torch.Tensor,
     normalizer: float | None = None,
     block: int = 128,
+    segments: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``losses.attention_loss`` of one layer pair from recorded (query, key, scale) of both models.
 
     query (B, H, T, d), key (B, Hkv, T, d); query_mask: (B, T) rows that count; key_mask:
-    (B, T) real keys (future keys are always excluded). Blocks of ``block`` query rows are
-    checkpointed when the student's queries need gradients.
+    (B, T) real keys (future keys are always excluded); segments: (B, T) segment index of each
+    token for segmented rows (``packing=split``: keys of other segments are excluded too), or
+    None. Blocks of ``block`` query rows are checkpointed when the student's queries need gradients.
     """
     (sq, sk, s_scale), (tq, tk, t_scale) = student, teacher
     sk, tk = _repeat_heads(sk, sq.shape[1]), _repeat_heads(tk, tq.shape[1])
@@ -270,7 +274,7 @@ def attention_kl_from_qk(
     total = sq.new_zeros((), dtype=torch.float32)
     for a in range(0, sq.shape[2], block):
         b = min(a + block, sq.shape[2])
-        args = (sq[:, :, a:b], sk[:, :, :b], s_scale, tq[:, :, a:b], tk[:, :, :b], t_scale, kmask, qmask[:, a:b], a)
+        args = (sq[:, :, a:b], sk[:, :, :b], s_scale, tq[:, :, a:b], tk[:, :, :b], t_scale, kmask, qmask[:, a:b], a, segments)
         total = total + (checkpoint(_block_kl, *args, use_reentrant=False) if grad else _block_kl(*args))
     count = float(query_mask.sum()) if normalizer is None else float(normalizer)
     return total / max(count, 1.0)

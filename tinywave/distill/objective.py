@@ -24,7 +24,7 @@ from torch import nn
 from tinywave.distill.fused import attention_kl_from_qk, fused_vocab_losses, record_qk
 from tinywave.distill.losses import HIDDEN_LOSSES, IGNORE_INDEX, hidden_loss
 from tinywave.distill.teacher import TeacherBatch, TeacherTargets
-from tinywave.models.attention import backbone, capture, decoder_layers
+from tinywave.models.attention import backbone, capture, decoder_layers, mask_inputs
 
 
 @dataclass
@@ -90,11 +90,12 @@ class DistillObjective(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], normalizer: float) -> dict[str, torch.Tensor]:
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]  # (B, T) each
+        pos = batch.get("position_ids")  # (B, T) for segmented rows (one attention segment per document), else None
         w = self.weights
         attn_layers = self._student_layers(w.attn)
         with capture(self.student, self._student_layers(w.hidden)) as got, record_qk(decoder_layers(self.student), attn_layers) as qk:
-            out = backbone(self.student)(input_ids=ids, attention_mask=mask, use_cache=False)
-        teacher = self.teacher(ids, mask, batch.get("rows")) if w.needs_teacher else TeacherBatch()
+            out = backbone(self.student)(input_ids=ids, **mask_inputs(mask, pos), use_cache=False)
+        teacher = self.teacher(ids, mask, batch.get("rows"), position_ids=pos) if w.needs_teacher else TeacherBatch()
         tmask = labels != IGNORE_INDEX  # (B, T) real target tokens
         rows = tmask.flatten().nonzero().squeeze(1)  # (N,) flat positions of real targets
         hidden = out.last_hidden_state.flatten(0, 1)[rows]  # (N, D)
@@ -110,7 +111,7 @@ class DistillObjective(nn.Module):
         if w.hidden > 0:
             losses["hidden"] = self._hidden(got.hidden, teacher, tmask, normalizer)
         if w.attn > 0:
-            losses["attn"] = self._attention(qk, teacher, tmask, mask.bool(), normalizer)
+            losses["attn"] = self._attention(qk, teacher, tmask, mask.bool(), normalizer, pos)
         weight_of = {"hidden": w.hidden, "attn": w.attn}  # ce and kl are inside ``vocab`` with their weights
         losses["loss"] = vocab + sum(weight_of[k] * v for k, v in losses.items() if weight_of.get(k, 0) > 0)
         return losses
@@ -124,7 +125,9 @@ class DistillObjective(nn.Module):
             per_pair.append(hidden_loss(h, teacher.hidden[t], tmask, self.weights.hidden_kind, normalizer))
         return torch.stack(per_pair).mean()
 
-    def _attention(self, student: dict[int, tuple], teacher: TeacherBatch, tmask: torch.Tensor, kmask: torch.Tensor, normalizer: float) -> torch.Tensor:
+    def _attention(self, student: dict[int, tuple], teacher: TeacherBatch, tmask: torch.Tensor, kmask: torch.Tensor, normalizer: float,
+                   positions: torch.Tensor | None = None) -> torch.Tensor:
         """Attention KL per pair from recorded queries and keys (reference: losses.attention_loss on full maps)."""
-        per_pair = [attention_kl_from_qk(student[s], teacher.attn_qk[t], tmask, kmask, normalizer) for s, t in self.pairs]
+        segments = None if positions is None else (positions == 0).cumsum(-1)  # (B, T) segment index of each token
+        per_pair = [attention_kl_from_qk(student[s], teacher.attn_qk[t], tmask, kmask, normalizer, segments=segments) for s, t in self.pairs]
         return torch.stack(per_pair).mean()

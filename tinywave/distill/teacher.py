@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinywave.models.attention import backbone, capture, decoder_layers
+from tinywave.models.attention import backbone, capture, decoder_layers, mask_inputs
 
 
 @dataclass
@@ -41,9 +41,11 @@ class TeacherBatch:
 
 
 class TeacherTargets(Protocol):
-    """``rows``: the dataset rows of the batch ((B,) LongTensor), for teachers read from a cache."""
+    """``rows``: the dataset rows of the batch ((B,) LongTensor), for teachers read from a cache;
+    ``position_ids``: (B, T) of segmented rows (``packing=split``), else None."""
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None) -> TeacherBatch: ...
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None,
+                 position_ids: torch.Tensor | None = None) -> TeacherBatch: ...
 
 
 class OnlineTeacher:
@@ -62,11 +64,12 @@ class OnlineTeacher:
             use_qk_attention(self.model)
 
     @torch.no_grad()
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None) -> TeacherBatch:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None,
+                 position_ids: torch.Tensor | None = None) -> TeacherBatch:
         from tinywave.distill.fused import record_qk
 
         with capture(self.model, self.hidden_layers) as got, record_qk(decoder_layers(self.model), self.attn_layers) as qk:
-            out = backbone(self.model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            out = backbone(self.model)(input_ids=input_ids, **mask_inputs(attention_mask, position_ids), use_cache=False)
         batch = TeacherBatch(hidden=got.hidden, attn_qk=qk)
         if self.want_logits:
             batch.final_hidden = out.last_hidden_state.flatten(0, 1)  # (B*T, Dt)

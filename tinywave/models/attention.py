@@ -120,6 +120,18 @@ def backbone(model: nn.Module) -> nn.Module:
     return inner
 
 
+def mask_inputs(attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+    """The masking arguments of a decoder forward for a batch of shard rows.
+
+    Plain rows: the padding mask. Segmented rows (``position_ids`` restarting at each document,
+    ``tinywave.data.shards`` ``packing=split``): the position ids and *no* attention mask, from
+    which transformers builds the block-causal mask (no attention across segments).
+    """
+    if position_ids is None:
+        return {"attention_mask": attention_mask}
+    return {"attention_mask": None, "position_ids": position_ids}
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layers of a Llama-family causal LM (also through a peft wrapper)."""
     return backbone(model).layers

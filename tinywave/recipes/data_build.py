@@ -26,6 +26,9 @@ class Config:
     passes: int = field(1, help="passes over the corpus (each with new random choices)")
     max_records: int = field(0, help="use only the first N records after a seeded shuffle (0: all)")
     rows_per_shard: int = field(4096, help="rows per .bin file")
+    packing: str = field("whole", help="whole: documents kept whole inside rows (rows end in padding; a token also attends to "
+                                       "the earlier documents of its row); split: padding-free, documents cut across rows and each "
+                                       "its own attention segment (tinywave/data/shards.py)")
     seed: int = field(0, help="seed for the mixture, switch points and order")
 
 
@@ -52,7 +55,7 @@ def run(cfg: Config) -> int:
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     index = write_shards(
         cfg.out, docs, cfg.seq_len, vocab_fingerprint(tok), len(tok), pad, tok.bos_token_id, tok.eos_token_id,
-        cfg.rows_per_shard, meta={"mixture": cfg.mixture, "switch_prob": cfg.switch_prob, "seed": cfg.seed,
+        cfg.rows_per_shard, packing=cfg.packing, meta={"mixture": cfg.mixture, "switch_prob": cfg.switch_prob, "seed": cfg.seed,
                                   "passes": cfg.passes, "documents": counts, "source": cfg.tokens},
     )
     log.info("shards -> %s: %d rows x %d, %d tokens (%.0f%% filled), documents %s",

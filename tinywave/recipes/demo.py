@@ -100,6 +100,8 @@ class Config:
     seed: int = field(0, help="seed of the data stages (corpus, benchmarks, splits, shards)")
     fast: bool = field(False, help="every stage at toy size (~3 minutes) for tests; the quality numbers mean nothing")
     seq_len: int = field(512, help="shard row length in tokens")
+    packing: str = field("whole", help="shard packing: whole (documents kept whole, rows end in padding) or split (padding-free, "
+                                       "one attention segment per document; tinywave/data/shards.py)")
     mixture: dict[str, float] = field({"speech": 0.6, "interleaved": 0.3, "text": 0.1}, help="document mixture of the target shards")
     precision: str = field("auto", help="auto (bf16 autocast only where this CPU runs it measurably faster), fp32 or bf16")
     workers: int = field(2, help="processes for synthesis and tokenization")
@@ -131,7 +133,7 @@ DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "corpus": lambda c: [c["seed"], c["target"]["stories"], c["target"]["rate"], c["target"]["voices"], c["teacher"]["source"]],
     "benchmarks": lambda c: [c["seed"], c["target"]["bench_items"], c["target"]["rate"], c["target"]["voices"]],
     "split": lambda c: [c["target"]["heldout"], c["student"]["subset"]],
-    "shards": lambda c: [c["seq_len"], c["mixture"], c["correction"]["passes"], c["student"]["passes"]],
+    "shards": lambda c: [c["seq_len"], c["mixture"], c["correction"]["passes"], c["student"]["passes"], c["packing"]],
     "assets": lambda c: c["teacher"],
     "units": lambda c: c["teacher"],
     "vocab": lambda c: c["teacher"],
@@ -189,7 +191,7 @@ def _scratch_teacher(cfg: Config, stages: Stages, out: Path, precision: str) -> 
                                      vocab_size=t.text_vocab, n_hu=t.n_units), clear=[vocab])
     stages.run("shards_pretrain", lambda: call(
         "data_build", tokens=[str(tokens / "all.jsonl")], tokenizer=str(vocab), out=str(out / "shards" / "pretrain"),
-        seq_len=cfg.seq_len, mixture=cfg.mixture, passes=4, seed=cfg.seed), clear=[out / "shards" / "pretrain"])
+        seq_len=cfg.seq_len, mixture=cfg.mixture, passes=4, seed=cfg.seed, packing=cfg.packing), clear=[out / "shards" / "pretrain"])
     stages.run("pretrain", lambda: call(
         "train", mode="pretrain", tokenizer=str(vocab), speech_tokenizer=str(units),
         model={"n_layers": t.n_layers, "width": t.width, "heads": t.heads, "kv_heads": t.heads, "ffn": t.ffn,
@@ -375,7 +377,7 @@ def run(cfg: Config) -> int:
     for name, src, passes in (("correction", "train", cfg.correction.passes), ("student", "subset", cfg.student.passes)):
         stages.run(f"shards_{name}", lambda name=name, src=src, passes=passes: call(
             "data_build", tokens=[str(tokens / f"{src}.jsonl")], tokenizer=str(pretrained), out=str(shards / name),
-            seq_len=cfg.seq_len, mixture=cfg.mixture, passes=passes, seed=cfg.seed), clear=[shards / name])
+            seq_len=cfg.seq_len, mixture=cfg.mixture, passes=passes, seed=cfg.seed, packing=cfg.packing), clear=[shards / name])
 
     # 4. teacher correction on the target data (LoRA, merged), as in the paper
     stages.run("correction", lambda: _correct(cfg, pretrained, shards / "correction", runs, models, precision.name),
