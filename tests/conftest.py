@@ -7,7 +7,6 @@ from hypothesis import settings
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 # Hypothesis: under CI every run draws the same examples (a failure seen once is seen on every
@@ -51,13 +50,6 @@ def pytest_runtest_makereport(item, call):
         item.stash[OUTCOME] = "skipped"
     elif report.when == "call":
         item.stash.setdefault(OUTCOME, "passed")
-
-
-@pytest.fixture
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip("../shared is absent")
-    return SHARED
 
 
 @pytest.fixture(autouse=True, scope="session")

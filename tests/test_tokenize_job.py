@@ -96,8 +96,8 @@ def test_tokenize_espeak_corpus_with_two_workers(corpus, tok_dir, tmp_path, capl
 
 
 @pytest.mark.slow
-def test_tokenize_librispeech_flac(shared_dir, tok_dir, tmp_path):
-    flac = shared_dir / "data" / "librispeech-7143-88743-0029.flac"
+def test_tokenize_librispeech_flac(tok_dir, tmp_path):
+    flac = Path(__file__).parent / "fixtures" / "librispeech-7143-88743-0029.flac"  # LibriSpeech (CC BY 4.0), tests/fixtures/README.md
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"id": "ls", "audio": str(flac), "words": [{"word": "a", "start": 0.5, "end": 1.0}, {"word": "b", "start": 4.0, "end": 9.0}]}) + "\n")
     out = tmp_path / "tokens.jsonl"
