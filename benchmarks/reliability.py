@@ -30,7 +30,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from tinywave.distill.checkpoint import save_checkpoint  # noqa: E402
+from tinywave.training.checkpoint import save_checkpoint  # noqa: E402
 from tinywave.files import JsonlAppender  # noqa: E402
 from tinywave.safeload import UnsafeFileError, load_torch  # noqa: E402
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from tinywave.cli import main
-from tinywave.distill.checkpoint import list_checkpoints, read_state
+from tinywave.training.checkpoint import list_checkpoints, read_state
 from tinywave.files import load_jsonl
 from tinywave.models.attention import capture, use_mapped_attention
 from tinywave.models.hf import load_causal_lm

@@ -8,7 +8,7 @@ import torch
 
 from tinywave.cli import main
 from tinywave.data.shards import write_shards
-from tinywave.distill.checkpoint import list_checkpoints
+from tinywave.training.checkpoint import list_checkpoints
 from tinywave.models.hf import new_llama, write_model_dir
 from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
 

@@ -11,14 +11,14 @@ from transformers import LlamaForCausalLM
 
 from tinywave.cli import main
 from tinywave.data.shards import ShardDataset
-from tinywave.distill.checkpoint import list_checkpoints, read_state
-from tinywave.distill.data import BatchStream
+from tinywave.training.checkpoint import list_checkpoints, read_state
+from tinywave.training.batches import BatchStream
 from tinywave.distill.fused import use_qk_attention
 from tinywave.distill.growth import GROWTH_LOG, StudentGrowth, plan_student_growth, read_history, resume_stage
 from tinywave.distill.objective import DistillObjective, LossWeights, make_projections
-from tinywave.distill.settings import OptimSettings, RunSettings
+from tinywave.training.settings import OptimSettings, RunSettings
 from tinywave.distill.teacher import OnlineTeacher
-from tinywave.distill.trainer import fit, make_optimizer, train_step
+from tinywave.training.trainer import fit, make_optimizer, train_step
 from tinywave.files import load_jsonl
 from tinywave.models.attention import decoder_layers
 from tinywave.models.hf import new_llama, write_model_dir

@@ -12,13 +12,13 @@ from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
 from tinywave.data.shards import ShardDataset, write_shards
-from tinywave.distill.checkpoint import list_checkpoints, load_training_state
-from tinywave.distill.data import BatchStream
-from tinywave.distill.distributed import Parallel, resolve_ckpt_format
+from tinywave.training.checkpoint import list_checkpoints, load_training_state
+from tinywave.training.batches import BatchStream
+from tinywave.training.distributed import Parallel, resolve_ckpt_format
 from tinywave.distill.objective import DistillObjective, LossWeights
-from tinywave.distill.settings import OptimSettings, RunSettings
-from tinywave.distill.sharded import SHARDED_DIR, is_sharded, shard_files
-from tinywave.distill.trainer import fit, make_optimizer
+from tinywave.training.settings import OptimSettings, RunSettings
+from tinywave.training.sharded import SHARDED_DIR, is_sharded, shard_files
+from tinywave.training.trainer import fit, make_optimizer
 from tinywave.models.export import export_model
 from tinywave.models.hf import model_from_config, new_llama, write_model_dir
 from tinywave.safeload import UnsafeFileError

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from tinywave.data.shards import ShardDataset, write_shards
-from tinywave.distill.checkpoint import latest_checkpoint, list_checkpoints, load_training_state, save_checkpoint
-from tinywave.distill.data import BatchStream, DataPosition
+from tinywave.training.checkpoint import latest_checkpoint, list_checkpoints, load_training_state, save_checkpoint
+from tinywave.training.batches import BatchStream, DataPosition
 from tinywave.distill.objective import DistillObjective, LossWeights
-from tinywave.distill.settings import OptimSettings, RunSettings
-from tinywave.distill.trainer import NonFiniteLossError, config_changes, fit, make_optimizer, resume_point, warmup_cosine
+from tinywave.training.settings import OptimSettings, RunSettings
+from tinywave.training.trainer import NonFiniteLossError, config_changes, fit, make_optimizer, resume_point, warmup_cosine
 from tinywave.models.hf import new_llama
 
 VOCAB = 40

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from tinywave.data.shards import ShardDataset, write_shards
-from tinywave.distill.data import BatchStream
+from tinywave.training.batches import BatchStream
 from tinywave.distill.objective import DistillObjective, LossWeights
-from tinywave.distill.settings import OptimSettings, RunSettings
-from tinywave.distill.trainer import fit
+from tinywave.training.settings import OptimSettings, RunSettings
+from tinywave.training.trainer import fit
 from tinywave.files import load_jsonl
 from tinywave.models.hf import new_llama
 

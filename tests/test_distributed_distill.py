@@ -22,8 +22,8 @@ import torch
 from safetensors.torch import load_file
 
 from tinywave.cli import main
-from tinywave.distill.checkpoint import list_checkpoints
-from tinywave.distill.sharded import read_metadata, shard_files
+from tinywave.training.checkpoint import list_checkpoints
+from tinywave.training.sharded import read_metadata, shard_files
 from tinywave.models.export import export_model
 from tinywave.files import load_jsonl
 from tinywave.models.hf import new_llama, write_model_dir

@@ -9,7 +9,7 @@ import yaml
 from transformers import LlamaForCausalLM
 
 from tinywave.cli import main
-from tinywave.distill.checkpoint import list_checkpoints
+from tinywave.training.checkpoint import list_checkpoints
 from tinywave.models.card import read_front_matter, teacher_lineage
 from tinywave.models.hf import new_llama, write_model_dir
 from tinywave.spiritlm.fixtures import write_lm

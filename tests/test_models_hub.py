@@ -10,7 +10,7 @@ from test_eval_genppl import save_tiny_whisper
 from tinywave.eval.asr import WhisperRecognizer, load_recognizer
 from tinywave.generate.deploy import load_causal_lm as load_for_decoding
 from tinywave.models.hf import load_causal_lm, new_llama, write_model_dir
-from tinywave.models.hub import hub_cache_dir, resolve_model_dir
+from tinywave.hub import hub_cache_dir, resolve_model_dir
 from tinywave.text.vocab import load_tokenizer, train_bpe_tokenizer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

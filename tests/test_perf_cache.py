@@ -9,7 +9,7 @@ import torch
 from tinywave.data.shards import ShardDataset, write_shards
 from tinywave.distill.cache import CacheSettings, CachedTeacher, build_cache, open_cache, read_index, tail_ranges, topk_targets
 from tinywave.distill.fused import fused_vocab_losses
-from tinywave.distill.data import BatchStream
+from tinywave.training.batches import BatchStream
 from tinywave.distill.losses import IGNORE_INDEX
 from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.distill.teacher import OnlineTeacher

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from test_reliability_resources import lm_workspace, train_args
 from test_speech_tokenizer import espeak_corpus, random_tokenizer
 from tinywave.cli import main
-from tinywave.distill.checkpoint import latest_checkpoint, read_state
+from tinywave.training.checkpoint import latest_checkpoint, read_state
 from tinywave.files import load_jsonl, read_jsonl
 
 pytestmark = pytest.mark.slow

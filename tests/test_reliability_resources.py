@@ -20,11 +20,11 @@ import torch
 from safetensors.torch import load_file
 
 from tinywave.cli import main
-from tinywave.distill.checkpoint import list_checkpoints, read_state
-from tinywave.distill.data import BatchStream
+from tinywave.training.checkpoint import list_checkpoints, read_state
+from tinywave.training.batches import BatchStream
 from tinywave.distill.objective import DistillObjective, LossWeights
-from tinywave.distill.settings import OptimSettings, RunSettings
-from tinywave.distill.trainer import NonFiniteLossError, fit
+from tinywave.training.settings import OptimSettings, RunSettings
+from tinywave.training.trainer import NonFiniteLossError, fit
 from tinywave.files import atomic_dir
 from tinywave.models.hf import new_llama
 from tinywave.text.vocab import train_bpe_tokenizer

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from tinywave.cli import main
-from tinywave.distill.checkpoint import load_training_state, save_checkpoint
-from tinywave.distill.settings import OptimSettings
-from tinywave.distill.trainer import make_optimizer
+from tinywave.training.checkpoint import load_training_state, save_checkpoint
+from tinywave.training.settings import OptimSettings
+from tinywave.training.trainer import make_optimizer
 from tinywave.models.hf import load_causal_lm, new_llama
 from tinywave.safeload import UnsafeFileError, load_json, load_numpy, load_torch, pickle_globals, torch_file_imports
 from tinywave.speech.hubert import load_quantizer

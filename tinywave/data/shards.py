@@ -31,6 +31,7 @@ from tinywave.files import atomic_dir
 from tinywave.safeload import load_numpy
 
 FORMAT = "tinywave-shards-v1"
+IGNORE_INDEX = -100  # the label of a position without a next-token target (padding, a document's last token)
 
 
 def _dtype_for(vocab_size: int) -> str:
@@ -214,7 +215,7 @@ class ShardDataset(torch.utils.data.Dataset):
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def labels_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, ignore_index: int = -100,
+def labels_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, ignore_index: int = IGNORE_INDEX,
                       position_ids: torch.Tensor | None = None) -> torch.Tensor:
     """Next-token targets aligned with the inputs: labels[:, t] = input_ids[:, t+1]; pad -> ignore.
 

@@ -251,7 +251,7 @@ class StudentGrowth:
         """After optimizer step ``step``: None, or (trainable parameters, optimizer, scheduler) of the grown student."""
         if step not in self.plan.steps:
             return None
-        from tinywave.distill.trainer import make_optimizer
+        from tinywave.training.trainer import make_optimizer
 
         k = self.plan.steps.index(step)
         student, pairs = self.objective.student, list(self.objective.pairs)

@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-IGNORE_INDEX = -100
-
+from tinywave.data.shards import IGNORE_INDEX  # noqa: F401  (re-exported: the losses' label convention)
 
 def _normalize(total: torch.Tensor, count: int | float, normalizer: float | None) -> torch.Tensor:
     denom = float(normalizer) if normalizer is not None else float(count)

@@ -86,8 +86,8 @@ class PocketSphinxRecognizer:
 
 
 def _hf_folder(folder: str | Path | None, kind: str) -> Path:
-    """A local directory, or a hub id (``openai/whisper-small``) already in the local HF cache (``tinywave.models.hub``)."""
-    from tinywave.models.hub import resolve_model_dir
+    """A local directory, or a hub id (``openai/whisper-small``) already in the local HF cache (``tinywave.hub``)."""
+    from tinywave.hub import resolve_model_dir
 
     if not folder:
         raise ValueError(f"asr={kind} needs a local model directory: write asr={kind}:DIR")
@@ -167,7 +167,7 @@ def detect_hf_kind(folder: Path) -> str:
 
 def load_recognizer(spec: str, device: str = "cpu") -> Recognizer:
     """A recognizer from ``name``, ``name:ARG`` (see ``ASR_BACKENDS``), a model directory or a cached hub id."""
-    from tinywave.models.hub import local_path
+    from tinywave.hub import local_path
 
     name, sep, arg = spec.partition(":")
     if name in ASR_BACKENDS:

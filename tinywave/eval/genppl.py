@@ -142,7 +142,7 @@ class TextLM:
     def __init__(self, folder: str | Path, device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from tinywave.models.hub import resolve_model_dir
+        from tinywave.hub import resolve_model_dir
 
         folder = resolve_model_dir(folder, "text LM")  # a directory, or a hub id in the local HF cache
         if not (folder / "config.json").is_file():

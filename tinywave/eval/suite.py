@@ -35,7 +35,7 @@ from tinywave.eval.resynthesis import Spoken, VocoderLike, resynthesis_wer
 from tinywave.eval.scores import ppl_task, scores_path
 from tinywave.eval.scoring import REDUCE, ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes
 from tinywave.files import atomic_write_text
-from tinywave.models.hub import resolve_model_dir
+from tinywave.hub import resolve_model_dir
 from tinywave.progress import bar
 
 log = logging.getLogger(__name__)

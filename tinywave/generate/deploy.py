@@ -42,7 +42,7 @@ def load_causal_lm(path: str | Path, dtype: str = "fp32", int8: bool = False) ->
     """A plain Hugging Face causal-LM directory (or a hub id in the local HF cache), ready for CPU decoding."""
     from transformers import AutoModelForCausalLM
 
-    from tinywave.models.hub import resolve_model_dir
+    from tinywave.hub import resolve_model_dir
 
     path = resolve_model_dir(path)
     if not (path / "config.json").is_file():

@@ -77,8 +77,7 @@ def read_front_matter(path: str | Path) -> dict[str, Any]:
 
 def _vocabulary_is_spiritlm(folder: Path) -> str:
     """Why the folder's tokenizer is SpiritLM's ("" if it is not)."""
-    from tinywave.spiritlm.lm import speech_tokens_location
-    from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer
+    from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer, speech_tokens_location
 
     try:
         where = speech_tokens_location(folder)
@@ -94,7 +93,7 @@ def _vocabulary_is_spiritlm(folder: Path) -> str:
 
 def teacher_lineage(teacher: str | Path) -> Lineage:
     """Where a teacher comes from: its card, a demo provenance.json beside it, SpiritLM's vocabulary or name."""
-    from tinywave.models.hub import local_path
+    from tinywave.hub import local_path
 
     folder = local_path(teacher) if str(teacher) else Path()
     front = read_front_matter(folder / CARD_NAME) if str(teacher) else {}
@@ -188,7 +187,7 @@ def gather_facts(source: Path, model: Any, name: str, scores: dict[str, float] |
 
 
 def _local(name: str) -> Path:
-    from tinywave.models.hub import local_path
+    from tinywave.hub import local_path
 
     return local_path(name)
 

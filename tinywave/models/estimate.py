@@ -188,7 +188,7 @@ def suggest_layout(mem: dict[str, float], gpu_gb: float = 80, gpus_per_node: int
 
 def teacher_shape(teacher_dir: str) -> tuple[LlamaShape, str]:
     """(shape, where it came from): ``teacher_dir/config.json`` if present, else a preset named by the folder."""
-    from tinywave.models.hub import local_path
+    from tinywave.hub import local_path
 
     path = local_path(teacher_dir) if teacher_dir else Path("spirit-lm-base-7b")
     if (path / "config.json").is_file():

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from torch import nn
 
-from tinywave.distill.checkpoint import latest_checkpoint
-from tinywave.distill.sharded import is_sharded, read_model_weights
+from tinywave.training.checkpoint import latest_checkpoint
+from tinywave.training.sharded import is_sharded, read_model_weights
 from tinywave.files import atomic_dir
 from tinywave.models.card import eval_scores, gather_facts, write_card
 from tinywave.models.hf import check_model_dir, load_causal_lm, model_from_config, torch_dtype, write_model_dir

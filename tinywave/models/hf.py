@@ -3,7 +3,7 @@
 A model directory (docs/FORMATS.md) is ``config.json`` + safetensors + tokenizer files,
 plus ``speech_tokenizer/`` when the model was trained on speech units. Everything here
 works from local paths only: a folder, or a hub id already in the local HF cache
-(``tinywave.models.hub``; nothing is downloaded).
+(``tinywave.hub``; nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def torch_dtype(name: str) -> torch.dtype:
 
 def check_model_dir(path: str | Path) -> Path:
     """A model folder with a config.json: ``path``, or the cached snapshot of a hub id (``org/name[@rev]``)."""
-    from tinywave.models.hub import resolve_model_dir
+    from tinywave.hub import resolve_model_dir
 
     path = resolve_model_dir(path)
     if not (path / "config.json").is_file():
@@ -111,7 +111,7 @@ def new_llama(
 
 def copy_speech_tokenizer(src_dir: str | Path | None, dst_dir: str | Path) -> bool:
     """Copy ``src_dir/speech_tokenizer/`` (or ``src_dir`` itself if it is one) into ``dst_dir``."""
-    from tinywave.models.hub import local_path
+    from tinywave.hub import local_path
 
     if not src_dir:
         return False

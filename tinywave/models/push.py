@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinywave.models.card import read_front_matter
-from tinywave.models.hub import looks_like_hub_id
+from tinywave.hub import looks_like_hub_id
 
 REQUIRED = ("config.json", "model.safetensors", "README.md")
 

@@ -23,7 +23,8 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 from tinywave.config import field, to_dict
-from tinywave.distill.settings import DISTILL_LOSS, DataSettings, OptimSettings, RunSettings
+from tinywave.distill.objective import DISTILL_LOSS
+from tinywave.training.settings import DataSettings, OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
 PROJECTIONS_FILE = "projections.safetensors"
@@ -146,7 +147,7 @@ def _make_student(cfg: Config, teacher, keep: list[int], resume_from: Path | Non
 
     A sharded checkpoint's student is built from its config.json; the trainer loads the weights from the shards.
     """
-    from tinywave.distill.sharded import is_sharded
+    from tinywave.training.sharded import is_sharded
     from tinywave.models.hf import load_causal_lm, model_from_config
     from tinywave.models.student import build_student
 
@@ -180,7 +181,7 @@ def _growth_plan(cfg: Config, keep: list[int], n_teacher: int, parallel):
 
 def _stage_pairs(cfg: Config, plan, keep: list[int], n_student: int, n_teacher: int, resume_from: Path | None):
     """Layer pairs of the student as built or loaded: the fixed map, or that of its growth stage."""
-    from tinywave.distill.checkpoint import read_state
+    from tinywave.training.checkpoint import read_state
     from tinywave.distill.growth import resume_stage
 
     if plan is None:
@@ -202,7 +203,7 @@ def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None)
     from safetensors.torch import load_file
 
     from tinywave.distill.objective import make_projections
-    from tinywave.distill.sharded import is_sharded
+    from tinywave.training.sharded import is_sharded
 
     s_width, t_width = student.config.hidden_size, teacher.config.hidden_size
     if s_width == t_width or cfg.loss.hidden_weight == 0:
@@ -265,10 +266,10 @@ def run(cfg: Config) -> int:
     from safetensors.torch import save_file
 
     from tinywave.data.shards import ShardDataset
-    from tinywave.distill.data import BatchStream
-    from tinywave.distill.distributed import Parallel
+    from tinywave.training.batches import BatchStream
+    from tinywave.training.distributed import Parallel
     from tinywave.distill.growth import StudentGrowth, read_history
-    from tinywave.distill.trainer import fit, resolve_device, resume_point
+    from tinywave.training.trainer import fit, resolve_device, resume_point
     from tinywave.models.attention import decoder_layers
     from tinywave.models.checks import check_same_vocabulary, check_shards_fit, check_tokenizer_fits
     from tinywave.models.export import export_model

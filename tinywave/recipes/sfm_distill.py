@@ -118,7 +118,7 @@ def _check(cfg: Config, teacher) -> None:
 def run(cfg: Config) -> int:
     import torch
 
-    from tinywave.distill.distributed import Parallel
+    from tinywave.training.distributed import Parallel
     from tinywave.files import atomic_write_json
     from tinywave.sfm.data import load_bank
     from tinywave.sfm.distill import LoopSettings, TeacherTargets, distill, resume

@@ -53,8 +53,8 @@ def run(cfg: Config) -> int:
 
     from tinywave.data.shards import ShardDataset
     from tinywave.distill.cache import CacheSettings, build_cache, finish_if_complete
-    from tinywave.distill.distributed import torchrun_env
-    from tinywave.distill.trainer import resolve_device
+    from tinywave.training.distributed import torchrun_env
+    from tinywave.training.trainer import resolve_device
     from tinywave.models.checks import check_shards_fit, check_tokenizer_fits
     from tinywave.models.hf import load_causal_lm
     from tinywave.text.vocab import load_tokenizer, vocab_fingerprint

@@ -20,7 +20,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 from tinywave.config import field, to_dict
-from tinywave.distill.settings import DataSettings, OptimSettings, RunSettings
+from tinywave.training.settings import DataSettings, OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,9 @@ def run(cfg: Config) -> int:
     import torch
 
     from tinywave.data.shards import ShardDataset
-    from tinywave.distill.data import BatchStream
+    from tinywave.training.batches import BatchStream
     from tinywave.distill.objective import DistillObjective, LossWeights
-    from tinywave.distill.trainer import fit, resolve_device, resume_point
+    from tinywave.training.trainer import fit, resolve_device, resume_point
     from tinywave.models.checks import check_shards_fit, check_tokenizer_fits
     from tinywave.models.export import export_model
     from tinywave.models.hf import copy_speech_tokenizer, write_model_dir

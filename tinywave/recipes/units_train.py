@@ -88,7 +88,7 @@ def run(cfg: Config) -> int:
     from tinywave.speech.pitch import PitchFeatures
     from tinywave.speech.style import StyleFeatures
     from tinywave.speech.tokenizer import MAX_CODES, SpeechTokenizer
-    from tinywave.speech.training import collect_vectors, fit_codebooks, select_items
+    from tinywave.data.units_job import collect_vectors, fit_codebooks, select_items
 
     if not cfg.out:
         raise ValueError("--out is required: the speech tokenizer directory to write")

@@ -180,7 +180,7 @@ def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int) -
     """Warm-up on mel/STFT, then HiFi-GAN's alternating updates; (steps done, seconds). Resumes from OUT/checkpoint.*."""
     import torch
 
-    from tinywave.distill.metrics import RunLogger, plot_loss_curves
+    from tinywave.training.runlog import RunLogger, plot_loss_curves
     from tinywave.vocoder import train as T
     from tinywave.vocoder.adversarial import Adversary
     from tinywave.vocoder.discriminators import DiscriminatorConfig, Discriminators

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from tinywave.distill.distributed import SINGLE, Parallel
+from tinywave.training.distributed import SINGLE, Parallel
 from tinywave.files import load_jsonl
 from tinywave.progress import bar
 from tinywave.sfm.data import Batch, WaveBank, sample_batch

@@ -29,7 +29,7 @@ _NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout
 
 def load_encoder(path: str | Path) -> PreTrainedModel:
     """A HuBERT-family model from a local Hugging Face directory (or a hub id in the local HF cache), in eval mode."""
-    from tinywave.models.hub import resolve_model_dir
+    from tinywave.hub import resolve_model_dir
 
     path = resolve_model_dir(path, "encoder")
     cfg_file = path / "config.json"

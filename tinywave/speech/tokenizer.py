@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tinywave.audio.features import SAMPLE_RATE, Analysis
+from tinywave.plugins import load_plugins
 from tinywave.speech.builtin import FrameFeatures
 from tinywave.speech.extractor import Features, QuantizedExtractor, Quantizer
 from tinywave.speech.format import units_to_string
@@ -51,37 +52,22 @@ def _linear_quantizer(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> Qu
     return LinearQuantizer.from_spec(spec, arrays)
 
 
-def _spiritlm_features(spec: dict[str, Any], folder: Path) -> Features:
-    from tinywave.spiritlm.release import load_features
-
-    return load_features(spec, folder)
-
-
-def _classifier(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> Quantizer:
-    from tinywave.spiritlm.release import load_classifier
-
-    return load_classifier(spec, arrays)
-
-
-# stream spec "kind" -> features loader (stream spec, tokenizer folder)
+# Registries (tinywave/plugins.py): stream spec "kind" -> features loader (stream spec, tokenizer folder);
+# tinywave/spiritlm/plugin.py adds SpiritLM's released extractors, its quantizer and its tokenizer names.
 FEATURES: dict[str, Callable[[dict[str, Any], Path], Features]] = {
     "mfcc_kmeans": lambda spec, folder: FrameFeatures.from_spec(spec["features"]),
     "logmel_kmeans": lambda spec, folder: FrameFeatures.from_spec(spec["features"]),
     "hubert": _hubert_features,
     "f0_kmeans": lambda spec, folder: PitchFeatures.from_spec(spec["features"]),
     "pooled_kmeans": lambda spec, folder: StyleFeatures.from_spec(spec["features"]),
-    "spiritlm_mhubert": _spiritlm_features,
-    "spiritlm_f0_vqvae": _spiritlm_features,
-    "spiritlm_w2v2_style": _spiritlm_features,
 }
 # quantizer spec "kind" -> loader (quantizer spec, that stream's arrays)
 QUANTIZERS: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], Quantizer]] = {
     "kmeans": Codebook.from_spec,
     "linear": _linear_quantizer,
-    "classifier": _classifier,
 }
-# "KIND:ROOT" tokenizer names built from a released checkpoint folder (tinywave.spiritlm.release)
-RELEASES = ("spiritlm-base", "spiritlm-expressive")
+# "KIND:ROOT" tokenizer names built from a released checkpoint folder -> builder (kind, root, trust_pickle)
+RELEASES: dict[str, Callable[[str, str, bool], "SpeechTokenizer"]] = {}
 
 
 def chunks(wav: np.ndarray, chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
@@ -200,10 +186,10 @@ class SpeechTokenizer:
         from safetensors.numpy import load_file
 
         kind, sep, root = str(folder).partition(":")
-        if sep and kind in RELEASES:
-            from tinywave.spiritlm.release import speech_tokenizer
-
-            return speech_tokenizer(kind, root, trust_pickle)
+        if sep:
+            load_plugins()
+            if kind in RELEASES:
+                return RELEASES[kind](kind, root, trust_pickle)
         folder = resolve_dir(folder)
         path = folder / TOKENIZER_FILE
         try:
@@ -224,6 +210,7 @@ def _load_stream(name: str, spec: dict[str, Any], folder: Path, arrays: dict[str
     if name not in STREAMS:
         raise ValueError(f"{path}: unknown stream {name!r}; streams are {STREAMS}")
     kind, qkind = spec.get("kind"), spec.get("quantizer", {}).get("kind")
+    load_plugins()
     if kind not in FEATURES or qkind not in QUANTIZERS:
         raise ValueError(f"{path}: stream {name!r} has kind {kind!r} / quantizer {qkind!r}; known: {sorted(FEATURES)} / {sorted(QUANTIZERS)}")
     prefix = f"{name}."

@@ -13,12 +13,11 @@ pieces inside ``tokenizer.model`` or as ``added_tokens_decoder`` entries of
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinywave.text.vocab import VocabLayout, layout_from_tokenizer
+from tinywave.text.vocab import VocabLayout, layout_from_tokenizer, speech_tokens_location
 
 TEXT_SIZE = 32000
 # variant folder name -> (Pi tokens, St tokens, rows of the embedding matrix) per the MODEL_CARD
@@ -30,25 +29,6 @@ class LMInfo:
     layout: VocabLayout
     speech_tokens_in: str  # "tokenizer.model", "tokenizer_config.json" or "tokenizer.json"
     variant: str | None  # the SpiritLM variant named by the folder, if any
-
-
-def speech_tokens_location(folder: Path) -> str:
-    """Which file defines ``[Hu0]``: the SentencePiece model, the tokenizer config, or a tokenizer.json."""
-    model = folder / "tokenizer.model"
-    if model.is_file():
-        import sentencepiece as spm
-
-        if spm.SentencePieceProcessor(model_file=str(model)).PieceToId("[Hu0]") not in (0, None):
-            return "tokenizer.model"
-    config = folder / "tokenizer_config.json"
-    if config.is_file():
-        added = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder", {})
-        if any(entry.get("content") == "[Hu0]" for entry in added.values()):
-            return "tokenizer_config.json"
-    if (folder / "tokenizer.json").is_file():
-        return "tokenizer.json"
-    raise ValueError(f"{folder}: no file defines the speech tokens ([Hu0] is neither a piece of tokenizer.model nor in "
-                     "tokenizer_config.json's added_tokens_decoder); this is not a SpiritLM tokenizer")
 
 
 def check_spiritlm_ids(layout: VocabLayout, variant: str | None = None, where: str = "tokenizer") -> None:

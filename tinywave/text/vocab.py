@@ -187,7 +187,7 @@ def load_tokenizer(path: str | Path):
     """``AutoTokenizer`` from a local directory (or a hub id in the local HF cache), with a clear error when it is not one."""
     from transformers import AutoTokenizer
 
-    from tinywave.models.hub import resolve_model_dir
+    from tinywave.hub import resolve_model_dir
 
     path = resolve_model_dir(path, "tokenizer")
     if not path.is_dir():
@@ -200,3 +200,22 @@ def encode_text(tokenizer, words: Sequence[str] | str) -> list[int]:
     """Ids of a text span (no BOS/EOS); words are joined by single spaces."""
     text = words if isinstance(words, str) else " ".join(words)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def speech_tokens_location(folder: Path) -> str:
+    """Which file defines ``[Hu0]``: the SentencePiece model, the tokenizer config, or a tokenizer.json."""
+    model = folder / "tokenizer.model"
+    if model.is_file():
+        import sentencepiece as spm
+
+        if spm.SentencePieceProcessor(model_file=str(model)).PieceToId("[Hu0]") not in (0, None):
+            return "tokenizer.model"
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        added = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder", {})
+        if any(entry.get("content") == "[Hu0]" for entry in added.values()):
+            return "tokenizer_config.json"
+    if (folder / "tokenizer.json").is_file():
+        return "tokenizer.json"
+    raise ValueError(f"{folder}: no file defines the speech tokens ([Hu0] is neither a piece of tokenizer.model nor in "
+                     "tokenizer_config.json's added_tokens_decoder); this is not a SpiritLM tokenizer")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from tinywave.plugins import load_plugins
 from tinywave.vocoder.hifigan import HifiGanConfig, UnitHiFiGAN
 from tinywave.vocoder.units import Units, as_units, check_range
 
@@ -145,18 +146,13 @@ def _load_griffinlim(path: Path) -> UnitVocoder:
     return GriffinLimVocoder.load(path)
 
 
-def _load_spiritlm(path: Path) -> UnitVocoder:
-    from tinywave.spiritlm.vocoder import load_spiritlm_vocoder
-
-    return load_spiritlm_vocoder(path)
-
-
-BACKENDS: dict[str, Callable[[Path], UnitVocoder]] = {"hifigan": HifiGanVocoder.load, "griffinlim": _load_griffinlim,
-                                                      "spiritlm": _load_spiritlm}
-MARKERS: dict[str, str] = {"generator.safetensors": "hifigan", "unit_mels.npy": "griffinlim", "generator.pt": "spiritlm"}
+# Registries (tinywave/plugins.py): tinywave/spiritlm/plugin.py adds "spiritlm" (marker generator.pt).
+BACKENDS: dict[str, Callable[[Path], UnitVocoder]] = {"hifigan": HifiGanVocoder.load, "griffinlim": _load_griffinlim}
+MARKERS: dict[str, str] = {"generator.safetensors": "hifigan", "unit_mels.npy": "griffinlim"}
 
 
 def detect_backend(path: Path) -> str:
+    load_plugins()
     for marker, kind in MARKERS.items():
         if (path / marker).is_file():
             return kind
@@ -170,6 +166,7 @@ def load_vocoder(path: str | Path, kind: str = "auto") -> UnitVocoder:
     if not path.is_dir():
         raise FileNotFoundError(f"vocoder directory {path} not found; pass --vocoder DIR or put one at <model>/vocoder/")
     kind = detect_backend(path) if kind == "auto" else kind
+    load_plugins()
     if kind not in BACKENDS:
         raise ValueError(f"vocoder backend {kind!r} is not known; choose one of {sorted(BACKENDS)} or auto")
     return BACKENDS[kind](path)

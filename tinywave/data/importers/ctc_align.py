@@ -107,7 +107,7 @@ class CtcAligner:
     def __init__(self, folder: str | Path, device: str = "cpu"):
         from transformers import AutoModelForCTC, AutoProcessor
 
-        from tinywave.models.hub import resolve_model_dir
+        from tinywave.hub import resolve_model_dir
 
         folder = resolve_model_dir(folder, what="CTC model")
         self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)

@@ -1,7 +1,7 @@
 """Typed settings of the trainer, shared by ``tinywave train`` and ``tinywave distill``.
 
 They are the ``data``, ``optim`` and ``train`` sections of both recipes' configs and the
-typed arguments of :func:`tinywave.distill.trainer.fit`.
+typed arguments of :func:`tinywave.training.trainer.fit`.
 """
 
 from __future__ import annotations
@@ -9,14 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinywave.config import field
-
-# The distillation loss of `tinywave distill` with no config, of the demo's student and of the
-# shipped configs (configs/distill-tiny.yaml, configs/spiritlm-*-2b.yaml; a test keeps them equal).
-# Chosen from measurements on the demo: weights 1.0 beat 0.1 and CE only
-# (benchmarks/results/distill_loss_ablation.md), and 3.0 beat 1.0 at the demo's new student
-# settings (benchmarks/results/demo_student_settings.md; one seed each, the demo's report has three).
-DISTILL_LOSS = {"kl_weight": 1.0, "temperature": 2.0, "hidden_weight": 3.0, "hidden_kind": "cosine", "attn_weight": 3.0}
-
 
 @dataclass
 class DataSettings:

@@ -13,7 +13,7 @@
 * ``state.json``: step, data position, tokens seen, elapsed time, the tail of the loss history;
 * ``config.yaml``: the resolved run configuration.
 
-A *sharded* checkpoint (FSDP; ``tinywave.distill.sharded``) holds the model folder's files
+A *sharded* checkpoint (FSDP; ``tinywave.training.sharded``) holds the model folder's files
 without weights (``config.json``, tokenizer files, ``speech_tokenizer/``) and, instead of
 the weights, ``projections.safetensors`` and ``optimizer.pt``, the ``sharded/`` folder that
 every rank wrote its part of the model and optimizer state into.
@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import torch
 import yaml
 
-from tinywave.distill.sharded import SHARDED_DIR, is_sharded
+from tinywave.training.sharded import SHARDED_DIR, is_sharded
 from tinywave.files import atomic_dir
 from tinywave.safeload import load_torch
 
@@ -91,7 +91,7 @@ def save_checkpoint(
     """Write ``checkpoints/step_<step>`` atomically, then drop all but the ``keep`` newest.
 
     ``optimizer_state`` replaces ``optimizer.state_dict()`` when the optimizer is sharded
-    (the full state gathered by ``tinywave.distill.distributed.Parallel.gather``).
+    (the full state gathered by ``tinywave.training.distributed.Parallel.gather``).
 
     Temporary folders left by a killed save are removed first; an old checkpoint is renamed
     away before it is deleted, so a kill never leaves a half-deleted ``step_*`` folder.
@@ -107,7 +107,7 @@ def save_checkpoint(
 
 
 class Group(Protocol):
-    """The processes writing a sharded checkpoint (``tinywave.distill.distributed.Parallel``)."""
+    """The processes writing a sharded checkpoint (``tinywave.training.distributed.Parallel``)."""
 
     is_main: bool
 

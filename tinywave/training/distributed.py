@@ -18,7 +18,7 @@
   except the last one.
 * checkpoints (``ckpt_format``): ``sharded`` (the default under FSDP) has every rank write
   its own shards of the model and optimizer state with ``torch.distributed.checkpoint``
-  (``save_sharded`` / ``load_sharded``; ``tinywave.distill.sharded``): nothing is
+  (``save_sharded`` / ``load_sharded``; ``tinywave.training.sharded``): nothing is
   gathered, and a sharded checkpoint resumes on any number of ranks, under DDP or in one
   process. ``full`` keeps the gathered format below.
 * ``gather(optimizer)`` (a collective, ``ckpt_format=full``): under FSDP the full model and optimizer states
@@ -278,13 +278,13 @@ class Parallel:
 
     def save_sharded(self, folder: Path, optimizer: torch.optim.Optimizer) -> None:
         """Collective: every rank writes its shards of the wrapped module and of ``optimizer`` into ``folder``."""
-        from tinywave.distill.sharded import save_state
+        from tinywave.training.sharded import save_state
 
         save_state(folder, self.module, optimizer)
 
     def load_sharded(self, folder: Path, optimizer: torch.optim.Optimizer) -> None:
         """Collective: the wrapped module and ``optimizer`` take a sharded checkpoint's state (any writer world size)."""
-        from tinywave.distill.sharded import load_state
+        from tinywave.training.sharded import load_state
 
         if self.module is None:
             raise RuntimeError("load_sharded() needs the module from wrap()")

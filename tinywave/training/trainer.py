@@ -26,12 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from tinywave.distill.checkpoint import checkpoint_root, load_training_state, save_checkpoint, save_sharded_checkpoint
-from tinywave.distill.data import BatchStream, DataPosition
-from tinywave.distill.distributed import SINGLE, Parallel
-from tinywave.distill.losses import IGNORE_INDEX
-from tinywave.distill.metrics import LOG_NAME, PLOT_NAME, RunLogger, plot_loss_curves, require_wandb
-from tinywave.distill.settings import OptimSettings, RunSettings
+from tinywave.data.shards import IGNORE_INDEX
+from tinywave.training.checkpoint import checkpoint_root, load_training_state, save_checkpoint, save_sharded_checkpoint
+from tinywave.training.batches import BatchStream, DataPosition
+from tinywave.training.distributed import SINGLE, Parallel
+from tinywave.training.runlog import LOG_NAME, PLOT_NAME, RunLogger, plot_loss_curves, require_wandb
+from tinywave.training.settings import OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def fit(
 ) -> FitResult:
     """Train ``params`` on ``objective`` for ``run.steps`` steps in total, checkpointing under ``run.out``.
 
-    ``parallel`` (from :class:`~tinywave.distill.distributed.Parallel`) when ``objective`` is
+    ``parallel`` (from :class:`~tinywave.training.distributed.Parallel`) when ``objective`` is
     wrapped for several processes: rank 0 logs and writes checkpoints, every rank takes part
     in the collectives. ``growth`` (one process only) may swap in new parameters, optimizer and
     scheduler after a step: the student grew (``tinywave.distill.growth``).
@@ -301,7 +301,7 @@ def resume_point(run: RunSettings, config: dict[str, Any] | None = None) -> Path
     With ``config`` (the resolved config of this invocation), every difference from the
     checkpoint's config that could change the result is logged as a warning.
     """
-    from tinywave.distill.checkpoint import latest_checkpoint, read_config
+    from tinywave.training.checkpoint import latest_checkpoint, read_config
 
     if not run.out:
         raise ValueError("train.out is required: the run folder for checkpoints, logs and the final model")
