@@ -334,3 +334,56 @@ def test_datasets_plain_arrays_and_paths_without_id_or_speaker_columns(tmp_path)
     datasets.Dataset.from_dict({"text": ["by path"], "file": [str(path_wav)]}).save_to_disk(str(tmp_path / "hf_paths"))
     assert run_import("--format", "datasets", "--src", str(tmp_path / "hf_paths"), "--audio-column", "file", "--out", str(out)) == 0
     assert manifest_lines(out)[0]["audio"] == "ext/p.wav"  # a path is used where it is (relative: under the out folder)
+
+
+# ---------------------------------------------------------------- Lhotse cuts
+
+
+def lhotse_cut(cid: str, source: str, seconds: float, text: str | None, words=None, sup_start: float = 0.0,
+               sup_seconds: float | None = None, kind: str = "MonoCut") -> dict:
+    sup = {"id": cid, "recording_id": cid, "start": sup_start, "duration": sup_seconds or seconds, "channel": 0, "speaker": "7"}
+    if text is not None:
+        sup["text"] = text
+    if words is not None:
+        sup["alignment"] = {"word": words}
+    rec = {"id": cid, "sampling_rate": RATE, "num_samples": int(seconds * RATE), "duration": seconds,
+           "sources": [{"type": "file", "channels": [0], "source": source}]}
+    return {"id": cid, "start": 0.0, "duration": seconds, "channel": 0, "type": kind, "recording": rec, "supervisions": [sup]}
+
+
+def test_lhotse_cuts_gzipped_with_words_in_both_item_forms_and_bad_cuts(tmp_path):
+    import gzip
+
+    write_audio(tmp_path / "audio" / "a.flac", 1.0)
+    write_audio(tmp_path / "audio" / "b.flac", 0.8)
+    write_audio(tmp_path / "audio" / "long.flac", 3.0)
+    cuts = [
+        lhotse_cut("a", "audio/a.flac", 1.0, "Hello, world!", [{"symbol": "HELLO", "start": 0.1, "duration": 0.3},
+                                                              {"symbol": "WORLD", "start": 0.5, "duration": 0.4}]),
+        lhotse_cut("b", str(tmp_path / "audio" / "b.flac"), 0.8, "GOOD DAY", [["GOOD", 0.0, 0.3, 0.9], ["DAY", 0.35, 0.3, 0.8]]),
+        lhotse_cut("seg", "audio/long.flac", 3.0, "PART OF IT", sup_start=1.0, sup_seconds=1.0),  # part of a recording
+        lhotse_cut("mix", "audio/a.flac", 1.0, "X", kind="MixedCut"),
+        lhotse_cut("late", "audio/b.flac", 0.8, "TOO LATE", [{"symbol": "TOO", "start": 0.1, "duration": 0.2},
+                                                            {"symbol": "LATE", "start": 0.6, "duration": 0.9}]),  # ends after the audio
+    ]
+    cuts[3]["recording"]["sources"][0]["type"] = "url"
+    src = tmp_path / "cuts.jsonl.gz"
+    with gzip.open(src, "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps(c) + "\n" for c in cuts) + "{not json\n")
+    out = tmp_path / "m.jsonl"
+    assert run_import("--format", "lhotse", "--src", str(src), "--out", str(out)) == 1  # bad items -> 1
+    items = {it["id"]: it for it in manifest_lines(out)}
+    assert set(items) == {"a", "b"}
+    assert items["a"]["text"] == "hello world" and items["a"]["speaker"] == "7"
+    assert items["a"]["words"] == [{"word": "hello", "start": 0.1, "end": 0.4}, {"word": "world", "start": 0.5, "end": 0.9}]
+    assert [w["word"] for w in items["b"]["words"]] == ["good", "day"] and items["b"]["words"][1]["end"] == pytest.approx(0.65)
+    assert Path(read_manifest(out)[0][0].audio).resolve() == (tmp_path / "audio" / "a.flac").resolve()  # relative to the cuts file
+    errors = load_jsonl(out.with_name("m.errors.jsonl"))
+    reasons = {e["id"]: e["reason"] for e in errors}
+    assert reasons == {"seg": "segment", "mix": "unsupported_cut", "late": "bad_alignment", None: "bad_line"}
+    assert "save_audios" in next(e["detail"] for e in errors if e["id"] == "seg")
+
+
+def test_lhotse_src_must_be_a_cuts_file(tmp_path, capsys):
+    assert run_import("--format", "lhotse", "--src", str(tmp_path), "--out", str(tmp_path / "m.jsonl")) == 2
+    assert "cuts.jsonl" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     tinywave manifest import --format librispeech --src LibriSpeech/dev-clean --out data/dev/manifest.jsonl
     tinywave manifest import --format tsv --src manifests/train.tsv --text manifests/train.wrd --out data/train/manifest.jsonl
+    tinywave manifest import --format lhotse --src data/cuts_dev.jsonl.gz --out data/dev/manifest.jsonl
     tinywave manifest import --format datasets --src hf/librispeech_dummy --split validation \\
         --text-column text --audio-column audio --out data/hf/manifest.jsonl
     ... --alignments mfa_out/ --alignment-format textgrid     (or --alignments words.ctm --alignment-format ctm)
@@ -27,8 +28,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Config:
-    format: str = field("", help="source layout: librispeech | tsv (fairseq manifest) | datasets (Hugging Face save_to_disk folder)")
-    src: str = field("", help="librispeech: corpus or split folder; tsv: the .tsv file; datasets: the saved dataset folder")
+    format: str = field("", help="source layout: librispeech | tsv (fairseq manifest) | datasets (Hugging Face save_to_disk folder) | "
+                                 "lhotse (a Lhotse cuts.jsonl[.gz]; word alignments inside it are kept)")
+    src: str = field("", help="librispeech: corpus or split folder; tsv: the .tsv file; datasets: the saved dataset folder; "
+                              "lhotse: the cuts file")
     out: str = field("", help="manifest JSONL to write (bad items go to <stem>.errors.jsonl beside it)")
     text: str = field("", help="tsv: the parallel transcript file, .wrd (words) or .ltr (letters)")
     split: str = field("", help="librispeech: a split sub-folder of --src; datasets: the DatasetDict split")
@@ -44,7 +47,7 @@ class Config:
 def check_config(cfg: Config) -> None:
     """ValueError naming the missing or misplaced option and the fix."""
     if not cfg.format or not cfg.src or not cfg.out:
-        raise ValueError("manifest import needs --format librispeech|tsv|datasets, --src PATH and --out manifest.jsonl")
+        raise ValueError("manifest import needs --format librispeech|tsv|datasets|lhotse, --src PATH and --out manifest.jsonl")
     if cfg.text and cfg.format != "tsv":
         raise ValueError(f"--text {cfg.text} is for --format tsv (the .wrd/.ltr file); "
                          "librispeech reads its *.trans.txt, datasets reads --text-column")

@@ -8,6 +8,7 @@ from pathlib import Path
 from tinywave.data.importers.alignment import Alignments, read_ctms, read_textgrids
 from tinywave.data.importers.fairseq import read_fairseq_tsv
 from tinywave.data.importers.hf_dataset import read_hf_dataset
+from tinywave.data.importers.lhotse import read_lhotse_cuts
 from tinywave.data.importers.librispeech import read_librispeech
 from tinywave.data.importers.options import ImportOptions
 from tinywave.data.manifest import BadItem, ManifestItem
@@ -19,6 +20,7 @@ IMPORTERS: dict[str, Importer] = {
     "librispeech": read_librispeech,  # tinywave/data/importers/librispeech.py
     "tsv": read_fairseq_tsv,  # tinywave/data/importers/fairseq.py
     "datasets": read_hf_dataset,  # tinywave/data/importers/hf_dataset.py (needs `datasets`)
+    "lhotse": read_lhotse_cuts,  # tinywave/data/importers/lhotse.py (Lhotse cut manifests; Lhotse not needed)
 }
 
 ALIGNMENT_READERS: dict[str, AlignmentReader] = {
