@@ -173,7 +173,7 @@ def train(mode: str, seed: int, teacher, bank, cache: dict | None, z: Sizes, bud
                             log_every=10**9, save_every=10**9, keep=1)
     load, t0, c0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
     distill(student, TeacherTargets(teacher, list(z.targets), cache, share_front_end=True), bank, plan, settings, out)
-    rows = [{k: r[k] for k in ("step", "loss", "depth", "train_seconds", "cpu_seconds")} for r in load_jsonl(out / "log.jsonl")]
+    rows = [{k: r[k] for k in ("step", "loss", "depth", "train_seconds", "cpu_seconds")} for r in load_jsonl(out / "train_log.jsonl")]
     return student, {"rows": rows, "growth_steps": plan.steps, "run_wall": time.perf_counter() - t0,
                      "run_cpu": cpu_seconds() - c0, "load_average_at_start": load}
 

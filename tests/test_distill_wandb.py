@@ -56,19 +56,30 @@ def wandb_records(path):
             pending = b""
 
 
-def test_offline_wandb_run_holds_the_logged_metrics(shards, tmp_path, monkeypatch):
+def offline_wandb(tmp_path, monkeypatch) -> None:
+    """W&B offline, with nothing outside tmp_path and no reachable server."""
     pytest.importorskip("wandb")
     for var, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_BASE_URL": "http://127.0.0.1:9",
                        "WANDB_CONFIG_DIR": tmp_path / "cfg", "WANDB_CACHE_DIR": tmp_path / "cache",
                        "WANDB_DATA_DIR": tmp_path / "data", "WANDB_PROJECT": "tinywave-test"}.items():
         monkeypatch.setenv(var, str(value))
-    result = train(shards, tmp_path / "run", wandb=True)
-    [run_file] = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
+
+
+def wandb_history(run_dir) -> dict[int, dict]:
+    """step -> the metrics logged at that step, read back from the offline run under ``run_dir/wandb``."""
+    [run_file] = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     history = {}
     for record in wandb_records(run_file):
         if record.WhichOneof("record_type") == "history":
             items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
             history[items["_step"]] = items
+    return history
+
+
+def test_offline_wandb_run_holds_the_logged_metrics(shards, tmp_path, monkeypatch):
+    offline_wandb(tmp_path, monkeypatch)
+    result = train(shards, tmp_path / "run", wandb=True)
+    history = wandb_history(tmp_path / "run")
     logged = load_jsonl(tmp_path / "run" / "train_log.jsonl")
     assert sorted(history) == [r["step"] for r in logged] == [1, 2, 3]
     for r in logged:

@@ -62,7 +62,7 @@ def test_ddp_sfm_distill_follows_the_one_process_curve_across_growth(ws, tmp_pat
            "-m", "tinywave.cli", *sfm_args(ws, tmp_path / "ddp", 2, "train.parallel=ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    single, ddp = load_jsonl(tmp_path / "single" / "log.jsonl"), load_jsonl(tmp_path / "ddp" / "log.jsonl")
+    single, ddp = load_jsonl(tmp_path / "single" / "train_log.jsonl"), load_jsonl(tmp_path / "ddp" / "train_log.jsonl")
     assert [r["step"] for r in ddp] == [1, 2, 3, 4]
     assert [r["depth"] for r in ddp] == [r["depth"] for r in single] and ddp[0]["depth"] < ddp[-1]["depth"]  # it grew
     for a, b in zip(single, ddp):

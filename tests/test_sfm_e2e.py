@@ -59,7 +59,7 @@ def test_pretrain_writes_a_plain_hf_teacher(corpus):
     teacher = HubertModel.from_pretrained(str(root / "t" / "teacher"))
     assert teacher.config.num_hidden_layers == 2
     assert (root / "t" / "teacher" / "unit_head.safetensors").is_file()
-    assert [r["step"] for r in load_jsonl(root / "t" / "log.jsonl")] == [1, 2, 3]
+    assert [r["step"] for r in load_jsonl(root / "t" / "train_log.jsonl")] == [1, 2, 3]
 
 
 @pytest.mark.slow
@@ -69,7 +69,7 @@ def test_pretrain_resumes_from_its_checkpoint(corpus, tmp_path):
     shutil.copytree(root / "t", out)  # step 2 checkpointed, step 3 done
     assert main(["sfm", "pretrain", "--manifest", str(manifest), "--out", str(out), "train.steps=4",
                  "train.save_every=2", *TINY_TEACHER, *TINY_TRAIN]) == 0
-    assert [r["step"] for r in load_jsonl(out / "log.jsonl")] == [1, 2, 3, 4]  # resumed after step 2
+    assert [r["step"] for r in load_jsonl(out / "train_log.jsonl")] == [1, 2, 3, 4]  # resumed after step 2
 
 
 @pytest.mark.slow
@@ -84,7 +84,7 @@ def test_distill_with_interleaved_stacking_resumes_across_growth(corpus):
     state = json.loads((root / "resumed" / "checkpoints" / "step_0000004" / "trainer_state.json").read_text())
     assert state["depth"] == 4
     assert _distill(root, manifest, "resumed") == 0  # rebuilds the grown student before loading
-    full, resumed = load_jsonl(root / "full" / "log.jsonl"), load_jsonl(root / "resumed" / "log.jsonl")
+    full, resumed = load_jsonl(root / "full" / "train_log.jsonl"), load_jsonl(root / "resumed" / "train_log.jsonl")
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
     assert [r["depth"] for r in resumed] == [2, 2, 4, 4, 4, 4]
     for a, b in zip(full, resumed):  # same batches, weights and optimizer state: same losses
@@ -195,3 +195,24 @@ def test_probe_cli_ranks_a_trained_upstream_above_a_random_one(tmp_path):
     report = json.loads((out / "probe_results.json").read_text())
     trained, random = report["results"]["ks"]["accuracy"], report["random_init"]["ks"]["accuracy"]
     assert trained >= 0.9 and random <= 0.75, (trained, random)
+
+
+@pytest.mark.slow
+def test_sfm_runs_use_the_shared_run_log_with_tensorboard_and_wandb(corpus, tmp_path, monkeypatch):
+    """sfm distill logs like every trainer: train_log.jsonl, TensorBoard events and (train.wandb) an offline W&B run."""
+    from test_distill_wandb import offline_wandb, wandb_history
+
+    offline_wandb(tmp_path, monkeypatch)
+    root, manifest, _ = corpus
+    out = tmp_path / "wb"
+    assert main(["sfm", "distill", "--config", str(ROOT / "configs" / "sfm-stacking.yaml"),
+                 "--teacher", str(root / "t" / "teacher"), "--manifest", str(manifest), "--out", str(out),
+                 "student.hidden_size=16", "student.intermediate_size=32", "student.heads=2", "student.num_layers=4",
+                 "student.teacher_layers=[1,2]", "stacking.init_layers=2", "stacking.stages=2", "train.steps=3",
+                 "train.save_every=3", "train.log_every=1", "train.wandb=true", *TINY_TRAIN]) == 0
+    logged = load_jsonl(out / "train_log.jsonl")
+    history = wandb_history(out)
+    assert [r["step"] for r in logged] == sorted(history) == [1, 2, 3]
+    for r in logged:
+        assert history[r["step"]]["loss/loss"] == pytest.approx(r["loss"], rel=1e-6) and history[r["step"]]["depth"] == r["depth"]
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))

@@ -62,6 +62,7 @@ class TrainSection:
     save_every: int = field(100, help="checkpoint every N steps")
     keep: int = field(2, help="checkpoints kept")
     stop_at: int = field(0, help="stop after this step (simulated pre-emption; the next run resumes); 0: run to the end")
+    wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
     parallel: str = field("auto", help="auto (ddp under torchrun), none or ddp; batch_size is per process")
 
 
@@ -154,7 +155,7 @@ def run(cfg: Config) -> int:
     settings = LoopSettings(steps=t.steps, batch_size=t.batch_size, crop_samples=int(t.crop_seconds * 16000), lr=t.lr,
                             warmup=t.warmup, weight_decay=t.weight_decay, seed=t.seed,
                             intermediate_weight=t.intermediate_weight, log_every=t.log_every,
-                            save_every=t.save_every, keep=t.keep, stop_at=t.stop_at)
+                            save_every=t.save_every, keep=t.keep, stop_at=t.stop_at, wandb=t.wandb)
     share = cfg.student.freeze_front_end and same_front_end(teacher, student.encoder)  # run the CNN once for both
     targets = TeacherTargets(teacher, cfg.student.teacher_layers, share_front_end=share)
     summary = distill(student, targets, bank, plan, settings, out, state, ckpt, parallel)
@@ -169,7 +170,7 @@ def _write_outputs(out: Path, plan, student, summary: dict, steps: int) -> None:
     from tinywave.files import atomic_dir, atomic_write_json
     from tinywave.sfm.distill import plot_losses
 
-    plot_losses(out / "log.jsonl", plan.steps, out / "loss.png", f"sfm distill: {plan.op}, {student.kind}")
+    plot_losses(out / "train_log.jsonl", plan.steps, out / "loss.png", f"sfm distill: {plan.op}, {student.kind}")
     if not summary["finished"]:
         log.info("stopped at step %d of %d; rerun the same command to resume", summary["step"], steps)
         return

@@ -41,12 +41,13 @@ class TrainSection:
     mask_span: int = field(5, help="frames per masked span")
     seed: int = field(0, help="seed for init, batches and masks")
     save_every: int = field(250, help="checkpoint every N steps (for resume)")
+    wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
 
 
 @dataclass
 class Config:
     manifest: str = field("", help="training manifest (JSON lines with audio paths; docs/FORMATS.md)")
-    out: str = field("", help="output directory (teacher/, units/, log.jsonl, checkpoints/)")
+    out: str = field("", help="output directory (teacher/, units/, train_log.jsonl, checkpoints/)")
     units: str = field("", help="speech tokenizer directory whose 'hubert' stream gives the targets; empty: fit MFCC k-means")
     n_units: int = field(100, help="k-means clusters of the built-in MFCC targets (HuBERT: 100)")
     max_items: int = field(0, help="use at most this many utterances (0: all)")
@@ -100,7 +101,7 @@ def run(cfg: Config) -> int:
     t = cfg.train
     settings = PretrainSettings(steps=t.steps, batch_size=t.batch_size, crop_samples=int(t.crop_seconds * 16000),
                                 lr=t.lr, warmup=t.warmup, mask_prob=t.mask_prob, mask_span=t.mask_span, seed=t.seed,
-                                save_every=t.save_every)
+                                save_every=t.save_every, wandb=t.wandb)
     summary = pretrain(model, bank, labels, settings, out, start, ckpt)
     # 4. export the teacher as a plain HF directory
     with atomic_dir(out / "teacher") as tmp:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinywave.config import field
+from tinywave.config import field, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class Config:
     out: str = field("", help="output vocoder directory")
     steps: int = field(1500, help="training steps")
     minutes: float = field(0.0, help="stop after this many minutes of training (0: no limit)")
+    wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
     batch: int = field(8, help="segments per step")
     segment_units: int = field(16, help="segment length in unit frames")
     lr: float = field(4e-3, help="peak learning rate (AdamW, warm-up then cosine)")
@@ -205,7 +206,7 @@ def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int) -
         if key in state:
             rng.setstate(json_to_state(state[key]))
     loss_fn = T.VocoderLoss(cfg.mel_weight, cfg.stft_weight)
-    logger = RunLogger(out, start, cfg.steps, tensorboard=True)
+    logger = RunLogger(out, start, cfg.steps, tensorboard=True, wandb=cfg.wandb, config=to_dict(cfg))
     t0, last = time.perf_counter(), start
     try:
         for step in T.iterate_steps(start, cfg.steps, cfg.minutes, time.perf_counter):

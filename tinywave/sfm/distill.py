@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
-from tinywave.training.distributed import SINGLE, Parallel
 from tinywave.files import load_jsonl
-from tinywave.progress import bar
 from tinywave.sfm.data import Batch, WaveBank, sample_batch
 from tinywave.sfm.losses import distilhubert_loss, layer_to_layer_loss
 from tinywave.sfm.models import downsample_rate, frame_lengths, front_end, hidden_states
@@ -34,12 +32,13 @@ from tinywave.sfm.optim import (
     load_optimizer_state,
     lr_at,
     make_optimizer,
-    open_log,
     read_trainer_state,
     save_checkpoint,
     set_lr,
 )
 from tinywave.sfm.student import Student
+from tinywave.training.distributed import SINGLE, Parallel
+from tinywave.training.runlog import RunLogger
 from tinywave.stacking import apply_growth, carry_optimizer_state, layer_list, parameter_sources
 
 log = logging.getLogger(__name__)
@@ -68,6 +67,7 @@ class LoopSettings:
     save_every: int = 100
     keep: int = 2
     stop_at: int = 0  # stop after this many steps (0: run to the end); the next run resumes
+    wandb: bool = False  # also log to Weights & Biases (tinywave.training.runlog)
 
 
 class TeacherTargets:
@@ -169,11 +169,11 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
     if optimizer_from is not None:
         load_optimizer_state(optimizer, optimizer_from)
     wrapped = parallel.wrap(student, find_unused=True)  # DDP: the growth below rewraps it
-    logger = open_log(out / "log.jsonl", start) if parallel.is_main else None
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
+    # rank 0 keeps the run log (train_log.jsonl, TensorBoard, W&B); every rank shows its own progress bar only without it
+    logger = RunLogger(out, start, end, tensorboard=True, wandb=cfg.wandb, config=asdict(cfg)) if parallel.is_main else None
     student.train()
     loss_value, parts = float("nan"), {}
-    progress = bar(total=end - start, desc=f"sfm distill ({plan.op})", unit="step")
     for step in range(start, end):
         if step in plan.steps:
             k = plan.steps.index(step)
@@ -196,10 +196,8 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
         elapsed, cpu = elapsed + time.perf_counter() - t0, cpu + time.process_time() - c0
         loss_value, parts = values["loss"], {k: v for k, v in values.items() if k != "loss"}
         if logger is not None:
-            logger.write({"step": step + 1, "loss": loss_value, **parts, "lr": lr, "depth": student.depth,
-                          "train_seconds": round(elapsed, 4), "cpu_seconds": round(cpu, 4)})
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss_value:.4f}", depth=student.depth)
+            logger.step({"step": step + 1, "loss": loss_value, **parts, "lr": lr, "depth": student.depth,
+                         "train_seconds": round(elapsed, 4), "cpu_seconds": round(cpu, 4)}, write=True)
         if (step + 1) % cfg.log_every == 0:
             log.info("step %d/%d loss %.4f depth %d lr %.2e", step + 1, cfg.steps, loss_value, student.depth, lr)
         if ((step + 1) % cfg.save_every == 0 or step + 1 == end) and parallel.is_main:
@@ -207,7 +205,6 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
                             {"depth": student.depth, "train_seconds": elapsed, "cpu_seconds": cpu, "op": plan.op}, cfg.keep)
         if (step + 1) % cfg.save_every == 0 or step + 1 == end:
             parallel.barrier()  # no rank runs ahead of a checkpoint being written
-    progress.close()
     if logger is not None:
         logger.close()
     return {"step": end, "loss": loss_value, "parts": parts, "depth": student.depth, "train_seconds": elapsed,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tinywave.files import JsonlAppender, atomic_dir, atomic_write_json, atomic_write_text, load_jsonl
+from tinywave.files import atomic_dir, atomic_write_json
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -79,12 +79,3 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
-
-
-def open_log(path: str | Path, start: int) -> JsonlAppender:
-    """The JSONL training log with the entries of steps after ``start`` dropped (a resumed run redoes them)."""
-    path = Path(path)
-    if path.exists():
-        kept = [r for r in load_jsonl(path) if r.get("step", 0) <= start]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-    return JsonlAppender(path, fsync=False)

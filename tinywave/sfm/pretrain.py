@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,9 @@ from transformers import HubertModel
 from tinywave.progress import bar
 from tinywave.sfm.data import Batch, WaveBank, sample_batch
 from tinywave.sfm.models import downsample_rate, frame_lengths, frame_mask, hidden_states
-from tinywave.sfm.optim import load_optimizer_state, lr_at, make_optimizer, open_log, save_checkpoint, set_lr
+from tinywave.sfm.optim import load_optimizer_state, lr_at, make_optimizer, save_checkpoint, set_lr
 from tinywave.sfm.units import UnitLabeler, align_labels
+from tinywave.training.runlog import RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class PretrainSettings:
     seed: int = 0
     log_every: int = 25
     save_every: int = 250
+    wandb: bool = False  # also log to Weights & Biases (tinywave.training.runlog)
 
 
 def load_checkpoint(path: Path, n_units: int) -> MaskedUnitModel:
@@ -110,7 +112,8 @@ def load_checkpoint(path: Path, n_units: int) -> MaskedUnitModel:
 
 def pretrain(model: MaskedUnitModel, bank: WaveBank, labels: list[np.ndarray], cfg: PretrainSettings,
              out: str | Path, start: int = 0, optimizer_from: Path | None = None) -> dict[str, float]:
-    """Masked-prediction training from step ``start``; checkpoints ``out/checkpoints``, log ``out/log.jsonl``."""
+    """Masked-prediction training from step ``start``; checkpoints ``out/checkpoints``; the run log
+    (``out/train_log.jsonl``, TensorBoard, W&B with ``cfg.wandb``) of tinywave.training.runlog."""
     out = Path(out)
     stride = downsample_rate(model.encoder.config)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
@@ -118,8 +121,9 @@ def pretrain(model: MaskedUnitModel, bank: WaveBank, labels: list[np.ndarray], c
         load_optimizer_state(optimizer, optimizer_from)
     model.train()
     t_start, loss_v, acc = time.perf_counter(), float("nan"), float("nan")
-    with open_log(out / "log.jsonl", start) as logger:
-        for step in bar(range(start, cfg.steps), desc="sfm pretrain", unit="step"):
+    logger = RunLogger(out, start, cfg.steps, tensorboard=True, wandb=cfg.wandb, config=asdict(cfg))
+    try:
+        for step in range(start, cfg.steps):
             rng = np.random.default_rng([cfg.seed, step, 7])
             batch = sample_batch(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, step, stride)
             n_frames = int(frame_lengths(model.encoder.config, torch.tensor([batch.wav.shape[1]]))[0])
@@ -133,9 +137,11 @@ def pretrain(model: MaskedUnitModel, bank: WaveBank, labels: list[np.ndarray], c
             set_lr(optimizer, lr_at(step, cfg.steps, cfg.lr, cfg.warmup))
             optimizer.step()
             loss_v = loss.item()
-            logger.write({"step": step + 1, "loss": loss_v, "masked_acc": acc})
+            logger.step({"step": step + 1, "loss": loss_v, "masked_acc": acc}, write=True)
             if (step + 1) % cfg.log_every == 0:
                 log.info("pretrain step %d/%d loss %.3f masked acc %.3f", step + 1, cfg.steps, loss_v, acc)
             if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
                 save_checkpoint(out / "checkpoints", step + 1, model.save, optimizer, {}, keep=1)
+    finally:
+        logger.close()
     return {"loss": loss_v, "masked_acc": acc, "seconds": time.perf_counter() - t_start}

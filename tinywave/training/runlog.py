@@ -24,7 +24,7 @@ from tinywave.progress import bar
 
 LOG_NAME = "train_log.jsonl"
 PLOT_NAME = "loss_curves.png"
-NOT_LOSSES = {"step", "lr", "grad_norm", "tokens", "tokens_per_s", "tokens_seen", "elapsed_s"}
+NOT_LOSSES = {"step", "lr", "grad_norm", "tokens", "tokens_per_s", "tokens_seen", "elapsed_s", "depth", "train_seconds", "cpu_seconds"}
 
 
 def loss_keys(records: list[dict[str, Any]]) -> list[str]:
