@@ -45,7 +45,7 @@ def build_cache(demo: Path, work: Path, top_k: int, temperature: float, hidden: 
     t0 = time.monotonic()
     if not (out / "index.json").exists():
         call("teacher_cache", teacher=str(demo / "models" / "teacher"), shards=str(demo / "shards" / "student"), out=str(out),
-             top_k=top_k, temperatures=[temperature], hidden_layers=hidden, logit_dtype="float32")
+             top_k=top_k, temperatures=[temperature], hidden_layers=hidden, logit_dtype="fp32")
     return out, time.monotonic() - t0
 
 

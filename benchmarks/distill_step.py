@@ -127,7 +127,7 @@ def _naive_step(shape: Shape):
 
 
 def _ours_step(shape: Shape, attn: bool = True, cache: str = ""):
-    from tinywave.distill.cache import CachedTeacher
+    from tinywave.distill.teacher_cache import CachedTeacher
     from tinywave.distill.losses import IGNORE_INDEX
     from tinywave.distill.objective import DistillObjective, LossWeights
     from tinywave.distill.teacher import OnlineTeacher
@@ -216,14 +216,14 @@ def _run(name: str, shape: Shape, repeats: int, threads: int, cache: str = "") -
 def _build_cache(shape: Shape, folder: Path) -> str:
     """A teacher cache over the benchmark batch's rows (built here, outside the measured processes)."""
     from tinywave.data.shards import ShardDataset, write_shards
-    from tinywave.distill.cache import CacheSettings, build_cache
+    from tinywave.distill.teacher_cache import CacheSettings, build_cache
 
     batch = _batch(shape)
     docs = [row[: int(m.sum())].tolist() for row, m in zip(batch["input_ids"], batch["attention_mask"])]
     write_shards(folder / "shards", docs, shape.seq, "bench", shape.vocab, 0, 1, 2)
     teacher, _ = _models(shape)
-    settings = CacheSettings(top_k=shape.top_k, temperatures=(TEMPERATURE,), logit_dtype="float16",
-                             hidden_layers=tuple(shape.keep), hidden_dtype="bfloat16", batch_size=shape.batch, chunk_size=shape.chunk)
+    settings = CacheSettings(top_k=shape.top_k, temperatures=(TEMPERATURE,), logit_dtype="fp16",
+                             hidden_layers=tuple(shape.keep), hidden_dtype="bf16", batch_size=shape.batch, chunk_size=shape.chunk)
     build_cache(teacher, ShardDataset(folder / "shards"), folder / "cache", settings)
     return str(folder / "cache")
 

@@ -120,11 +120,11 @@ def prepare(work: Path, z: Sizes) -> tuple[Path, Path, Path, dict]:
     t0, c0 = time.perf_counter(), cpu_seconds()
     if not (teacher / "teacher" / "config.json").is_file():
         _run_cli(["sfm", "pretrain", "--manifest", str(corpus / "manifest.jsonl"), "--out", str(teacher),
-                  f"model.hidden_size={z.teacher_width}", f"model.num_layers={z.teacher_layers}",
-                  f"model.heads={max(2, z.teacher_width // 48)}", f"model.intermediate_size={4 * z.teacher_width}",
+                  f"model.width={z.teacher_width}", f"model.n_layers={z.teacher_layers}",
+                  f"model.heads={max(2, z.teacher_width // 48)}", f"model.ffn={4 * z.teacher_width}",
                   f"model.conv_channels={z.conv_channels}", f"train.steps={z.teacher_steps}",
-                  f"train.batch_size={z.teacher_batch}", f"train.crop_seconds={z.teacher_crop}", "train.lr=1e-3",
-                  f"train.warmup={min(50, z.teacher_steps // 4)}", f"n_units={z.n_units}"])
+                  f"data.batch_size={z.teacher_batch}", f"data.crop_seconds={z.teacher_crop}", "optim.lr=1e-3",
+                  f"optim.warmup_steps={min(50, z.teacher_steps // 4)}", f"n_units={z.n_units}"])
     spent["teacher"] = {"wall": time.perf_counter() - t0, "cpu": cpu_seconds() - c0}
     return corpus / "manifest.jsonl", bench / "probes", teacher / "teacher", spent
 

@@ -35,9 +35,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 VARIANTS = {
-    "plain-16k": ["istft_hop=0", "channels=64", "kernels=[3,7,11]", "lr=2e-3"],
+    "plain-16k": ["model.istft_hop=0", "model.channels=64", "model.kernels=[3,7,11]", "optim.lr=2e-3"],
     "istft-head": [],  # the recipe's defaults: mel/STFT losses only
-    "istft-gan": ["adversarial_start={adversarial_start}"],  # + MPD/MSD discriminators after a warm-up
+    "istft-gan": ["loss.adversarial_start={adversarial_start}"],  # + MPD/MSD discriminators after a warm-up
 }
 
 
@@ -78,7 +78,7 @@ def main() -> None:
     rows = {}
     for name in args.variants.split(","):
         overrides = [o.format(adversarial_start=args.adversarial_start) for o in VARIANTS[name]]
-        overrides += [f"asr={args.asr}"] if args.asr else []
+        overrides += [f"eval.asr={args.asr}"] if args.asr else []
         out = work / name
         cached = work / "units.jsonl"
         if cached.is_file() and not (out / "units.jsonl").is_file():  # the speech tokenizer runs once for both
@@ -86,7 +86,8 @@ def main() -> None:
             shutil.copy(cached, out / "units.jsonl")
         if not (out / "eval.json").is_file():
             code = cli(["vocoder", "train", "--manifest", args.manifest, "--tokenizer", args.tokenizer, "--out", str(out),
-                        f"minutes={args.minutes}", "steps=100000", f"max_items={args.items}", f"threads={args.threads}",
+                        f"train.max_minutes={args.minutes}", "train.steps=100000", f"data.max_items={args.items}",
+                        f"train.threads={args.threads}",
                         *overrides])
             if code:
                 raise SystemExit(f"vocoder train ({name}) failed with exit code {code}")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinywave.data.shards import ShardDataset, labels_from_batch, segment_positions, split_rows, write_shards
-from tinywave.distill.cache import CacheSettings, build_cache, open_cache
+from tinywave.distill.teacher_cache import CacheSettings, build_cache, open_cache
 from tinywave.training.batches import BatchStream
 from tinywave.distill.fused import use_qk_attention
 from tinywave.distill.losses import IGNORE_INDEX

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,54 @@ def test_assets_with_a_wrong_fingerprint_are_refused(toy_assets, tmp_path):
 
 
 @pytest.mark.slow
+def test_assets_ship_a_checked_vocoder_for_the_teachers_speech_tokenizer(toy_assets, tmp_path):
+    from safetensors.torch import load_file
+
+    from tinywave.demo.assets import check_assets
+    from tinywave.speech.tokenizer import SpeechTokenizer
+    from tinywave.vocoder.backends import load_vocoder
+
+    entry = check_assets(toy_assets)["vocoder"]
+    tokenizer = SpeechTokenizer.load(toy_assets / "teacher" / "speech_tokenizer")
+    assert entry["speech_tokenizer"] == tokenizer.fingerprint and entry["steps"] == 2
+    assert {"hifigan", "griffinlim"} <= set(entry["mcd_db"]) and entry["mcd_below_griffinlim"] is not None and entry["real_time_factor_1_thread"] > 0
+    assert {str(v.dtype) for v in load_file(str(toy_assets / "vocoder" / "generator.safetensors")).values()} == {"torch.float16"}
+    audio = load_vocoder(toy_assets / "vocoder").vocode({"hubert": [1, 2, 3, 4]})
+    assert audio.size > 0 and abs(audio).max() > 0
+
+    def tampered(edit) -> Path:
+        bad = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(toy_assets, bad)
+        edit(bad)
+        return bad
+
+    def grow_table(folder: Path) -> None:  # a vocoder whose unit table differs from the tokenizer's, fingerprint updated
+        from tinywave.demo.vocoder_asset import vocoder_fingerprint
+
+        config = json.loads((folder / "vocoder" / "config.json").read_text())
+        config["num_embeddings"] += 1
+        (folder / "vocoder" / "config.json").write_text(json.dumps(config))
+        provenance = json.loads((folder / "provenance.json").read_text())
+        provenance["vocoder"]["fingerprint"] = vocoder_fingerprint(folder / "vocoder")
+        (folder / "provenance.json").write_text(json.dumps(provenance))
+
+    with pytest.raises(ValueError, match="fingerprint.*parts=\\[vocoder\\]"):
+        check_assets(tampered(lambda b: (b / "vocoder" / "speakers.txt").write_text("someone else\n")))
+    with pytest.raises(ValueError, match="table of .* units, the speech tokenizer has"):
+        check_assets(tampered(grow_table))
+    with pytest.raises(FileNotFoundError, match="vocoder.*missing"):
+        check_assets(tampered(lambda b: shutil.rmtree(b / "vocoder")))
+
+
+@pytest.mark.slow
+def test_demo_samples_use_the_shipped_vocoder(demo_dir, toy_assets):
+    done = json.loads((demo_dir / "stages.json").read_text())["done"]
+    assert done["vocoder"]["source"] == str(toy_assets / "vocoder")
+    assert (demo_dir / "vocoder" / "generator.safetensors").read_bytes() == (toy_assets / "vocoder" / "generator.safetensors").read_bytes()
+    assert (demo_dir / "vocoder" / "griffinlim").is_dir()  # the baseline stays, as the comparison and the fallback
+
+
+@pytest.mark.slow
 def test_report_scores_are_the_evaluations(demo_dir):
     report = json.loads((demo_dir / "report.json").read_text())
     results = json.loads((demo_dir / "eval" / "results.json").read_text())
@@ -109,7 +158,7 @@ def test_student_logs_distillation_terms_and_baselines_do_not(demo_dir):
 
 @pytest.mark.slow
 def test_students_distil_from_one_exact_cache_of_the_corrected_teacher(demo_dir):
-    from tinywave.distill.cache import read_index, teacher_fingerprint
+    from tinywave.distill.teacher_cache import read_index, teacher_fingerprint
     from tinywave.models.hf import load_causal_lm
 
     done = list(json.loads((demo_dir / "stages.json").read_text())["done"])
@@ -174,8 +223,10 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(demo_dir, toy_
     assert json.loads((demo_dir / "stages.json").read_text())["done"] == done
     assert mtimes("models/**/*.safetensors") == models
     corpus, teacher = mtimes("corpus/wavs/*.wav"), mtimes("models/teacher/*.safetensors")
+    vocoder, cache = mtimes("vocoder/**/*"), mtimes("teacher_cache/*")
     assert main([*args, "student.steps=4"]) == 0  # --fast keeps an explicit key: 4 steps, not the preset's 6
     assert mtimes("corpus/wavs/*.wav") == corpus and mtimes("models/teacher/*.safetensors") == teacher
+    assert mtimes("vocoder/**/*") == vocoder and mtimes("teacher_cache/*") == cache and cache  # not downstream of the students
     log = [json.loads(line) for line in (demo_dir / "runs" / "student-s0" / "train_log.jsonl").read_text().splitlines() if line]
     assert max(r["step"] for r in log) == 4
     assert json.loads((demo_dir / "report.json").read_text())["config"]["student"]["steps"] == 4

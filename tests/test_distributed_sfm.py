@@ -44,10 +44,10 @@ def ws(tmp_path_factory):
 
 def sfm_args(ws, out, batch_size, *extra):
     return ["sfm", "distill", "--teacher", str(ws / "teacher"), "--manifest", str(ws / "manifest.jsonl"), "--out", str(out),
-            "student.hidden_size=16", "student.intermediate_size=32", "student.heads=2", "student.num_layers=4",
-            "student.teacher_layers=[1,2]", "stacking.op=interleaved", "stacking.init_layers=2", "stacking.stages=2",
-            "train.steps=4", "train.warmup=1", "train.crop_seconds=0.6", f"train.batch_size={batch_size}",
-            "train.save_every=2", "train.log_every=1"]
+            "student.width=16", "student.ffn=32", "student.heads=2", "student.n_layers=4",
+            "student.teacher_layers=[1,2]", "growth.op=interleaved", "growth.init_layers=2", "growth.stages=2",
+            "train.steps=4", "optim.warmup_steps=1", "data.crop_seconds=0.6", f"data.batch_size={batch_size}",
+            "train.ckpt_every=2", "train.log_every=1"]
 
 
 def test_ddp_sfm_distill_follows_the_one_process_curve_across_growth(ws, tmp_path):

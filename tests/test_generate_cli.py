@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory):
 def test_text_to_speech_writes_readable_wavs_and_transcripts(model_dir, tmp_path):
     out = tmp_path / "gen"
     rc = main(["generate", "--model", str(model_dir), "--input", "text:the cat sat", "--modality", "speech", "--out", str(out),
-               "--num-samples", "3", "--batch", "2", "max_new_tokens=30", "max_seconds=0.6", "allow_eos=false", "speaker=b"])
+               "--num-samples", "3", "--batch-size", "2", "max_new_tokens=30", "max_seconds=0.6", "allow_eos=false", "speaker=b"])
     assert rc == 0
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert [r["index"] for r in rows] == [0, 1, 2] and all(r["stop"] == "max_seconds" for r in rows)
@@ -75,8 +75,8 @@ def test_bench_latency_reports_both_models_and_ratios(tmp_path, capsys):
     teacher = tiny_model_dir(tmp_path / "teacher", layers=6, hidden=32)
     student = tiny_model_dir(tmp_path / "student", layers=2, hidden=32)
     report = tmp_path / "bench.json"
-    rc = main(["bench", "latency", "--model", f"teacher={teacher}", "--model", f"student={student}", "--batch", "1",
-               "--batch", "2", "--precision", "fp32", "--precision", "int8", "prompt_tokens=8", "new_tokens=4", "repeats=1",
+    rc = main(["bench", "latency", "--model", f"teacher={teacher}", "--model", f"student={student}", "--batch-size", "1",
+               "--batch-size", "2", "--precision", "fp32", "--precision", "int8", "prompt_tokens=8", "new_tokens=4", "repeats=1",
                "--out", str(report)])
     assert rc == 0
     data = json.loads(report.read_text())

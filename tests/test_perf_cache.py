@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinywave.data.shards import ShardDataset, write_shards
-from tinywave.distill.cache import CacheSettings, CachedTeacher, build_cache, open_cache, read_index, tail_ranges, topk_targets
+from tinywave.distill.teacher_cache import CacheSettings, CachedTeacher, build_cache, open_cache, read_index, tail_ranges, topk_targets
 from tinywave.distill.fused import fused_vocab_losses
 from tinywave.training.batches import BatchStream
 from tinywave.distill.losses import IGNORE_INDEX
@@ -247,7 +247,7 @@ def test_mismatched_cache_is_refused(data, full_cache, tmp_path):
 
 
 def test_ranks_fill_their_blocks_and_the_last_one_finishes(data, full_cache, tmp_path):
-    from tinywave.distill.cache import finish_if_complete
+    from tinywave.distill.teacher_cache import finish_if_complete
 
     _, ds = data
     settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",

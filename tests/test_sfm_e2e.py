@@ -13,9 +13,9 @@ from tinywave.cli import main
 from tinywave.config import load_config
 from tinywave.files import load_jsonl
 
-TINY_TEACHER = ["model.hidden_size=32", "model.num_layers=2", "model.heads=2", "model.intermediate_size=64",
+TINY_TEACHER = ["model.width=32", "model.n_layers=2", "model.heads=2", "model.ffn=64",
                 "model.conv_channels=16", "n_units=8"]
-TINY_TRAIN = ["train.batch_size=2", "train.crop_seconds=0.5", "train.warmup=1"]
+TINY_TRAIN = ["data.batch_size=2", "data.crop_seconds=0.5", "optim.warmup_steps=1"]
 
 
 def test_shipped_yaml_loads_and_plans_its_growth():
@@ -23,9 +23,9 @@ def test_shipped_yaml_loads_and_plans_its_growth():
 
     cfg = load_config(sfm_distill.Config, ROOT / "configs" / "sfm-stacking.yaml")
     depth, plan = sfm_distill.growth_plan(cfg)
-    assert depth == cfg.stacking.init_layers and plan.op == "interleaved" and len(plan.steps) == cfg.stacking.stages - 1
+    assert depth == cfg.growth.init_layers and plan.op == "interleaved" and len(plan.steps) == cfg.growth.stages - 1
     with pytest.raises(ValueError, match="reaches"):
-        sfm_distill.growth_plan(load_config(sfm_distill.Config, None, ["stacking.op=top", "stacking.stages=3"]))
+        sfm_distill.growth_plan(load_config(sfm_distill.Config, None, ["growth.op=top", "growth.stages=3"]))
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +39,16 @@ def corpus(tmp_path_factory):
     probes = synth_probes(root / "corpus", per_class=4, keywords=("yes", "no", "go"),
                           voices=("en-us+f2", "en-us+m3", "en-gb+f3"), n_pr=6)
     assert main(["sfm", "pretrain", "--manifest", str(manifest), "--out", str(root / "t"), "train.steps=3",
-                 "train.save_every=2", *TINY_TEACHER, *TINY_TRAIN]) == 0
+                 "train.ckpt_every=2", *TINY_TEACHER, *TINY_TRAIN]) == 0
     return root, manifest, probes
 
 
 def _distill(root: Path, manifest: Path, out: str, *extra: str) -> int:
     return main(["sfm", "distill", "--config", str(ROOT / "configs" / "sfm-stacking.yaml"),
                  "--teacher", str(root / "t" / "teacher"), "--manifest", str(manifest), "--out", str(root / out),
-                 "student.hidden_size=16", "student.intermediate_size=32", "student.heads=2", "student.num_layers=4",
-                 "student.teacher_layers=[1,2]", "stacking.init_layers=2", "stacking.stages=2", "train.steps=6",
-                 "train.save_every=1", "train.log_every=1", *TINY_TRAIN, *extra])
+                 "student.width=16", "student.ffn=32", "student.heads=2", "student.n_layers=4",
+                 "student.teacher_layers=[1,2]", "growth.init_layers=2", "growth.stages=2", "train.steps=6",
+                 "train.ckpt_every=1", "train.log_every=1", *TINY_TRAIN, *extra])
 
 
 @pytest.mark.slow
@@ -68,7 +68,7 @@ def test_pretrain_resumes_from_its_checkpoint(corpus, tmp_path):
     out = tmp_path / "t"
     shutil.copytree(root / "t", out)  # step 2 checkpointed, step 3 done
     assert main(["sfm", "pretrain", "--manifest", str(manifest), "--out", str(out), "train.steps=4",
-                 "train.save_every=2", *TINY_TEACHER, *TINY_TRAIN]) == 0
+                 "train.ckpt_every=2", *TINY_TEACHER, *TINY_TRAIN]) == 0
     assert [r["step"] for r in load_jsonl(out / "train_log.jsonl")] == [1, 2, 3, 4]  # resumed after step 2
 
 
@@ -78,9 +78,9 @@ def test_distill_with_interleaved_stacking_resumes_across_growth(corpus):
 
     root, manifest, _ = corpus
     assert _distill(root, manifest, "full") == 0
-    assert _distill(root, manifest, "resumed", "train.stop_at=1") == 0  # stopped before the growth at step 2
+    assert _distill(root, manifest, "resumed", "train.stop_after_steps=1") == 0  # stopped before the growth at step 2
     assert not (root / "resumed" / "student").exists()
-    assert _distill(root, manifest, "resumed", "train.stop_at=4") == 0  # resumes at depth 2, grows, stops at depth 4
+    assert _distill(root, manifest, "resumed", "train.stop_after_steps=4") == 0  # resumes at depth 2, grows, stops at depth 4
     state = json.loads((root / "resumed" / "checkpoints" / "step_0000004" / "trainer_state.json").read_text())
     assert state["depth"] == 4
     assert _distill(root, manifest, "resumed") == 0  # rebuilds the grown student before loading
@@ -207,9 +207,9 @@ def test_sfm_runs_use_the_shared_run_log_with_tensorboard_and_wandb(corpus, tmp_
     out = tmp_path / "wb"
     assert main(["sfm", "distill", "--config", str(ROOT / "configs" / "sfm-stacking.yaml"),
                  "--teacher", str(root / "t" / "teacher"), "--manifest", str(manifest), "--out", str(out),
-                 "student.hidden_size=16", "student.intermediate_size=32", "student.heads=2", "student.num_layers=4",
-                 "student.teacher_layers=[1,2]", "stacking.init_layers=2", "stacking.stages=2", "train.steps=3",
-                 "train.save_every=3", "train.log_every=1", "train.wandb=true", *TINY_TRAIN]) == 0
+                 "student.width=16", "student.ffn=32", "student.heads=2", "student.n_layers=4",
+                 "student.teacher_layers=[1,2]", "growth.init_layers=2", "growth.stages=2", "train.steps=3",
+                 "train.ckpt_every=3", "train.log_every=1", "train.wandb=true", *TINY_TRAIN]) == 0
     logged = load_jsonl(out / "train_log.jsonl")
     history = wandb_history(out)
     assert [r["step"] for r in logged] == sorted(history) == [1, 2, 3]

@@ -199,8 +199,8 @@ def test_training_with_the_adversary_still_lowers_the_mel_loss():
 
 from test_vocoder_train import corpus  # noqa: E402,F401 (module fixture: espeak corpus + a trained speech tokenizer)
 
-GAN_ARGS = ["batch=2", "segment_units=8", "channels=16", "embedding_dim=8", "kernels=[3]", "heldout=2", "samples=1",
-            "adversarial_start=2", "disc_width=0.03", "disc_segment=2048"]
+GAN_ARGS = ["data.batch_size=2", "data.segment_units=8", "model.channels=16", "model.embedding_dim=8", "model.kernels=[3]",
+            "data.heldout=2", "eval.samples=1", "loss.adversarial_start=2", "model.disc_width=0.03", "model.disc_segment=2048"]
 
 
 def train_cli(corpus, out, *extra):
@@ -223,7 +223,7 @@ def test_vocoder_train_cli_with_discriminators_resumes_like_an_uninterrupted_run
     from tinywave.vocoder.backends import HifiGanVocoder, load_vocoder
 
     straight = tmp_path / "straight"
-    assert train_cli(corpus, straight, "steps=5") == 0
+    assert train_cli(corpus, straight, "train.steps=5") == 0
     rows = log_rows(straight)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert "d/loss" not in rows[1] and {"g/adv", "g/fm", "d/loss", "d/mpd", "d/msd", "mel", "stft", "loss", "lr"} <= set(rows[2])
@@ -243,10 +243,10 @@ def test_vocoder_train_cli_with_discriminators_resumes_like_an_uninterrupted_run
         return real_step(*args, **kw)
 
     monkeypatch.setattr(T, "train_step", crash_in_step_4)
-    assert train_cli(corpus, crashed, "steps=5", "save_every=2") == 130  # "interrupted; rerun the same command to resume"
+    assert train_cli(corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 130  # "interrupted; rerun the same command to resume"
     assert [r["step"] for r in log_rows(crashed)] == [1, 2, 3]
     monkeypatch.setattr(T, "train_step", real_step)
-    assert train_cli(corpus, crashed, "steps=5", "save_every=2") == 0
+    assert train_cli(corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 0
     assert log_rows(crashed) == rows
     resumed = load_file(str(crashed / "generator.safetensors"))
     assert resumed.keys() == generator.keys() and all(torch.equal(resumed[k], generator[k]) for k in generator)
@@ -258,7 +258,7 @@ def test_vocoder_train_cli_reports_heldout_word_error_rates(corpus, tmp_path):
     import json
 
     out = tmp_path / "voc"
-    assert train_cli(corpus, out, "steps=2", "asr=pocketsphinx") == 0
+    assert train_cli(corpus, out, "train.steps=2", "eval.asr=pocketsphinx") == 0
     evaluation = json.loads((out / "eval.json").read_text())
     report = evaluation["intelligibility"]
     assert report["asr"] == "pocketsphinx:asr_lm.arpa" and report["utterances"] == len(evaluation["heldout"]) == 1
@@ -270,7 +270,7 @@ def test_vocoder_train_cli_reports_heldout_word_error_rates(corpus, tmp_path):
     held = {t["reference"] for t in report["transcripts"]}
     only_held = {w for t in held for w in t.split()} - {w for t in SENTENCES if t not in held for w in t.split()}
     assert only_held and not only_held & arpa_unigrams(out / "asr_lm.arpa")  # held-out words never reach the language model
-    assert train_cli(corpus, tmp_path / "bad", "steps=1", "asr=kaldi") == 2
+    assert train_cli(corpus, tmp_path / "bad", "train.steps=1", "eval.asr=kaldi") == 2
 
 
 def arpa_unigrams(path):

@@ -132,8 +132,9 @@ def mcd_on_training_utterances(corpus, out, voc) -> tuple[float, float]:
 def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
     out = tmp_path / "voc"
     args = ["vocoder", "train", "--manifest", str(corpus / "manifest.jsonl"), "--tokenizer", str(corpus / "tok"), "--out", str(out),
-            "batch=2", "segment_units=8", "channels=16", "embedding_dim=8", "kernels=[3]", "heldout=2", "samples=1", "save_every=2"]
-    assert main(args + ["steps=3"]) == 0
+            "data.batch_size=2", "data.segment_units=8", "model.channels=16", "model.embedding_dim=8", "model.kernels=[3]",
+            "data.heldout=2", "eval.samples=1", "train.ckpt_every=2"]
+    assert main(args + ["train.steps=3"]) == 0
     for name in ("config.json", "generator.safetensors", "speakers.txt", "eval.json", "griffinlim/unit_mels.npy", "units.jsonl", "errors.json"):
         assert (out / name).is_file(), name
     assert (out / "speakers.txt").read_text().split() == ["en-us", "en-us+f2"]
@@ -146,7 +147,7 @@ def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
     samples = sorted(p.name for p in (out / "samples").iterdir())
     assert len(samples) == 3 and sf.info(str(out / "samples" / samples[0])).samplerate == 16000
     # resume: a rerun with more steps continues from the checkpoint, and only runs the remaining steps
-    assert main(args + ["steps=60"]) == 0
+    assert main(args + ["train.steps=60"]) == 0
     logged = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert logged == list(range(1, 61))  # steps done, counted from 1 as in the LM trainer's log
     voc = load_vocoder(out)

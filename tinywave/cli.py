@@ -21,7 +21,7 @@ import sys
 import typing
 from typing import Any
 
-from tinywave.config import ConfigError, describe, field_type, load_config
+from tinywave.config import ConfigError, check_renamed, describe, field_type, load_config, renamed_keys
 
 # subcommand -> (recipe module, one-line help). Dispatch by dict, imported lazily so
 # `tinywave --help` stays fast and a stage never imports another stage's code.
@@ -123,6 +123,7 @@ def split_args(cfg_cls: type, args: list[str]) -> tuple[str | None, list[str]]:
             else:
                 tp = field_type(cfg_cls, key)
                 if tp is None:
+                    check_renamed(cfg_cls, key)  # an old key: name its new one
                     overrides.append(f"{key}=")  # let load_config name the unknown key
                     i += 1
                     continue
@@ -152,6 +153,11 @@ def _print_help(name: str, cfg_cls: type, help_: str) -> None:
     print(f"usage: tinywave {name} [--config FILE.yaml] [--key VALUE] [key=value ...]\n")
     for key, type_name, default, text in describe(cfg_cls):
         print(f"  {key} ({type_name}, default {default!r})" + (f": {text}" if text else ""))
+    renamed = renamed_keys(cfg_cls)
+    if renamed:
+        print("\nrenamed keys (the old names are refused):")
+        for old, new in renamed.items():
+            print(f"  {old} -> {new}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,10 @@ Every subcommand has one dataclass config (nested dataclasses for sections). A r
 configuration is resolved in three layers: the dataclass defaults, then an optional
 YAML file, then command-line overrides (``loss.kl_weight=0.5``). Unknown keys are an
 error that names the key and the closest valid one; values are coerced to the field's
-type or rejected with the expected type in the message.
+type or rejected with the expected type in the message. A top-level config class may list
+keys it renamed in ``RENAMED: ClassVar[dict[str, str]]`` (old dotted key -> new one; an old
+section maps every key under it): an old key, in a YAML file or an override, is an error
+that names the new key.
 """
 
 from __future__ import annotations
@@ -121,10 +124,41 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def renamed_keys(cls: type) -> dict[str, str]:
+    """Old dotted key -> new dotted key, from the config class's ``RENAMED`` (an old section renames every key under it)."""
+    return dict(getattr(cls, "RENAMED", None) or {})
+
+
+def _new_name(renames: dict[str, str], dotted: str) -> str | None:
+    for old in sorted(renames, key=len, reverse=True):  # the longest old key that names ``dotted`` or a section above it
+        if dotted == old or dotted.startswith(old + "."):
+            return renames[old] + dotted[len(old):]
+    return None
+
+
+def check_renamed(cls: type, dotted: str) -> None:
+    """Raise ConfigError naming the new key when ``dotted`` is a key ``cls`` renamed (and no longer has)."""
+    new = _new_name(renamed_keys(cls), dotted)
+    if new is not None and field_type(cls, dotted) is None:
+        raise ConfigError(f"config key '{dotted}' was renamed '{new}'; write {new}=...")
+
+
+def _leaf_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of every leaf of a nested mapping (a section's own key when it is empty)."""
+    keys = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        keys += _leaf_keys(value, dotted + ".") if isinstance(value, dict) and value else [dotted]
+    return keys
+
+
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a plain dict, recursively; unknown keys are errors."""
+    """Build dataclass ``cls`` from a plain dict, recursively; unknown keys are errors (renamed ones name the new key)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    if not prefix and renamed_keys(cls):
+        for dotted in _leaf_keys(data):
+            check_renamed(cls, dotted)
     hints = _type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
@@ -226,6 +260,7 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: li
         key, raw = item.split("=", 1)
         if not key:
             raise ConfigError(f"override '{item}' has an empty key; write key=value")
+        check_renamed(cls, key.strip())
         _set_dotted(over, cls, key.strip(), raw)
     return from_dict(cls, _merge(tree, over))
 

@@ -94,7 +94,7 @@ RENDERERS: dict[str, Renderer] = {
     "story": Renderer(lambda p: [request(p["delivery"], [Segment(s) for s in p["sentences"]])], _story),
 }
 # modules whose RENDERERS join this table (imported on first use, also in spawned workers)
-_RENDERER_MODULES = ("tinywave.corpus.storycloze", "tinywave.corpus.salmon", "tinywave.corpus.probes")
+_RENDERER_MODULES = ("tinywave.corpus.storycloze", "tinywave.corpus.salmon", "tinywave.corpus.probe_sets")
 _TABLE: dict[str, Renderer] = {}
 
 

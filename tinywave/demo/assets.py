@@ -97,8 +97,8 @@ def write_provenance(out: Path, provenance: dict[str, Any]) -> Path:
     return out / PROVENANCE
 
 
-def check_assets(folder: str | Path) -> dict[str, Any]:
-    """The provenance of ``folder`` after checking its fingerprints against the shipped files; else a clear error."""
+def read_provenance(folder: str | Path) -> dict[str, Any]:
+    """``folder/provenance.json`` as written (no checks; ``check_assets`` checks)."""
     folder = Path(folder)
     path = folder / PROVENANCE
     if not path.is_file():
@@ -106,9 +106,23 @@ def check_assets(folder: str | Path) -> dict[str, Any]:
     provenance = json.loads(path.read_text())
     if provenance.get("format") != FORMAT:
         raise ValueError(f"{path}: format {provenance.get('format')!r}, expected {FORMAT!r}; {REBUILD.format(out=folder)}")
+    return provenance
+
+
+def check_assets(folder: str | Path) -> dict[str, Any]:
+    """The provenance of ``folder`` after checking its fingerprints against the shipped files (the teacher's, and the
+    vocoder's when the assets ship one: tinywave/demo/vocoder_asset.py); else a clear error."""
+    from tinywave.demo.vocoder_asset import check_vocoder
+    from tinywave.models.hf import SPEECH_TOKENIZER_DIR
+    from tinywave.speech.tokenizer import SpeechTokenizer
+
+    folder = Path(folder)
+    provenance = read_provenance(folder)
     got = fingerprints(folder / "teacher")
     bad = {k: (v, got.get(k)) for k, v in provenance["fingerprints"].items() if got.get(k) != v}
     if bad:
         what = ", ".join(f"{k}: recorded {want}, computed {have}" for k, (want, have) in bad.items())
         raise ValueError(f"demo assets {folder} do not match this code's tokenizer/weights ({what}); {REBUILD.format(out=folder)}")
+    n_units = SpeechTokenizer.load(folder / "teacher" / SPEECH_TOKENIZER_DIR).n_units
+    check_vocoder(folder, provenance, got["speech_tokenizer"], n_units)
     return provenance

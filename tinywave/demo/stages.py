@@ -1,14 +1,24 @@
 """Resumable stage bookkeeping shared by `tinywave demo` and `tinywave demo-assets`.
 
-Each stage writes into its own folder and is recorded in ``<folder>/stages.json`` when it
-completes, with the part of the configuration it depends on. Rerunning continues an
-interrupted run (training stages also resume from their own checkpoints); when a key a
-finished stage depends on has changed, that stage and every stage finished after it run
-again (their folders are cleared first), and nothing before it does.
+Each stage writes into its own folders and is recorded in ``<folder>/stages.json`` when it
+completes, with two things it was made from: the part of the configuration it depends on
+(``Depends``) and the stages whose outputs it reads (``Upstream``), like a Makefile. A
+finished stage is skipped unless its configuration changed or one of its upstream stages
+finished after it (that is, was rerun); then its folders are cleared and it runs again, and
+the same rule carries the change on to its own downstream stages, and to nothing else.
+Changing ``student.steps`` in the demo reruns the students, their exports, evaluation and
+samples; the corpus, the teacher's correction, its cache and the vocoder stay.
+
+Stage names are ``family`` (``corpus``), ``family_part`` (``shards_student``) or
+``family:instance`` (``students:student-s0``). Depends and Upstream are looked up by the full
+name first, then by the family. Upstream entries are glob patterns over stage names in
+which ``{instance}`` stands for the stage's own instance (``export:{instance}`` reads
+``students:{instance}``). Interrupted stages resume from their own checkpoints.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import json
 import logging
@@ -23,6 +33,7 @@ from tinywave.files import atomic_write_text
 log = logging.getLogger(__name__)
 
 Depends = dict[str, Callable[[dict[str, Any]], Any]]
+Upstream = dict[str, tuple[str, ...]]
 
 
 def stage_family(name: str) -> str:
@@ -30,55 +41,75 @@ def stage_family(name: str) -> str:
     return name.split(":", 1)[0].split("_", 1)[0]
 
 
-class Stages:
-    """Completed stages of one run folder (``stages.json``) and what each was computed from."""
+def stage_instance(name: str) -> str:
+    """``students:student-s0`` -> ``student-s0``; ``""`` for a stage without an instance."""
+    return name.split(":", 1)[1] if ":" in name else ""
 
-    def __init__(self, out: Path, config: dict[str, Any], depends: Depends | None = None):
+
+def lookup(table: dict[str, Any], name: str) -> Any:
+    return table[name] if name in table else table.get(stage_family(name))
+
+
+class Stages:
+    """Completed stages of one run folder (``stages.json``), what each was computed from and when."""
+
+    def __init__(self, out: Path, config: dict[str, Any], depends: Depends, upstream: Upstream):
         self.path = out / "stages.json"
         self.config = config
-        self.depends = depends or {}
-        self.state: dict[str, Any] = {"config": config, "done": {}, "inputs": {}, "stale": []}
+        self.depends, self.upstream = depends, upstream
+        self.state: dict[str, Any] = {"config": config, "done": {}, "inputs": {}, "order": {}, "stale": []}
         if self.path.is_file():
             saved = json.loads(self.path.read_text())
-            self.state = {"config": config, "done": saved.get("done", {}), "inputs": saved.get("inputs", {}),
-                          "stale": saved.get("stale", [])}
+            self.state.update({k: saved.get(k, self.state[k]) for k in ("done", "inputs", "order", "stale")})
 
     def inputs(self, name: str) -> Any:
-        fn = self.depends.get(name) or self.depends.get(stage_family(name))
+        fn = lookup(self.depends, name)
         return json.loads(json.dumps(fn(self.config))) if fn else None
 
-    def _invalidate_from(self, name: str) -> list[str]:
-        """Forget ``name`` and every stage finished after it; returns their names."""
-        order = list(self.state["done"])
-        dropped = order[order.index(name):]
-        for n in dropped:
-            self.state["done"].pop(n)
-            self.state["inputs"].pop(n, None)
-        self.state["stale"] = sorted(set(self.state["stale"]) | set(dropped))
+    def prerequisites(self, name: str) -> list[str]:
+        """The finished stages ``name`` reads (its Upstream patterns matched against ``done``)."""
+        patterns = lookup(self.upstream, name)
+        if patterns is None:
+            raise KeyError(f"stage {name!r} has no Upstream entry; add the stages it reads (or () for none) to the recipe's UPSTREAM")
+        wanted = [p.replace("{instance}", stage_instance(name)) for p in patterns]
+        return [n for n in self.state["done"] if n != name and any(fnmatch.fnmatchcase(n, p) for p in wanted)]
+
+    def why_outdated(self, name: str) -> str | None:
+        """None if the finished stage ``name`` is up to date, else the reason it must run again."""
+        if name not in self.state["inputs"]:  # recorded before stages kept their inputs: adopt it as it is
+            self.state["inputs"][name] = self.inputs(name)
+        if self.state["inputs"][name] != self.inputs(name):
+            return "its configuration changed"
+        mine = self.state["order"].get(name, 0)
+        newer = [n for n in self.prerequisites(name) if self.state["order"].get(n, 0) > mine]
+        return f"{', '.join(newer)} ran after it" if newer else None
+
+    def _forget(self, name: str, clear: list[Path]) -> None:
+        for path in clear:
+            shutil.rmtree(path, ignore_errors=True)
+        for key in ("done", "inputs", "order"):
+            self.state[key].pop(name, None)
+        self.state["stale"] = [n for n in self.state["stale"] if n != name]
         atomic_write_text(self.path, json.dumps(self.state, indent=1))
-        return dropped
 
     def run(self, name: str, fn: Callable[[], dict[str, Any] | None], clear: list[Path] | None = None) -> dict[str, Any]:
-        wanted = self.inputs(name)
+        self.prerequisites(name)  # a stage must say what it reads before it first runs
         if name in self.state["done"]:
-            if name not in self.state["inputs"]:  # recorded before stages kept their inputs: adopt it as it is
-                self.state["inputs"][name] = wanted
-            if self.state["inputs"].get(name) == wanted:
+            reason = self.why_outdated(name)
+            if reason is None:
                 log.info("%s already done, skipping", name)
                 return self.state["done"][name]
-            dropped = self._invalidate_from(name)
-            log.info("%s: its configuration changed; rerunning it and the %d stages after it (%s)", name, len(dropped) - 1,
-                     ", ".join(dropped[1:]) or "none")
-        if name in self.state["stale"]:  # outputs of an older configuration: never resume from them
-            for path in clear or []:
-                shutil.rmtree(path, ignore_errors=True)
+            log.info("%s: %s; clearing its output and running it again", name, reason)
+            self._forget(name, clear or [])
+        elif name in self.state["stale"]:  # outputs of an older configuration (stages.json of earlier versions)
+            self._forget(name, clear or [])
         log.info("%s ...", name)
         t0 = time.monotonic()
         info = fn() or {}
         info["seconds"] = round(time.monotonic() - t0, 1)
         self.state["done"][name] = info
-        self.state["inputs"][name] = wanted
-        self.state["stale"] = [n for n in self.state["stale"] if n != name]
+        self.state["inputs"][name] = self.inputs(name)
+        self.state["order"][name] = 1 + max(self.state["order"].values(), default=0)
         atomic_write_text(self.path, json.dumps(self.state, indent=1))
         log.info("%s done in %.0f s", name, info["seconds"])
         return info

@@ -28,7 +28,7 @@ import torch
 
 from tinywave.audio.io import SAMPLE_RATE, load_audio
 from tinywave.eval.asr import WhisperRecognizer as Transcriber  # noqa: F401 (GenPPL's recognizer before asr.py)
-from tinywave.eval.cache import SpeechTokenizerLike
+from tinywave.eval.token_cache import SpeechTokenizerLike
 from tinywave.eval.scoring import ScoreRequest, SequenceBuilder, log_likelihoods
 from tinywave.eval.wer import normalize_text  # noqa: F401 (re-exported)
 from tinywave.progress import bar

@@ -25,7 +25,7 @@ import torch
 
 from tinywave.data.token_corpus import load_token_corpus
 from tinywave.eval.asr import Recognizer
-from tinywave.eval.cache import SpeechTokenizerLike, TokenCache, tokenize_clips
+from tinywave.eval.token_cache import SpeechTokenizerLike, TokenCache, tokenize_clips
 from tinywave.eval.genppl import GenSettings, TextLM, generative_metrics
 from tinywave.eval.layouts import Benchmark, Candidate, Clip, PairItem, load_benchmark
 from tinywave.eval.metrics import summarize
@@ -35,11 +35,11 @@ from tinywave.eval.resynthesis import Spoken, VocoderLike, resynthesis_wer
 from tinywave.eval.scores import ppl_task, scores_path
 from tinywave.eval.scoring import REDUCE, ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes
 from tinywave.files import atomic_write_text
+from tinywave.precision_names import torch_dtype
 from tinywave.hub import resolve_model_dir
 from tinywave.progress import bar
 
 log = logging.getLogger(__name__)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SUBMISSION_TASK = {"swuggy": "lexical", "sblimp": "syntactic"}
 
 
@@ -51,7 +51,7 @@ class EvalSettings:
     cross_modal: bool = True  # also score t2s / s2t where items carry texts and ending times
     submission: bool = False  # ZeroSpeech files for sWUGGY / sBLIMP
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "fp32"  # fp32, bf16 or fp16 (float32, bfloat16, float16 also work)
     cache_dir: Path | None = None  # default OUT/cache
 
 
@@ -147,14 +147,13 @@ def load_model(folder: Path, settings: EvalSettings) -> tuple[torch.nn.Module, S
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model directory {folder} has no config.json; pass a Hugging Face model folder "
                                 "(config.json, model.safetensors, tokenizer files)")
-    if settings.dtype not in DTYPES:
-        raise ValueError(f"dtype={settings.dtype!r} is not known; choose one of {sorted(DTYPES)}")
+    dtype = torch_dtype(settings.dtype)
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # our own bars are enough
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=DTYPES[settings.dtype], local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
     finally:
         if shown:
             hf_logging.enable_progress_bar()

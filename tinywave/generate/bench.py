@@ -20,6 +20,7 @@ import torch
 from tinywave.generate.decode import decode_steps
 from tinywave.generate.deploy import prepare
 from tinywave.generate.forcing import ModalityLogitsProcessor
+from tinywave.precision_names import short_or_same
 from tinywave.text.vocab import VocabLayout
 
 # precision -> variant of an fp32 model (fp32 is the model itself; the others are copies)
@@ -119,6 +120,7 @@ def measure(subjects: Sequence[Subject], precisions: Sequence[str], batches: Seq
     RTF counts the real audio duration and the vocoding time when a subject has ``vocode``;
     otherwise one [Hu] token = 1 / ``unit_rate`` seconds of speech.
     """
+    precisions = [short_or_same(p) for p in precisions]  # bfloat16 -> bf16
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ValueError(f"unknown precision(s) {unknown}; choose from {sorted(PRECISIONS)}")

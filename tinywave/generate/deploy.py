@@ -12,15 +12,16 @@ from pathlib import Path
 
 import torch
 
+from tinywave.precision_names import torch_dtype
+
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+CPU_PRECISIONS = ("fp32", "bf16")  # fp16 matmuls are not a CPU deployment option
 
 
 def check_dtype(dtype: str) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not supported on CPU here; choose one of {sorted(DTYPES)}")
-    return DTYPES[dtype]
+    """The torch dtype of ``fp32`` or ``bf16`` (``float32`` / ``bfloat16`` also work)."""
+    return torch_dtype(dtype, CPU_PRECISIONS)
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:

@@ -32,10 +32,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tinywave.precision_names import canonical
+
 PRESETS: dict[str, "LlamaShape"] = {}
 GPUS = {"A100-80GB": (80, 312e12), "H100-80GB": (80, 989e12)}  # memory GB, dense bf16 peak FLOP/s
 MFU = 0.4  # assumed model FLOPs utilisation for the time estimate
-BYTES = {"bf16": 2, "fp32": 4, "bfloat16": 2, "float16": 2, "float32": 4}
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}  # per value; precision_names.canonical also reads float32 / bfloat16 / float16
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class StepSettings:
     seq_len: int
     accum_steps: int = 1
     precision: str = "bf16"  # student compute: bf16 autocast or fp32
-    teacher_dtype: str = "bfloat16"
+    teacher_dtype: str = "bf16"
     teacher_runs: bool = True  # a teacher-dependent loss is on
     hidden_pairs: int = 0  # mapped layer pairs of the hidden-state loss
     attn_pairs: int = 0  # mapped layer pairs of the attention loss
@@ -136,13 +138,14 @@ def activation_bytes_per_token_layer(s: LlamaShape, compute_bytes: int) -> int:
 def memory(student: LlamaShape, teacher: LlamaShape, st: StepSettings) -> dict[str, float]:
     """Bytes per component of one training step on one GPU without sharding."""
     p_s, p_t = param_count(student).total, param_count(teacher).total
-    a = BYTES[st.precision]
+    a = BYTES[canonical(st.precision, key="train.precision")]
+    teacher_bytes = BYTES[canonical(st.teacher_dtype, key="teacher.dtype")]
     maps = st.attn_pairs * 3 * st.batch_size * student.heads * st.seq_len**2 * 4
     vocab = st.chunk_size * student.vocab * 4 * (4 if st.teacher_runs else 2)  # student (+ teacher) logits, log-softmax, grads
-    kept = (st.hidden_pairs + 1) * st.tokens * teacher.hidden * BYTES[st.teacher_dtype] if st.teacher_runs else 0
+    kept = (st.hidden_pairs + 1) * st.tokens * teacher.hidden * teacher_bytes if st.teacher_runs else 0
     return {
         "student weights (fp32)": 4.0 * p_s, "gradients (fp32)": 4.0 * p_s, "AdamW states (fp32)": 8.0 * p_s,
-        "teacher weights": float(BYTES[st.teacher_dtype] * p_t if st.teacher_runs else 0),
+        "teacher weights": float(teacher_bytes * p_t if st.teacher_runs else 0),
         "activations / micro-batch": float(st.tokens * student.layers * activation_bytes_per_token_layer(student, a) + maps),
         "teacher targets + logits chunks": float(kept + vocab),
     }

@@ -41,7 +41,7 @@ def find_model_folder(path: str | Path) -> Path:
     return latest
 
 
-def load_trained_model(path: str | Path, dtype: str = "float32") -> tuple[nn.Module, object, Path]:
+def load_trained_model(path: str | Path, dtype: str = "fp32") -> tuple[nn.Module, object, Path]:
     """(model, tokenizer, folder) of a checkpoint/run/model folder; LoRA adapters are merged."""
     folder = find_model_folder(path)
     if is_adapter_dir(folder):
@@ -56,7 +56,7 @@ def load_trained_model(path: str | Path, dtype: str = "float32") -> tuple[nn.Mod
     return model.eval(), load_tokenizer(folder), folder
 
 
-def export_model(checkpoint: str | Path, out: str | Path, dtype: str = "float32", eval_report: str | Path | None = None,
+def export_model(checkpoint: str | Path, out: str | Path, dtype: str = "fp32", eval_report: str | Path | None = None,
                  eval_model: str = "student") -> Path:
     """Write ``out`` atomically as a plain HF model folder from a checkpoint/run/model folder, with its model card
     (``README.md``; ``tinywave.models.card``), which lists the scores of ``eval_model`` in ``eval_report`` when given."""

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tinywave import precision_names
 from tinywave.models.attention import decoder_layers
 
 log = logging.getLogger(__name__)
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SPEECH_TOKENIZER_DIR = "speech_tokenizer"
 
 
@@ -41,9 +41,8 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise ValueError(f"dtype {name!r} is not known; choose one of {sorted(DTYPES)}")
-    return DTYPES[name]
+    """``fp32`` / ``bf16`` / ``fp16`` (or ``float32`` / ``bfloat16`` / ``float16``) -> the torch dtype."""
+    return precision_names.torch_dtype(name)
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -60,7 +59,7 @@ def check_model_dir(path: str | Path) -> Path:
     return path
 
 
-def load_causal_lm(path: str | Path, dtype: str = "float32") -> nn.Module:
+def load_causal_lm(path: str | Path, dtype: str = "fp32") -> nn.Module:
     """A Llama-family causal LM from a local directory, on CPU, SDPA attention."""
     from transformers import AutoModelForCausalLM
 

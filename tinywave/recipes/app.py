@@ -37,7 +37,7 @@ class Config:
     host: str = field("127.0.0.1", help="address to serve on (127.0.0.1: this machine only)")
     port: int = field(7860, help="port (0: the first free one from 7860)")
     autoplay: str = field("student", help="the model whose stream plays by itself: teacher, student or '' (neither)")
-    dtype: str = field("fp32", help="fp32 or bf16")
+    dtype: str = field("fp32", help="fp32 or bf16 (float32, bfloat16 also work)")
     int8: bool = field(False, help="int8 linear layers, as `tinywave generate --int8`")
     open_browser: bool = field(False, help="open the page in the default browser")
 

@@ -1,7 +1,7 @@
 """Recipe: CPU latency of teacher and student, side by side in one run.
 
     tinywave bench latency --model teacher=runs/models/teacher --model student=runs/models/student
-    tinywave bench latency --model teacher=T --model student=S --batch 1 --batch 8 \
+    tinywave bench latency --model teacher=T --model student=S --batch-size 1 --batch-size 8 \
         --precision fp32 --precision bf16 --precision int8 --out bench.json
 
 Prints time to first token, decode tokens/s (per sequence and per batch) and the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tinywave.config import field
 
@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Config:
+    RENAMED: ClassVar[dict[str, str]] = {"batch": "batch_size"}
     model: list[str] = field([], help="NAME=DIR model directories, e.g. teacher=runs/models/teacher (repeatable)")
     vocoder: str = field("", help="vocoder directory to include in RTF ('' : <model>/vocoder if present; 'none': LM only)")
-    batch: list[int] = field([1, 8], help="batch sizes")
-    precision: list[str] = field(["fp32", "bf16", "int8"], help="fp32, bf16, int8 (dynamic int8 linears on fp32)")
+    batch_size: list[int] = field([1, 8], help="batch sizes to time (repeatable: --batch-size 1 --batch-size 8)")
+    precision: list[str] = field(["fp32", "bf16", "int8"], help="fp32, bf16, int8 (dynamic int8 linears on fp32); bfloat16 also works")
     prompt_tokens: int = field(64, help="prompt length in tokens")
     new_tokens: int = field(64, help="tokens generated per row")
     repeats: int = field(3, help="timed runs per setting (median)")
@@ -96,7 +97,7 @@ def run(cfg: Config) -> int:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         subjects.append(Subject(name, load_causal_lm(path, "fp32"), layout, tok.bos_token_id, pad, vocode, n_units))
     log.info("timing %s, interleaved", ", ".join(f"{s.name} ({s.model.config.num_hidden_layers} layers)" for s in subjects))
-    results = measure(subjects, cfg.precision, cfg.batch, cfg.prompt_tokens, cfg.new_tokens, cfg.repeats, cfg.unit_rate)
+    results = measure(subjects, cfg.precision, cfg.batch_size, cfg.prompt_tokens, cfg.new_tokens, cfg.repeats, cfg.unit_rate)
     print(format_table(results))
     report: dict[str, Any] = {"results": [r.to_json() for r in results], "threads": torch.get_num_threads()}
     if len(models) >= 2:

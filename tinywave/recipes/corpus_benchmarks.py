@@ -107,7 +107,7 @@ def build_syntactic(cfg: Config, root: Path, items: int, pool: Any) -> dict:
 
 
 def build_probes(cfg: Config, root: Path, items: int, pool: Any) -> dict:
-    from tinywave.corpus import probes
+    from tinywave.corpus import probe_sets as probes
     from tinywave.corpus.synth import run_jobs
 
     jobs = probes.plan_probes(cfg.seed, items)

@@ -110,6 +110,8 @@ class Config:
     vocoder_steps: int = field(40, help="HiFi-GAN steps of the demo vocoder; samples use it once its held-out MCD beats "
                                          "the Griffin-Lim baseline (~650+ steps), else the baseline")
     vocoder_items: int = field(300, help="utterances the demo vocoder is fitted on")
+    vocoder_source: str = field("assets", help="assets: the shipped vocoder when the assets have one (else one trained here for "
+                                               "vocoder_steps); train: always train here")
     prompt_seconds: float = field(3.0, help="length of the held-out audio prompt of the generated samples")
     target: TargetSection = dc_field(default_factory=TargetSection, metadata={"help": "target-domain data and benchmarks"})
     teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "the pretrained teacher"})
@@ -129,7 +131,7 @@ FAST = {
     "student": {"n_layers": 1, "steps": 6, "batch_size": 4, "subset": 0.5, "passes": 1, "seeds": [0, 1]},
 }
 
-# the configuration each stage depends on (a change reruns that stage and every later one)
+# the configuration each stage depends on (tinywave/demo/stages.py: a change reruns that stage and its downstream)
 DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "corpus": lambda c: [c["seed"], c["target"]["stories"], c["target"]["rate"], c["target"]["voices"], c["teacher"]["source"]],
     "benchmarks": lambda c: [c["seed"], c["target"]["bench_items"], c["target"]["rate"], c["target"]["voices"]],
@@ -142,10 +144,35 @@ DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "export": lambda c: None,
     "correction": lambda c: c["correction"],
     "cache": lambda c: [c["student"]["n_layers"], c["student"]["temperature"], c["student"]["teacher_cache"]],
-    "students": lambda c: [c["student"], c["precision"]],
-    "eval": lambda c: c["cross_modal"],
-    "vocoder": lambda c: [c["vocoder_steps"], c["vocoder_items"]],
-    "samples": lambda c: [c["vocoder_steps"], c["vocoder_items"], c["prompt_seconds"]],
+    # one run per (model, seed): the seed is in the stage's name, so adding a seed trains only the new seed's runs
+    "students": lambda c: [{k: v for k, v in c["student"].items() if k != "seeds"}, c["precision"]],
+    "students_first_seed": lambda c: c["student"]["seeds"][0],
+    "eval": lambda c: [c["cross_modal"], c["student"]["seeds"]],
+    "vocoder": lambda c: [c["vocoder_source"], c["vocoder_steps"], c["vocoder_items"]],
+    "samples": lambda c: c["prompt_seconds"],
+}
+
+# the stages whose outputs each stage reads: a stage reruns when one of them ran after it
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "corpus": (),
+    "benchmarks": (),
+    "assets": (),
+    "units": ("corpus",),
+    "tokenize": ("corpus", "units", "assets"),
+    "vocab": ("corpus",),
+    "split": ("tokenize",),
+    "shards_pretrain": ("tokenize", "vocab"),
+    "shards": ("split", "assets", "export_pretrain"),
+    "pretrain": ("shards_pretrain", "units", "vocab"),
+    "export_pretrain": ("pretrain",),
+    "correction": ("shards_correction", "assets", "export_pretrain"),
+    "cache": ("correction", "shards_student"),
+    "students": ("shards_student", "correction", "cache"),
+    "export": ("students:{instance}",),
+    "students_first_seed": ("export:*",),
+    "eval": ("export:*", "correction", "assets", "export_pretrain", "benchmarks", "split"),
+    "vocoder": ("corpus", "assets", "units"),
+    "samples": ("vocoder", "students_first_seed", "correction", "split", "corpus"),
 }
 
 
@@ -331,6 +358,28 @@ def _samples(cfg: Config, out: Path, models: dict[str, Path], tokens: Path, corp
     return {"index": str(index.relative_to(out)), "vocoder": str(vocoder.relative_to(out))}
 
 
+def shipped_vocoder(cfg: Config) -> Path | None:
+    """The assets' vocoder (checked against its provenance and the teacher's speech tokenizer) when the demo uses it."""
+    if cfg.teacher.source != "assets" or cfg.vocoder_source != "assets":
+        return None
+    from tinywave.demo.assets import check_assets
+    from tinywave.demo.vocoder_asset import VOCODER_DIR
+
+    assets = resolve_assets(cfg.teacher.assets)
+    return assets / VOCODER_DIR if check_assets(assets).get("vocoder") else None
+
+
+def _vocoder(cfg: Config, dst: Path, corpus: Path, teacher: Path) -> dict[str, Any]:
+    """The samples' vocoder: the shipped one (with its Griffin-Lim baseline and held-out figures), else trained here."""
+    shipped = shipped_vocoder(cfg)
+    if shipped is not None:
+        shutil.copytree(shipped, dst)
+        return {"source": str(shipped)}
+    call("vocoder_train", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(teacher / "speech_tokenizer"), out=str(dst),
+         train={"steps": cfg.vocoder_steps, "seed": cfg.seed}, data={"max_items": cfg.vocoder_items, "heldout": 2}, eval={"samples": 1})
+    return {"source": "trained here", "steps": cfg.vocoder_steps}
+
+
 def sample_vocoder(folder: Path) -> Path:
     """The trained HiFi-GAN if its held-out MCD beat the Griffin-Lim baseline saved beside it, else that baseline."""
     report = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
@@ -348,13 +397,15 @@ def run(cfg: Config) -> int:
         cfg = apply_fast(cfg, FAST, Config)
     if cfg.teacher.source not in TEACHER_SOURCES:
         raise ValueError(f"teacher.source={cfg.teacher.source!r} is not known; choose one of {sorted(TEACHER_SOURCES)}")
+    if cfg.vocoder_source not in ("assets", "train"):
+        raise ValueError(f"vocoder_source={cfg.vocoder_source!r} is not known; choose assets or train")
     if not cfg.student.seeds:
         raise ValueError("student.seeds is empty; give at least one seed (three for the report's statistics)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     precision = choose_precision(cfg.precision)
     log.info("precision: %s (%s)", precision.name, precision.reason)
-    stages = Stages(out, to_dict(cfg), DEPENDS)
+    stages = Stages(out, to_dict(cfg), DEPENDS, UPSTREAM)
     corpus, bench, tokens, shards = out / "corpus", out / "benchmarks", out / "tokens", out / "shards"
     runs, models = out / "runs", out / "models"
     t = cfg.target
@@ -408,9 +459,7 @@ def run(cfg: Config) -> int:
         reference="teacher", cross_modal=cfg.cross_modal, ppl=[f"heldout={tokens / 'heldout.jsonl'}"]), clear=[out / "eval"])
 
     # 8. listening samples from held-out prompts: text -> speech, speech -> speech / text, speech + text -> speech
-    stages.run("vocoder", lambda: call("vocoder_train", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(pretrained / "speech_tokenizer"),
-                                       out=str(out / "vocoder"), steps=cfg.vocoder_steps, max_items=cfg.vocoder_items, heldout=2,
-                                       samples=1, seed=cfg.seed), clear=[out / "vocoder"])
+    stages.run("vocoder", lambda: _vocoder(cfg, out / "vocoder", corpus, pretrained), clear=[out / "vocoder"])
     stages.run("samples", lambda: _samples(cfg, out, {n: models / n for n in ("teacher", "student")}, tokens, corpus),
                clear=[out / "samples"])
 

@@ -33,7 +33,7 @@ PROJECTIONS_FILE = "projections.safetensors"
 @dataclass
 class TeacherSection:
     dir: str = field("", help="teacher model folder: a Llama-family HF causal LM with the speech vocabulary")
-    dtype: str = field("float32", help="teacher weights dtype: float32 or bfloat16")
+    dtype: str = field("fp32", help="teacher weights dtype: fp32, bf16 or fp16 (float32, bfloat16, float16 also work)")
     cache: str = field("", help="read teacher outputs from this `tinywave teacher-cache` folder instead of running the teacher "
                                 "(the attention loss needs one built with attn_layers)")
     cache_tail: str = field("modality", help="cached top-k: where the rest mass goes: modality (the ids of the top-1 token's "
@@ -218,7 +218,7 @@ def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None)
 
 def _modality_ranges(teacher_dir: str) -> list[tuple[int, int]]:
     """Text / marker / speech-unit id ranges of the teacher folder's tokenizer (for the cache's modality tail)."""
-    from tinywave.distill.cache import modality_ranges
+    from tinywave.distill.teacher_cache import modality_ranges
     from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer
 
     try:
@@ -231,7 +231,7 @@ def _modality_ranges(teacher_dir: str) -> list[tuple[int, int]]:
 
 def _teacher_targets(cfg: Config, teacher, dataset, mapped: list[int], device):
     """The teacher run online (on ``device``), or its outputs read from ``teacher.cache``."""
-    from tinywave.distill.cache import open_cache
+    from tinywave.distill.teacher_cache import open_cache
     from tinywave.distill.teacher import OnlineTeacher
 
     loss = cfg.loss

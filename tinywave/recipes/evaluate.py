@@ -79,7 +79,7 @@ class Config:
     ppl: list[str] = field([], help="NAME=tokens.jsonl held-out token corpus for normalized perplexity; repeat")
     cache: str = field("", help="token cache folder (default OUT/cache); share it between runs")
     device: str = field("cpu", help="cpu or cuda")
-    dtype: str = field("float32", help="float32, bfloat16 or float16")
+    dtype: str = field("fp32", help="model weights dtype: fp32, bf16 or fp16 (float32, bfloat16, float16 also work)")
     generation: GenerationConfig = field(default_factory=GenerationConfig, help="GenPPL / Auto-BLEU settings")
     resynthesis: ResynthesisConfig = field(default_factory=ResynthesisConfig, help="resynthesis WER settings")
 

@@ -1,7 +1,7 @@
 """Recipe: write a plain Hugging Face directory from a checkpoint.
 
     tinywave export --checkpoint runs/student --out models/student
-    tinywave export --checkpoint runs/student/checkpoints/step_00000200 --out models/s200 dtype=bfloat16
+    tinywave export --checkpoint runs/student/checkpoints/step_00000200 --out models/s200 dtype=bf16
 
 The folder loads with ``LlamaForCausalLM.from_pretrained`` and
 ``AutoTokenizer.from_pretrained`` alone (SDPA attention, safetensors, tokenizer files,
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class Config:
     checkpoint: str = field("", help="a checkpoint folder (checkpoints/step_*), a run folder (its newest checkpoint) or a model folder")
     out: str = field("", help="output model folder")
-    dtype: str = field("float32", help="weights dtype: float32, bfloat16 or float16")
+    dtype: str = field("fp32", help="weights dtype: fp32, bf16 or fp16 (float32, bfloat16, float16 also work)")
     eval: str = field("", help="a `tinywave eval` results.json (or its folder): its scores go into the model card README.md")
     eval_model: str = field("student", help="the name of this model in that report")
     push: str = field("", help="after exporting, upload the folder to this Hugging Face Hub repository (owner/name)")

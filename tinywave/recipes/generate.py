@@ -2,7 +2,7 @@
 
     tinywave generate --model runs/models/student --input text:"the cat" --modality speech --out gen/
     tinywave generate --model M --input audio:in.wav --modality text --out gen/ --greedy
-    tinywave generate --model M --prompts prompts.jsonl --num-samples 4 --batch 8 --out gen/
+    tinywave generate --model M --prompts prompts.jsonl --num-samples 4 --batch-size 8 --out gen/
     tinywave generate --model M --input audio:in.wav --input text:"and then" --modality arbitrary --stream --out gen/
 
 Writes ``OUT/<i>.txt`` (the generated tokens as text, with the model's markers),
@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tinywave.config import field
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Config:
+    RENAMED: ClassVar[dict[str, str]] = {"batch": "batch_size"}
     model: str = field("", help="model directory (Hugging Face dir + speech_tokenizer/ [+ vocoder/])")
     vocoder: str = field("", help="vocoder directory (default <model>/vocoder; 'none': transcripts only)")
     input: list[str] = field([], help="prompt items in order: text:WORDS, audio:PATH.wav or tokens:[Hu..] (repeatable)")
@@ -36,7 +37,7 @@ class Config:
     modality: str = field("speech", help="output modality: speech, text or arbitrary")
     out: str = field("", help="output folder")
     num_samples: int = field(1, help="continuations per prompt")
-    batch: int = field(8, help="rows decoded together")
+    batch_size: int = field(8, help="rows decoded together")
     stream: bool = field(False, help="stream tokens and audio chunks as they are produced (one prompt at a time)")
     max_new_tokens: int = field(200, help="maximum generated tokens")
     max_seconds: float = field(10.0, help="speech: stop after this many seconds of units (0: no limit)")
@@ -47,7 +48,7 @@ class Config:
     top_p: float = field(0.95, help="nucleus sampling mass")
     seed: int = field(0, help="sampling seed")
     speaker: str = field("0", help="vocoder speaker: index or name from speakers.txt")
-    dtype: str = field("fp32", help="fp32 or bf16")
+    dtype: str = field("fp32", help="fp32 or bf16 (float32, bfloat16 also work)")
     int8: bool = field(False, help="dynamic int8 quantization of linear layers")
     chunk_units: int = field(25, help="streaming: units per audio chunk")
 
@@ -91,7 +92,7 @@ def _options(cfg: Config):
     speaker: int | str = int(cfg.speaker) if cfg.speaker.isdigit() else cfg.speaker
     sampling = Sampling(cfg.greedy, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed)
     return GenerationOptions(cfg.max_new_tokens, cfg.max_seconds, cfg.allow_eos, sampling, speaker, cfg.num_samples,
-                             max(1, cfg.batch), cfg.chunk_units)
+                             max(1, cfg.batch_size), cfg.chunk_units)
 
 
 def _nth_sample(options: Any, k: int) -> Any:

@@ -1,16 +1,19 @@
 """Recipe: distil a HuBERT-like teacher into a small student, optionally growing its depth.
 
     tinywave sfm distill --config configs/sfm-stacking.yaml --teacher runs/sfm-teacher/teacher \
-        --manifest corpus/manifest.jsonl --out runs/sfm-student stacking.op=interleaved
+        --manifest corpus/manifest.jsonl --out runs/sfm-student growth.op=interleaved
 
 Students (``student.kind``): ``distilhubert`` (teacher CNN + few layers, heads regressing
 teacher layers from the last layer; L1 - log sigmoid(cos)) or ``layer2layer`` (deeper,
 narrower; each target's student layer regresses its teacher layer through a projection;
-MSE(output) + w * MSE(intermediate)). Stacking (``stacking.op``): none, top, gradual,
-middle, interleaved; the student starts with ``stacking.init_layers`` and grows at the
-stage boundaries of ``stacking.schedule`` (equal | prop1) to ``student.num_layers``.
+MSE(output) + w * MSE(intermediate), w = ``loss.intermediate_weight``). Stacking
+(``growth.op``): none, top, gradual, middle, interleaved; the student starts with
+``growth.init_layers`` and grows at the stage boundaries of ``growth.schedule``
+(equal | prop1) to ``student.n_layers``. The sections and key names are the LM distill
+recipe's (``student.width/n_layers/ffn``, ``growth``, ``data``, ``optim``, ``loss``, ``train``);
+the keys they replaced are listed in ``Config.RENAMED`` and refused with the new name.
 
-Writes OUT/log.jsonl, OUT/checkpoints/ (a rerun resumes, across growth steps too),
+Writes OUT/train_log.jsonl, OUT/checkpoints/ (a rerun resumes, across growth steps too),
 OUT/loss.png, OUT/summary.json and OUT/student/: a plain HF HubertModel directory (usable
 as an s3prl upstream, a probe upstream and by the HuBERT unit extractor) with the
 heads in heads.safetensors and the targets/growth history in sfm_student.json.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from tinywave.config import field, to_dict
 
@@ -30,69 +34,91 @@ log = logging.getLogger(__name__)
 @dataclass
 class StudentSection:
     kind: str = field("layer2layer", help="layer2layer | distilhubert")
-    hidden_size: int = field(96, help="student width")
-    num_layers: int = field(6, help="final student depth (after all growth stages)")
+    width: int = field(96, help="student hidden size")
+    n_layers: int = field(6, help="final student depth (after all growth stages)")
     heads: int = field(4, help="attention heads")
-    intermediate_size: int = field(384, help="feed-forward width")
+    ffn: int = field(384, help="feed-forward width")
     teacher_layers: list[int] = field([2, 3, 4], help="teacher hidden-state indices to regress (k = output of layer k)")
     init_from_teacher: bool = field(True, help="copy the teacher's first layers when the widths match (DistilHuBERT)")
     freeze_front_end: bool = field(True, help="keep the copied CNN front end frozen (then it runs once per batch for both)")
 
 
 @dataclass
-class StackingSection:
+class GrowthSection:
     op: str = field("interleaved", help="none | top | gradual | middle | interleaved")
-    init_layers: int = field(3, help="starting depth (ignored for op=none, which starts at student.num_layers)")
+    init_layers: int = field(3, help="starting depth (ignored for op=none, which starts at student.n_layers)")
     stages: int = field(2, help="growth stages (the model grows stages-1 times)")
     schedule: str = field("prop1", help="equal | prop1 (stage s lasts in proportion to s)")
     optimizer: str = field("copy", help="on growth: reset the optimizer, or copy each original layer's state to its copies")
 
 
 @dataclass
+class DataSection:
+    batch_size: int = field(8, help="crops per step (per process under ddp)")
+    crop_seconds: float = field(2.0, help="random crop length")
+
+
+@dataclass
+class OptimSection:
+    lr: float = field(5e-4, help="peak learning rate (AdamW)")
+    warmup_steps: int = field(50, help="linear warm-up steps")
+    weight_decay: float = field(0.01, help="AdamW weight decay on matrices")
+
+
+@dataclass
+class LossSection:
+    intermediate_weight: float = field(0.5, help="w in MSE(output) + w * MSE(intermediate) (layer2layer)")
+
+
+@dataclass
 class TrainSection:
     steps: int = field(1000, help="optimizer steps")
-    batch_size: int = field(8, help="crops per step")
-    crop_seconds: float = field(2.0, help="random crop length")
-    lr: float = field(5e-4, help="peak learning rate (AdamW)")
-    warmup: int = field(50, help="linear warmup steps")
-    weight_decay: float = field(0.01, help="AdamW weight decay on matrices")
-    intermediate_weight: float = field(0.5, help="w in MSE(output) + w * MSE(intermediate) (layer2layer)")
     seed: int = field(0, help="seed for init and batches")
     log_every: int = field(25, help="log a line every N steps")
-    save_every: int = field(100, help="checkpoint every N steps")
-    keep: int = field(2, help="checkpoints kept")
-    stop_at: int = field(0, help="stop after this step (simulated pre-emption; the next run resumes); 0: run to the end")
+    ckpt_every: int = field(100, help="checkpoint every N steps")
+    keep_checkpoints: int = field(2, help="checkpoints kept")
+    stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (a rerun resumes); 0: no limit")
     wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
-    parallel: str = field("auto", help="auto (ddp under torchrun), none or ddp; batch_size is per process")
+    parallel: str = field("auto", help="auto (ddp under torchrun), none or ddp; data.batch_size is per process")
 
 
 @dataclass
 class Config:
+    RENAMED: ClassVar[dict[str, str]] = {
+        "student.hidden_size": "student.width", "student.num_layers": "student.n_layers", "student.intermediate_size": "student.ffn",
+        "stacking": "growth", "train.batch_size": "data.batch_size", "train.crop_seconds": "data.crop_seconds",
+        "train.lr": "optim.lr", "train.warmup": "optim.warmup_steps", "train.weight_decay": "optim.weight_decay",
+        "train.intermediate_weight": "loss.intermediate_weight", "train.save_every": "train.ckpt_every",
+        "train.keep": "train.keep_checkpoints", "train.stop_at": "train.stop_after_steps",
+    }
     teacher: str = field("", help="teacher directory (HubertModel / WavLMModel / Wav2Vec2Model, Hugging Face format)")
     manifest: str = field("", help="training manifest (JSON lines; docs/FORMATS.md)")
     out: str = field("", help="output directory")
     max_items: int = field(0, help="use at most this many utterances (0: all)")
     student: StudentSection = field(default_factory=StudentSection, help="student")
-    stacking: StackingSection = field(default_factory=StackingSection, help="depth growth")
-    train: TrainSection = field(default_factory=TrainSection, help="training")
+    growth: GrowthSection = field(default_factory=GrowthSection, help="depth growth (stacking)")
+    data: DataSection = field(default_factory=DataSection, help="batches")
+    optim: OptimSection = field(default_factory=OptimSection, help="optimizer")
+    loss: LossSection = field(default_factory=LossSection, help="loss weights")
+    train: TrainSection = field(default_factory=TrainSection, help="run")
 
 
 def growth_plan(cfg: Config):
-    """(initial depth, GrowthPlan) from the config; checks the plan reaches student.num_layers."""
+    """(initial depth, GrowthPlan) from the config; checks the plan reaches student.n_layers."""
     from tinywave.sfm.distill import GrowthPlan
     from tinywave.stacking import OPTIMIZER_MODES, final_depth, growth_steps, plan_growth
 
-    s = cfg.stacking
-    if s.optimizer not in OPTIMIZER_MODES:
-        raise ValueError(f"stacking.optimizer={s.optimizer!r}; choose one of {list(OPTIMIZER_MODES)}")
-    if s.op == "none":
-        return cfg.student.num_layers, GrowthPlan("none", [], [], s.optimizer)
-    reached = final_depth(s.op, s.init_layers, s.stages)
-    if reached != cfg.student.num_layers:
-        raise ValueError(f"stacking.op={s.op} from {s.init_layers} layers in {s.stages} stages reaches {reached} layers, "
-                         f"not student.num_layers={cfg.student.num_layers}; change stacking.init_layers/stages or num_layers")
-    steps = growth_steps(cfg.train.steps, s.stages, s.schedule)
-    return s.init_layers, GrowthPlan(s.op, steps, plan_growth(s.op, s.init_layers, s.stages), s.optimizer)
+    g = cfg.growth
+    if g.optimizer not in OPTIMIZER_MODES:
+        raise ValueError(f"growth.optimizer={g.optimizer!r}; choose one of {list(OPTIMIZER_MODES)}")
+    if g.op == "none":
+        return cfg.student.n_layers, GrowthPlan("none", [], [], g.optimizer)
+    reached = final_depth(g.op, g.init_layers, g.stages)
+    if reached != cfg.student.n_layers:
+        raise ValueError(f"growth.op={g.op} from {g.init_layers} layers in {g.stages} stages reaches {reached} layers, "
+                         f"not student.n_layers={cfg.student.n_layers}; change growth.init_layers/stages or student.n_layers")
+    steps = growth_steps(cfg.train.steps, g.stages, g.schedule)
+    return g.init_layers, GrowthPlan(g.op, steps, plan_growth(g.op, g.init_layers, g.stages), g.optimizer)
 
 
 def build(cfg: Config, teacher, depth: int):
@@ -101,7 +127,7 @@ def build(cfg: Config, teacher, depth: int):
     from tinywave.sfm.student import Student, uniform_targets
 
     st = cfg.student
-    config = student_config(teacher, st.hidden_size, depth, st.heads, st.intermediate_size)
+    config = student_config(teacher, st.width, depth, st.heads, st.ffn)
     encoder = build_student(teacher, config, st.init_from_teacher, cfg.train.seed)
     targets = uniform_targets(depth, st.teacher_layers) if st.kind == "layer2layer" else {}
     return Student(encoder, st.kind, st.teacher_layers, teacher.config.hidden_size, targets)
@@ -122,7 +148,7 @@ def run(cfg: Config) -> int:
     from tinywave.training.distributed import Parallel
     from tinywave.files import atomic_write_json
     from tinywave.sfm.data import load_bank
-    from tinywave.sfm.distill import LoopSettings, TeacherTargets, distill, resume
+    from tinywave.sfm.distill import TeacherTargets, distill, resume
     from tinywave.sfm.models import freeze, load_encoder, same_front_end
 
     if not cfg.teacher:
@@ -151,18 +177,31 @@ def run(cfg: Config) -> int:
     if cfg.student.freeze_front_end:
         freeze(student.encoder.feature_extractor)
     # 3. train, growing at the planned steps
-    t = cfg.train
-    settings = LoopSettings(steps=t.steps, batch_size=t.batch_size, crop_samples=int(t.crop_seconds * 16000), lr=t.lr,
-                            warmup=t.warmup, weight_decay=t.weight_decay, seed=t.seed,
-                            intermediate_weight=t.intermediate_weight, log_every=t.log_every,
-                            save_every=t.save_every, keep=t.keep, stop_at=t.stop_at, wandb=t.wandb)
+    settings = loop_settings(cfg, state["step"] if state else 0)
     share = cfg.student.freeze_front_end and same_front_end(teacher, student.encoder)  # run the CNN once for both
     targets = TeacherTargets(teacher, cfg.student.teacher_layers, share_front_end=share)
     summary = distill(student, targets, bank, plan, settings, out, state, ckpt, parallel)
     if parallel.is_main:  # rank 0 writes the plot, the student and the summary
-        _write_outputs(out, plan, student, summary, t.steps)
+        _write_outputs(out, plan, student, summary, cfg.train.steps)
     parallel.close()
     return 0
+
+
+def loop_settings(cfg: Config, start_step: int = 0):
+    """The training loop's settings (its own parameter names) from the config's sections.
+
+    ``train.stop_after_steps`` counts the steps of this invocation, as in the LM trainer; the
+    loop's ``stop_at`` is the absolute step, so a run resumed at ``start_step`` stops at
+    ``start_step + stop_after_steps``.
+    """
+    from tinywave.sfm.distill import LoopSettings
+
+    t, d, o = cfg.train, cfg.data, cfg.optim
+    stop_at = start_step + t.stop_after_steps if t.stop_after_steps > 0 else 0
+    return LoopSettings(steps=t.steps, batch_size=d.batch_size, crop_samples=int(d.crop_seconds * 16000), lr=o.lr,
+                        warmup=o.warmup_steps, weight_decay=o.weight_decay, seed=t.seed,
+                        intermediate_weight=cfg.loss.intermediate_weight, log_every=t.log_every,
+                        save_every=t.ckpt_every, keep=t.keep_checkpoints, stop_at=stop_at, wandb=t.wandb)
 
 
 def _write_outputs(out: Path, plan, student, summary: dict, steps: int) -> None:

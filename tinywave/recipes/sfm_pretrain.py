@@ -7,7 +7,9 @@ HuBERT's first iteration: targets are the ``hubert`` stream of a speech tokenize
 directory (``--units``, docs/FORMATS.md); without one, the built-in MFCC k-means
 tokenizer is fitted on the manifest at 50 Hz into OUT/units/ (``tinywave units train``). The teacher is written to OUT/teacher/ as a plain
 Hugging Face directory (loads with ``HubertModel.from_pretrained``); the unit classifier
-sits beside it in ``unit_head.safetensors``. A rerun resumes from OUT/checkpoints/.
+sits beside it in ``unit_head.safetensors``. A rerun resumes from OUT/checkpoints/. Keys follow
+the LM recipes (``model.width/n_layers/ffn``, ``data``, ``optim``, ``train``); the keys they
+replaced are listed in ``Config.RENAMED`` and refused with the new name.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from tinywave.config import field, to_dict
 
@@ -23,36 +26,57 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ModelSection:
-    hidden_size: int = field(192, help="transformer width")
-    num_layers: int = field(4, help="transformer layers")
+    width: int = field(192, help="transformer hidden size")
+    n_layers: int = field(4, help="transformer layers")
     heads: int = field(4, help="attention heads")
-    intermediate_size: int = field(768, help="feed-forward width")
+    ffn: int = field(768, help="feed-forward width")
     conv_channels: int = field(64, help="channels of each CNN layer (HuBERT-Base: 512; strides as Base, 20 ms frames)")
+
+
+@dataclass
+class DataSection:
+    batch_size: int = field(8, help="crops per step")
+    crop_seconds: float = field(1.5, help="random crop length")
+
+
+@dataclass
+class OptimSection:
+    lr: float = field(1e-3, help="peak learning rate (AdamW)")
+    warmup_steps: int = field(50, help="linear warm-up steps")
+
+
+@dataclass
+class MaskSection:
+    prob: float = field(0.65, help="fraction of frames covered by masked spans (HuBERT: ~0.8 starts x 10)")
+    span: int = field(5, help="frames per masked span")
 
 
 @dataclass
 class TrainSection:
     steps: int = field(600, help="optimizer steps")
-    batch_size: int = field(8, help="crops per step")
-    crop_seconds: float = field(1.5, help="random crop length")
-    lr: float = field(1e-3, help="peak learning rate (AdamW)")
-    warmup: int = field(50, help="linear warmup steps")
-    mask_prob: float = field(0.65, help="fraction of frames covered by masked spans (HuBERT: ~0.8 starts x 10)")
-    mask_span: int = field(5, help="frames per masked span")
     seed: int = field(0, help="seed for init, batches and masks")
-    save_every: int = field(250, help="checkpoint every N steps (for resume)")
+    ckpt_every: int = field(250, help="checkpoint every N steps (for resume)")
     wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
 
 
 @dataclass
 class Config:
+    RENAMED: ClassVar[dict[str, str]] = {
+        "model.hidden_size": "model.width", "model.num_layers": "model.n_layers", "model.intermediate_size": "model.ffn",
+        "train.batch_size": "data.batch_size", "train.crop_seconds": "data.crop_seconds",
+        "train.lr": "optim.lr", "train.warmup": "optim.warmup_steps",
+        "train.mask_prob": "mask.prob", "train.mask_span": "mask.span", "train.save_every": "train.ckpt_every",
+    }
     manifest: str = field("", help="training manifest (JSON lines with audio paths; docs/FORMATS.md)")
     out: str = field("", help="output directory (teacher/, units/, train_log.jsonl, checkpoints/)")
     units: str = field("", help="speech tokenizer directory whose 'hubert' stream gives the targets; empty: fit MFCC k-means")
     n_units: int = field(100, help="k-means clusters of the built-in MFCC targets (HuBERT: 100)")
     max_items: int = field(0, help="use at most this many utterances (0: all)")
     model: ModelSection = field(default_factory=ModelSection, help="teacher size")
-    train: TrainSection = field(default_factory=TrainSection, help="training")
+    data: DataSection = field(default_factory=DataSection, help="batches")
+    optim: OptimSection = field(default_factory=OptimSection, help="optimizer")
+    mask: MaskSection = field(default_factory=MaskSection, help="masked spans")
+    train: TrainSection = field(default_factory=TrainSection, help="run")
 
 
 def _labeler(cfg: Config):
@@ -86,7 +110,7 @@ def run(cfg: Config) -> int:
     bank = load_bank(cfg.manifest, cfg.max_items)
     labeler = _labeler(cfg)
     m = cfg.model
-    config = teacher_config(m.hidden_size, m.num_layers, m.heads, m.intermediate_size, m.conv_channels)
+    config = teacher_config(m.width, m.n_layers, m.heads, m.ffn, m.conv_channels)
     labels = utterance_labels(bank, labeler, config)
     n_units = labeler.n_units or int(max(int(x.max()) for x in labels) + 1)
     # 2. the model: resumed from the last checkpoint, or fresh
@@ -98,10 +122,10 @@ def run(cfg: Config) -> int:
         torch.manual_seed(cfg.train.seed)
         model, start = MaskedUnitModel(HubertModel(config), n_units), 0
     # 3. masked prediction
-    t = cfg.train
-    settings = PretrainSettings(steps=t.steps, batch_size=t.batch_size, crop_samples=int(t.crop_seconds * 16000),
-                                lr=t.lr, warmup=t.warmup, mask_prob=t.mask_prob, mask_span=t.mask_span, seed=t.seed,
-                                save_every=t.save_every, wandb=t.wandb)
+    t, d = cfg.train, cfg.data
+    settings = PretrainSettings(steps=t.steps, batch_size=d.batch_size, crop_samples=int(d.crop_seconds * 16000),
+                                lr=cfg.optim.lr, warmup=cfg.optim.warmup_steps, mask_prob=cfg.mask.prob, mask_span=cfg.mask.span,
+                                seed=t.seed, save_every=t.ckpt_every, wandb=t.wandb)
     summary = pretrain(model, bank, labels, settings, out, start, ckpt)
     # 4. export the teacher as a plain HF directory
     with atomic_dir(out / "teacher") as tmp:

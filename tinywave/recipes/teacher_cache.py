@@ -10,7 +10,7 @@ loss runs from the cache too (``loss.attn_weight`` > 0).
 Stores per token the top-k next-token logits with the log-normalizer and the remaining
 probability mass at each of ``temperatures``, and optionally the hidden states of the
 teacher layers the student is mapped to (``tinywave distill`` logs its layer map), as
-memory-mapped arrays (see ``tinywave/distill/cache.py``). ``top_k=0`` keeps the whole
+memory-mapped arrays (see ``tinywave/distill/teacher_cache.py``). ``top_k=0`` keeps the whole
 vocabulary: distilling from it gives exactly the online losses. A rerun continues an
 interrupted cache block by block; under ``torchrun --nproc_per_node N`` each process
 fills every N-th block. Distillation refuses a cache built from other shards or another
@@ -30,16 +30,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class Config:
     teacher: str = field("", help="teacher model folder (the teacher.dir that `tinywave distill` will use)")
-    dtype: str = field("float32", help="teacher weights dtype, as distill's teacher.dtype (part of the fingerprint)")
+    dtype: str = field("fp32", help="teacher weights dtype, as distill's teacher.dtype: fp32, bf16 or fp16 (part of the fingerprint)")
     shards: str = field("", help="training shard folder (distill's data.shards)")
     out: str = field("", help="cache folder to write (built as OUT.partial, renamed when complete)")
     top_k: int = field(64, help="next-token logits kept per position (0: the whole vocabulary, exact)")
     temperatures: list[float] = field([1.0, 2.0], help="temperatures whose normalizers are stored; distill's loss.temperature must be one (unless top_k=0)")
-    logit_dtype: str = field("float16", help="storage of the top-k logits: float16, bfloat16 or float32")
+    logit_dtype: str = field("fp16", help="storage of the top-k logits: fp16, bf16 or fp32")
     hidden_layers: list[int] = field([], help="teacher layers whose outputs are stored (the mapped layers, for loss.hidden_weight > 0)")
-    hidden_dtype: str = field("bfloat16", help="storage of the hidden states: bfloat16, float16 or float32")
+    hidden_dtype: str = field("bf16", help="storage of the hidden states: bf16, fp16 or fp32")
     attn_layers: list[int] = field([], help="teacher layers whose queries and keys are stored (the mapped layers, for loss.attn_weight > 0)")
-    attn_dtype: str = field("float16", help="storage of the queries and keys: float16, bfloat16 or float32")
+    attn_dtype: str = field("fp16", help="storage of the queries and keys: fp16, bf16 or fp32")
     batch_size: int = field(8, help="rows per teacher forward pass")
     block_rows: int = field(256, help="rows per resumable block (the unit of progress and of the split across ranks)")
     chunk_size: int = field(1024, help="positions per chunk of full-vocabulary logits (bounds memory)")
@@ -52,7 +52,7 @@ def run(cfg: Config) -> int:
     import torch.distributed as dist
 
     from tinywave.data.shards import ShardDataset
-    from tinywave.distill.cache import CacheSettings, build_cache, finish_if_complete
+    from tinywave.distill.teacher_cache import CacheSettings, build_cache, finish_if_complete
     from tinywave.training.distributed import torchrun_env
     from tinywave.training.trainer import resolve_device
     from tinywave.models.checks import check_shards_fit, check_tokenizer_fits

@@ -1,18 +1,18 @@
 """Recipe: train the unit HiFi-GAN vocoder on a corpus, and measure it against Griffin-Lim.
 
     tinywave vocoder train --manifest corpus/manifest.jsonl --tokenizer runs/units --out runs/vocoder \
-        steps=1500 minutes=10 [adversarial_start=500] [asr=pocketsphinx]
+        train.steps=1500 train.max_minutes=10 [loss.adversarial_start=500] [eval.asr=pocketsphinx]
 
-The default generator is SpiritLM's unit HiFi-GAN with an iSTFT head (``istft_hop=160``):
+The default generator is SpiritLM's unit HiFi-GAN with an iSTFT head (``model.istft_hop=160``):
 upsampling stops at 100 frames per second and the last layer predicts magnitude and
 phase for an inverse STFT, so every convolution runs at <= 100 Hz. On a 2-core CPU it
 beats the Griffin-Lim baseline's mel-cepstral distortion within minutes, where the
-plain 16 kHz generator (``istft_hop=0``) did not in 20 (docs/GENERATION.md has the figures).
+plain 16 kHz generator (``model.istft_hop=0``) did not in 20 (docs/GENERATION.md has the figures).
 
 Training is HiFi-GAN's: the generator warms up on the mel/STFT losses alone, and from
-step ``adversarial_start`` the multi-period and multi-scale discriminators join
+step ``loss.adversarial_start`` the multi-period and multi-scale discriminators join
 (least-squares adversarial loss + feature matching, weights adv 1, fm 2, mel 45), each
-step updating the discriminators and then the generator. ``disc_width`` scales the
+step updating the discriminators and then the generator. ``model.disc_width`` scales the
 discriminators' channels (1.0: HiFi-GAN's). The vocoder folder holds the generator only.
 
 Units come from the speech tokenizer (raw frames, not deduplicated); speakers from the
@@ -20,12 +20,16 @@ manifest's ``speaker``. Writes ``OUT/config.json`` (SpiritLM's field names),
 ``OUT/generator.safetensors``, ``OUT/speakers.txt``, the Griffin-Lim baseline in
 ``OUT/griffinlim/``, ``OUT/eval.json`` (on held-out utterances, ours vs the baseline:
 mel-cepstral distortion against the ground truth, and the share of units the speech
-tokenizer recovers from the resynthesis, and with ``asr=...`` the word error rate of a
+tokenizer recovers from the resynthesis, and with ``eval.asr=...`` the word error rate of a
 recognizer on the original audio and on each resynthesis), resynthesized samples in
 ``OUT/samples/``, per-step losses (``loss``, ``mel``, ``stft``, ``duration``, ``g/adv``,
 ``g/fm``, ``d/loss``, ``d/mpd``, ``d/msd``) in ``OUT/train_log.jsonl``, TensorBoard events
 and ``OUT/loss_curves.png``. An interrupted run resumes from ``OUT/checkpoint.*``
 (generator, discriminators and both optimizers).
+
+Keys are grouped in sections as in the LM recipes (``train``, ``data``, ``optim``, ``model``,
+``loss``, ``eval``); the flat keys they replaced are listed in ``Config.RENAMED`` and refused
+with the new name.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tinywave.config import field, to_dict
 
@@ -43,45 +47,88 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Config:
-    manifest: str = field("", help="corpus manifest (JSON lines with id, audio, speaker)")
-    tokenizer: str = field("", help="speech tokenizer directory (`tinywave units train` output)")
-    out: str = field("", help="output vocoder directory")
+class TrainSection:
     steps: int = field(1500, help="training steps")
-    minutes: float = field(0.0, help="stop after this many minutes of training (0: no limit)")
+    max_minutes: float = field(0.0, help="stop after this many minutes of training (0: no limit)")
+    ckpt_every: int = field(200, help="checkpoint every N steps (resume on rerun)")
+    seed: int = field(0, help="seed for the split, segments and initialization")
     wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
-    batch: int = field(8, help="segments per step")
+    threads: int = field(0, help="torch threads (0: torch's default; 1 is faster on a busy machine)")
+
+
+@dataclass
+class DataSection:
+    batch_size: int = field(8, help="segments per step")
     segment_units: int = field(16, help="segment length in unit frames")
+    heldout: int = field(8, help="utterances held out for the MCD evaluation")
+    max_items: int = field(0, help="use at most this many utterances (0: all)")
+
+
+@dataclass
+class OptimSection:
     lr: float = field(4e-3, help="peak learning rate (AdamW, warm-up then cosine)")
+    grad_clip: float = field(45.0, help="generator gradient-norm clip (0: none)")
+    disc_lr: float = field(2e-4, help="peak learning rate of the discriminators (AdamW, HiFi-GAN: 2e-4), on the generator's schedule")
+
+
+@dataclass
+class ModelSection:
     channels: int = field(512, help="upsample_initial_channel (SpiritLM: 512)")
     embedding_dim: int = field(64, help="unit/speaker embedding width (SpiritLM: 128)")
     kernels: list[int] = field([3], help="resblock kernel sizes (SpiritLM: [3, 7, 11])")
     istft_hop: int = field(160, help="iSTFT head: samples per STFT frame, must divide the unit hop (0: SpiritLM's plain "
                                      "upsampling to 16 kHz, much slower to train on a CPU)")
     istft_n_fft: int = field(0, help="iSTFT head: FFT size (0: 4 x istft_hop)")
-    mel_weight: float = field(45.0, help="weight of the log-mel L1 loss (HiFi-GAN: 45)")
-    stft_weight: float = field(4.5, help="weight of the multi-resolution STFT loss (4.5: the 10:1 mel:STFT balance of the "
-                                         "regression-only default)")
-    adversarial_start: int = field(-1, help="step at which the discriminators join (adversarial + feature-matching losses); "
-                                            "-1: never, the generator trains on mel/STFT alone")
+    num_units: int = field(0, help="unit table size (0: from the tokenizer, else the largest unit seen + 1)")
     disc_width: float = field(0.25, help="discriminator channels as a share of HiFi-GAN's (1.0: MPD 32..1024, MSD 128..1024)")
     disc_segment: int = field(8192, help="samples per row the discriminators judge, a random window of each segment "
                                          "(HiFi-GAN: 8192; 0: the whole segment)")
-    disc_lr: float = field(2e-4, help="peak learning rate of the discriminators (AdamW, HiFi-GAN: 2e-4), on the generator's schedule")
+
+
+@dataclass
+class LossSection:
+    mel_weight: float = field(45.0, help="weight of the log-mel L1 loss (HiFi-GAN: 45)")
+    stft_weight: float = field(4.5, help="weight of the multi-resolution STFT loss (4.5: the 10:1 mel:STFT balance of the "
+                                         "regression-only default)")
     adv_weight: float = field(1.0, help="weight of the least-squares adversarial loss of the generator (HiFi-GAN: 1)")
     fm_weight: float = field(2.0, help="weight of the feature-matching loss (HiFi-GAN: 2)")
-    grad_clip: float = field(45.0, help="generator gradient-norm clip (0: none)")
-    num_units: int = field(0, help="unit table size (0: from the tokenizer, else the largest unit seen + 1)")
-    heldout: int = field(8, help="utterances held out for the MCD evaluation")
-    max_items: int = field(0, help="use at most this many utterances (0: all)")
-    save_every: int = field(200, help="checkpoint every N steps (resume on rerun)")
+    adversarial_start: int = field(-1, help="step at which the discriminators join (adversarial + feature-matching losses); "
+                                            "-1: never, the generator trains on mel/STFT alone")
+
+
+@dataclass
+class EvalSection:
     samples: int = field(3, help="held-out utterances resynthesized into OUT/samples/")
-    seed: int = field(0, help="seed for the split, segments and initialization")
-    threads: int = field(0, help="torch threads (0: torch's default; 1 is faster on a busy machine)")
     asr: str = field("", help="recognizer for the held-out word error rate: pocketsphinx (pip install 'tinywave[asr]'), "
                               "whisper:DIR or ctc:DIR ('' : no WER)")
     asr_domain_lm: bool = field(True, help="pocketsphinx: decode with a trigram model of the training transcripts "
                                            "(OUT/asr_lm.arpa) instead of its general English one")
+
+
+# the flat keys of the earlier vocoder config -> their section keys (an old key is an error naming the new one)
+_SECTIONS = {
+    "train": ("steps", "seed", "wandb", "threads"), "data": ("segment_units", "heldout", "max_items"),
+    "optim": ("lr", "grad_clip", "disc_lr"),
+    "model": ("channels", "embedding_dim", "kernels", "istft_hop", "istft_n_fft", "num_units", "disc_width", "disc_segment"),
+    "loss": ("mel_weight", "stft_weight", "adv_weight", "fm_weight", "adversarial_start"),
+    "eval": ("samples", "asr", "asr_domain_lm"),
+}
+_RENAMED = {key: f"{section}.{key}" for section, keys in _SECTIONS.items() for key in keys}
+
+
+@dataclass
+class Config:
+    RENAMED: ClassVar[dict[str, str]] = {
+        **_RENAMED, "minutes": "train.max_minutes", "save_every": "train.ckpt_every", "batch": "data.batch_size"}
+    manifest: str = field("", help="corpus manifest (JSON lines with id, audio, speaker)")
+    tokenizer: str = field("", help="speech tokenizer directory (`tinywave units train` output)")
+    out: str = field("", help="output vocoder directory")
+    train: TrainSection = field(default_factory=TrainSection, help="run")
+    data: DataSection = field(default_factory=DataSection, help="segments and the held-out split")
+    optim: OptimSection = field(default_factory=OptimSection, help="optimizers")
+    model: ModelSection = field(default_factory=ModelSection, help="generator and discriminator shapes")
+    loss: LossSection = field(default_factory=LossSection, help="loss weights and the adversarial start")
+    eval: EvalSection = field(default_factory=EvalSection, help="held-out evaluation and samples")
 
 
 def load_speech_tokenizer(path: str) -> Any:
@@ -120,14 +167,14 @@ def run(cfg: Config) -> int:
     if not cfg.manifest or not cfg.tokenizer or not cfg.out:
         raise ValueError("vocoder train needs --manifest FILE, --tokenizer DIR and --out DIR")
     out = Path(cfg.out)
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    recognizer = load_recognizer(cfg.asr) if cfg.asr else None  # a bad asr=... fails before any training
+    torch.manual_seed(cfg.train.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    recognizer = load_recognizer(cfg.eval.asr) if cfg.eval.asr else None  # a bad eval.asr=... fails before any training
     # 1. corpus -> raw unit frames (cached in OUT/units.jsonl), speakers, held-out split
     items, bad = read_manifest(cfg.manifest)
-    random.Random(cfg.seed).shuffle(items)
-    items = items[: cfg.max_items] if cfg.max_items else items
+    random.Random(cfg.train.seed).shuffle(items)
+    items = items[: cfg.data.max_items] if cfg.data.max_items else items
     speakers = sorted({it.speaker for it in items if it.speaker is not None})
     tokenizer = load_speech_tokenizer(cfg.tokenizer)
     errors = [b.to_json() for b in bad]
@@ -137,15 +184,15 @@ def run(cfg: Config) -> int:
         log.warning("%d manifest item(s) skipped, see %s", len(errors), out / "errors.json")
     if len(utts) < 2:
         raise ValueError(f"{cfg.manifest}: only {len(utts)} usable utterance(s); the vocoder needs a corpus")
-    n_held = min(cfg.heldout, len(utts) // 5)
+    n_held = min(cfg.data.heldout, len(utts) // 5)
     train, held = utts[n_held:], utts[:n_held]
     # 2. model: SpiritLM's architecture, scaled down
-    sizes = table_sizes(tokenizer, utts, cfg.num_units)
+    sizes = table_sizes(tokenizer, utts, cfg.model.num_units)
     hop = int(round(16000 / float(tokenizer.rates["hubert"])))
-    model_cfg = small_config(int(sizes["hubert"] or 1), hop, channels=cfg.channels, embedding_dim=cfg.embedding_dim,
+    model_cfg = small_config(int(sizes["hubert"] or 1), hop, channels=cfg.model.channels, embedding_dim=cfg.model.embedding_dim,
                              num_speakers=len(speakers) if len(speakers) > 1 else 0, num_f0_tokens=sizes["pitch"],
-                             num_style_tokens=sizes["style"], kernels=tuple(cfg.kernels),
-                             istft_hop=cfg.istft_hop, istft_n_fft=cfg.istft_n_fft)
+                             num_style_tokens=sizes["style"], kernels=tuple(cfg.model.kernels),
+                             istft_hop=cfg.model.istft_hop, istft_n_fft=cfg.model.istft_n_fft)
     model = UnitHiFiGAN(model_cfg).train()
     log.info("vocoder: %d units, hop %d, upsampling %s, %.2fM parameters, %d train / %d held-out utterances",
              model_cfg.num_embeddings, hop, model_cfg.upsample_rates, sum(p.numel() for p in model.parameters()) / 1e6,
@@ -157,11 +204,11 @@ def run(cfg: Config) -> int:
                                 max(len(speakers), 1), hop)
     baseline = GriffinLimVocoder(table, runs, hop, speakers)
     baseline.save(out / "griffinlim")
-    save_hifigan(out, model, speakers, {"tinywave": {"steps": last, "train_seconds": round(train_s, 1), "seed": cfg.seed}})
+    save_hifigan(out, model, speakers, {"tinywave": {"steps": last, "train_seconds": round(train_s, 1), "seed": cfg.train.seed}})
     vocoders = {"hifigan": HifiGanVocoder.load(out), "griffinlim": baseline}
     mcd = T.evaluate_mcd(vocoders, held) if held else {}
     units = T.evaluate_units(vocoders, held, tokenizer) if held else {}
-    write_samples(out / "samples", held[: cfg.samples], vocoders)
+    write_samples(out / "samples", held[: cfg.eval.samples], vocoders)
     report = {"steps": last, "train_seconds": round(train_s, 1), "heldout": [u.id for u in held],
               "mcd_db": {k: round(v, 3) for k, v in mcd.items()}, "unit_accuracy": {k: round(v, 4) for k, v in units.items()}}
     if recognizer is not None and held:
@@ -169,7 +216,7 @@ def run(cfg: Config) -> int:
     if mcd:
         report["lower_mcd"] = min(vocoders, key=lambda k: mcd[k])
         if report["lower_mcd"] != "hifigan":
-            log.warning("after %d steps the Griffin-Lim baseline has the lower MCD; train longer (steps=...), or generate with "
+            log.warning("after %d steps the Griffin-Lim baseline has the lower MCD; train longer (train.steps=...), or generate with "
                         "--vocoder %s", last, out / "griffinlim")
     atomic_write_json(out / "eval.json", report)
     log.info("vocoder -> %s after %d steps (%.0f s); held-out MCD (dB): %s; re-encoded unit accuracy: %s", out, last, train_s,
@@ -187,40 +234,40 @@ def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int) -
     from tinywave.vocoder.discriminators import DiscriminatorConfig, Discriminators
 
     # 1. generator and discriminators with their optimizers (HiFi-GAN: AdamW, betas 0.8 / 0.99)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
-    disc = Discriminators(DiscriminatorConfig(width=cfg.disc_width)).train()
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.disc_lr, betas=(0.8, 0.99), weight_decay=0.0)
-    adversary = Adversary(disc, opt_d, cfg.adv_weight, cfg.fm_weight, segment=cfg.disc_segment)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(0.8, 0.99), weight_decay=0.0)
+    disc = Discriminators(DiscriminatorConfig(width=cfg.model.disc_width)).train()
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.optim.disc_lr, betas=(0.8, 0.99), weight_decay=0.0)
+    adversary = Adversary(disc, opt_d, cfg.loss.adv_weight, cfg.loss.fm_weight, segment=cfg.model.disc_segment)
     modules, optimizers = {"model": model, "disc": disc}, {"opt": opt, "opt_d": opt_d}
     # 2. resume (weights, optimizers, the torch and sampler random states), then random segments
     start, state = T.load_checkpoint(out, modules, optimizers) if (out / "checkpoint.json").is_file() else (0, {"fresh": []})
     if start and state["fresh"]:
         log.info("checkpoint at step %d holds no %s: starting them fresh", start, ", ".join(state["fresh"]))
-    if cfg.adversarial_start >= 0:
+    if cfg.loss.adversarial_start >= 0:
         log.info("discriminators (%.2fM parameters) join at step %d", sum(p.numel() for p in disc.parameters()) / 1e6,
-                 cfg.adversarial_start)
-    sampler = T.SegmentSampler(train, cfg.segment_units, hop, model.cfg.hubert_to_f0, model.cfg.hubert_to_style, cfg.seed + start)
-    dur_rng = random.Random(cfg.seed + start)
+                 cfg.loss.adversarial_start)
+    sampler = T.SegmentSampler(train, cfg.data.segment_units, hop, model.cfg.hubert_to_f0, model.cfg.hubert_to_style, cfg.train.seed + start)
+    dur_rng = random.Random(cfg.train.seed + start)
     rngs = {"sampler_rng": sampler.rng, "duration_rng": dur_rng}
     for key, rng in rngs.items():  # a checkpoint from before they were saved: reseeded from the step instead
         if key in state:
             rng.setstate(json_to_state(state[key]))
-    loss_fn = T.VocoderLoss(cfg.mel_weight, cfg.stft_weight)
-    logger = RunLogger(out, start, cfg.steps, tensorboard=True, wandb=cfg.wandb, config=to_dict(cfg))
+    loss_fn = T.VocoderLoss(cfg.loss.mel_weight, cfg.loss.stft_weight)
+    logger = RunLogger(out, start, cfg.train.steps, tensorboard=True, wandb=cfg.train.wandb, config=to_dict(cfg))
     t0, last = time.perf_counter(), start
     try:
-        for step in T.iterate_steps(start, cfg.steps, cfg.minutes, time.perf_counter):
-            spent = (time.perf_counter() - t0) / (60.0 * cfg.minutes) if cfg.minutes > 0 else 0.0
-            lr = T.lr_at(step, cfg.steps, cfg.lr, elapsed=spent)
+        for step in T.iterate_steps(start, cfg.train.steps, cfg.train.max_minutes, time.perf_counter):
+            spent = (time.perf_counter() - t0) / (60.0 * cfg.train.max_minutes) if cfg.train.max_minutes > 0 else 0.0
+            lr = T.lr_at(step, cfg.train.steps, cfg.optim.lr, elapsed=spent)
             for group in opt.param_groups:
                 group["lr"] = lr
             for group in opt_d.param_groups:
-                group["lr"] = cfg.disc_lr * lr / cfg.lr
-            gan = adversary if 0 <= cfg.adversarial_start <= step else None
-            record = T.train_step(model, opt, loss_fn, sampler.sample(cfg.batch), T.duration_batch(train, 8, dur_rng), cfg.grad_clip, gan)
+                group["lr"] = cfg.optim.disc_lr * lr / cfg.optim.lr
+            gan = adversary if 0 <= cfg.loss.adversarial_start <= step else None
+            record = T.train_step(model, opt, loss_fn, sampler.sample(cfg.data.batch_size), T.duration_batch(train, 8, dur_rng), cfg.optim.grad_clip, gan)
             last = step + 1
             logger.step({"step": last, "lr": lr, **{k: round(v, 5) for k, v in record.items()}}, write=True)
-            if last % cfg.save_every == 0:
+            if last % cfg.train.ckpt_every == 0:
                 T.save_checkpoint(out, modules, optimizers, last, {k: r.getstate() for k, r in rngs.items()})
     finally:
         logger.close()
@@ -246,11 +293,11 @@ def heldout_wer(cfg: Config, out: Path, recognizer: Any, items: list[Any], train
     text = {it.id: it.text for it in items if it.text}
     spoken = [Spoken(u.id, u.wav[: len(u.units) * vocoders["hifigan"].hop], text[u.id]) for u in held if u.id in text]
     if not spoken:
-        log.warning("asr=%s: the held-out utterances have no 'text' in %s; no word error rate", cfg.asr, cfg.manifest)
+        log.warning("eval.asr=%s: the held-out utterances have no 'text' in %s; no word error rate", cfg.eval.asr, cfg.manifest)
         return {}
     said = {normalize_text(x.text) for x in spoken}  # the evaluated sentences never reach the language model
     train_texts = [text[u.id] for u in train if u.id in text and normalize_text(text[u.id]) not in said]
-    if cfg.asr == "pocketsphinx" and cfg.asr_domain_lm and train_texts:  # the general English model, narrowed to the corpus
+    if cfg.eval.asr == "pocketsphinx" and cfg.eval.asr_domain_lm and train_texts:  # the general English model, narrowed to the corpus
         recognizer = PocketSphinxRecognizer(lm=build_language_model(train_texts, out / "asr_lm.arpa"))
     kept = [u for u in held if u.id in text]
     resyntheses: dict[str, list[Any]] = {}

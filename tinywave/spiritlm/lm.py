@@ -60,7 +60,7 @@ def load_lm_tokenizer(folder: str | Path, spiritlm_ids: bool = True):
     return tok, LMInfo(layout, where, variant)
 
 
-def load_lm(folder: str | Path, dtype: str = "bfloat16", spiritlm_ids: bool = True) -> tuple[Any, Any, LMInfo]:
+def load_lm(folder: str | Path, dtype: str = "bf16", spiritlm_ids: bool = True) -> tuple[Any, Any, LMInfo]:
     """(LlamaForCausalLM, tokenizer, LMInfo): the embedding rows must cover every speech id."""
     from tinywave.models.hf import load_causal_lm
 

@@ -33,7 +33,7 @@ class RunSettings:
     out: str = field("", help="run folder: checkpoints/, model/, train_log.jsonl, tensorboard/, loss_curves.png")
     steps: int = field(100, help="optimizer steps of the whole run")
     seed: int = field(0, help="seed for initialisation and data order")
-    precision: str = field("fp32", help="fp32 or bf16 (autocast)")
+    precision: str = field("fp32", help="fp32 or bf16 (bf16 autocast; bfloat16 also works)")
     device: str = field("auto", help="auto, cpu or cuda")
     log_every: int = field(1, help="write a log line every N steps")
     ckpt_every: int = field(50, help="checkpoint every N steps (and always at the end)")

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from tinywave.data.shards import IGNORE_INDEX
+from tinywave.precision_names import same_precision, short_or_same
 from tinywave.training.checkpoint import checkpoint_root, load_training_state, save_checkpoint, save_sharded_checkpoint
 from tinywave.training.batches import BatchStream, DataPosition
 from tinywave.training.distributed import SINGLE, Parallel
@@ -61,9 +62,10 @@ def autocast_context(precision: str, device: torch.device) -> Callable[[], conte
         "fp32": contextlib.nullcontext,
         "bf16": functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16),
     }
-    if precision not in contexts:
+    short = short_or_same(precision)  # bfloat16 -> bf16
+    if short not in contexts:
         raise ValueError(f"train.precision={precision!r} is not supported in this recipe; use fp32 or bf16")
-    return contexts[precision]
+    return contexts[short]
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -325,6 +327,6 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str =
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             changed += config_changes(a, b, f"{prefix}{key}.")
-        elif a != b and prefix + key not in RESUME_FREE_KEYS:
+        elif a != b and prefix + key not in RESUME_FREE_KEYS and not same_precision(a, b):
             changed.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return changed

@@ -68,6 +68,7 @@ from torch import nn
 from tinywave.distill.fused import TopKTargets
 from tinywave.distill.teacher import OnlineTeacher, TeacherBatch
 from tinywave.files import JsonlAppender, atomic_write_json, load_jsonl
+from tinywave.precision_names import long_name
 from tinywave.progress import bar
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ def teacher_fingerprint(model: nn.Module) -> dict[str, str]:
         total = float(flat.sum(dtype=torch.float64)) if flat.is_floating_point() else float(flat.long().sum())
         h.update(f"{name}{tuple(t.shape)}{t.dtype}{total!r}".encode() + sample.tobytes())
     weights = h.hexdigest()[:16]
+    # the torch name of the weights' dtype ("float32"), never the spelling of a config key: a teacher loaded with
+    # teacher.dtype=fp32 or =float32 has the same fingerprint, so caches built before the short names still match
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     return {"config": h_config, "weights": weights, "dtype": dtype, "fingerprint": _sha(f"{h_config}/{weights}/{dtype}".encode())}
 
@@ -183,19 +186,18 @@ def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
 class CacheSettings:
     top_k: int = 64  # 0: the whole vocabulary
     temperatures: tuple[float, ...] = (1.0, 2.0)
-    logit_dtype: str = "float16"
+    logit_dtype: str = "fp16"  # fp32 / bf16 / fp16, or float32 / bfloat16 / float16; index.json records the long name
     hidden_layers: tuple[int, ...] = ()
-    hidden_dtype: str = "bfloat16"
+    hidden_dtype: str = "bf16"
     attn_layers: tuple[int, ...] = ()
-    attn_dtype: str = "float16"
+    attn_dtype: str = "fp16"
     batch_size: int = 8
     block_rows: int = 256
     chunk_size: int = 1024
 
     def check(self, vocab_size: int, n_layers: int) -> None:
-        for what, dtype in (("logit_dtype", self.logit_dtype), ("hidden_dtype", self.hidden_dtype), ("attn_dtype", self.attn_dtype)):
-            if dtype not in STORAGE:
-                raise ValueError(f"{what}={dtype!r} is not known; choose one of {sorted(STORAGE)}")
+        for what in ("logit_dtype", "hidden_dtype", "attn_dtype"):
+            long_name(getattr(self, what), key=what)  # fp16 / float16, ...: anything else is refused here
         if not 0 <= self.top_k <= vocab_size:
             raise ValueError(f"top_k={self.top_k} must be in 1..{vocab_size} (the vocabulary), or 0 for all of it")
         if not self.temperatures or any(t <= 0 for t in self.temperatures):
@@ -214,15 +216,17 @@ def _index(settings: CacheSettings, dataset, teacher: nn.Module, teacher_fp: dic
     k = settings.top_k or vocab
     hidden = sorted(set(settings.hidden_layers))
     attn = sorted(set(settings.attn_layers))
+    # index.json keeps the long dtype names it has always had, whichever spelling the settings use (fp16 = float16)
+    logit_dtype, hidden_dtype, attn_dtype = (long_name(d) for d in (settings.logit_dtype, settings.hidden_dtype, settings.attn_dtype))
     return {
         "format": FORMAT, "complete": False,
         "shards": {"fingerprint": shards_fingerprint(dataset), "folder": str(dataset.folder), "count": len(dataset), "seq_len": dataset.seq_len},
         "teacher": teacher_fp, "vocab_size": vocab, "top_k": k, "temperatures": [float(t) for t in settings.temperatures],
-        "logit_dtype": settings.logit_dtype, "hidden_layers": hidden, "hidden_dtype": settings.hidden_dtype,
+        "logit_dtype": logit_dtype, "hidden_layers": hidden, "hidden_dtype": hidden_dtype,
         "hidden_size": teacher.config.hidden_size, "block_rows": settings.block_rows,
-        "attn_layers": attn, "attn_dtype": settings.attn_dtype, "attn_scale": {},  # scale per layer, filled by the first batch
-        "arrays": _specs(len(dataset), dataset.seq_len, k, len(settings.temperatures), settings.logit_dtype, hidden,
-                         teacher.config.hidden_size, settings.hidden_dtype, attn, attention_shape(teacher.config), settings.attn_dtype,
+        "attn_layers": attn, "attn_dtype": attn_dtype, "attn_scale": {},  # scale per layer, filled by the first batch
+        "arrays": _specs(len(dataset), dataset.seq_len, k, len(settings.temperatures), logit_dtype, hidden,
+                         teacher.config.hidden_size, hidden_dtype, attn, attention_shape(teacher.config), attn_dtype,
                          full=k == vocab),
     }
 
