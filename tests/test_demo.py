@@ -115,6 +115,20 @@ def test_demo_samples_use_the_shipped_vocoder(demo_dir, toy_assets):
 
 
 @pytest.mark.slow
+def test_recognizer_transcribes_the_samples_and_the_resynthesis(demo_dir):
+    listening = json.loads((demo_dir / "listening.json").read_text())
+    report = json.loads((demo_dir / "report.json").read_text())["listening"]
+    assert listening["utterances"] == report["utterances"] == 2  # the --fast preset's listening_items
+    assert report["wer_original"] == listening["original"]["wer"]
+    assert report["wer"] == {k: v["wer"] for k, v in listening["vocoders"].items()} and set(report["wer"]) == {"hifigan", "griffinlim"}
+    assert [t["reference"] for t in listening["transcripts"]] and all(isinstance(t["original"], str) for t in listening["transcripts"])
+    index = json.loads((demo_dir / "samples" / "index.json").read_text())
+    spoken = [e for entries in index["models"].values() for e in entries if e.get("wav")]
+    assert spoken and all(isinstance(e["asr"], str) for e in spoken)
+    assert "Intelligibility" in (demo_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_report_scores_are_the_evaluations(demo_dir):
     report = json.loads((demo_dir / "report.json").read_text())
     results = json.loads((demo_dir / "eval" / "results.json").read_text())

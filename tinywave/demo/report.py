@@ -277,6 +277,7 @@ def build_report(out: Path, models: dict[str, dict[str, Any]], results: dict[str
         "pairs": {b: results.get("counts", {}).get(b) for b in benches},
         "samples": stages["done"].get("samples", {}).get("index"),
         "sample_vocoder": stages["done"].get("samples", {}).get("vocoder"),
+        "listening": stages["done"].get("listening"),
         "wall_seconds": round(sum(v.get("seconds", 0.0) for v in stages["done"].values()), 1),
         "stages": stages["done"], "config": stages["config"],
     }
@@ -345,9 +346,24 @@ def _markdown(report: dict[str, Any], eval_md: str) -> str:
     if report.get("samples"):
         lines += ["", f"Generated samples (teacher and student, wav + token transcript): [{report['samples']}]({report['samples']})"]
         lines += ["", _SAMPLE_VOCODER.get(report.get("sample_vocoder") or "", "")]
+    lines += _listening_lines(report.get("listening"))
     lines += ["", "Plots: `plots/benchmarks.png` (accuracies with intervals), `plots/student_ce.png` (CE curves), "
               "`plots/<run>_losses.png`.", "", "## Full evaluation tables (every seed)", "", eval_md]
     return "\n".join(lines) + "\n"
+
+
+def _listening_lines(listening: dict[str, Any] | None) -> list[str]:
+    """The recognizer's figures (tinywave/demo/listening.py), or why there are none."""
+    if not listening:
+        return []
+    if listening.get("skipped"):
+        return ["", f"No recognizer figures: {listening['skipped']}."]
+    rows = [f"| {name} | {wer:.3f} | {listening['ratios'].get(name)} |" for name, wer in listening["wer"].items()]
+    return ["", f"## Intelligibility ({listening['utterances']} held-out utterances, `listening.json`)", "",
+            "Resynthesis through the teacher's speech tokens and the vocoder, transcribed by PocketSphinx with a trigram model "
+            "of the target training stories (held-out sentences excluded); the samples' transcripts are in `samples/index.json` "
+            "(`asr`) and beside each player in report.html.", "",
+            "| audio | WER | x original |", "|---|---|---|", f"| original | {listening['wer_original']:.3f} | 1.0 |", *rows]
 
 
 _SAMPLE_VOCODER = {

@@ -112,6 +112,7 @@ class Config:
     vocoder_items: int = field(300, help="utterances the demo vocoder is fitted on")
     vocoder_source: str = field("assets", help="assets: the shipped vocoder when the assets have one (else one trained here for "
                                                "vocoder_steps); train: always train here")
+    listening_items: int = field(20, help="held-out utterances whose resynthesis the recognizer transcribes (WER)")
     prompt_seconds: float = field(3.0, help="length of the held-out audio prompt of the generated samples")
     target: TargetSection = dc_field(default_factory=TargetSection, metadata={"help": "target-domain data and benchmarks"})
     teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "the pretrained teacher"})
@@ -125,6 +126,7 @@ FAST = {
     "seq_len": 128,
     "vocoder_steps": 2,
     "vocoder_items": 12,
+    "listening_items": 2,
     "target": {"stories": 48, "bench_items": 12, "heldout": 0.15},
     "teacher": {"n_layers": 3, "width": 64, "heads": 2, "ffn": 128, "steps": 12, "batch_size": 4, "n_units": 32, "text_vocab": 300},
     "correction": {"steps": 4, "batch_size": 4, "passes": 1, "r": 4},
@@ -150,6 +152,7 @@ DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "eval": lambda c: [c["cross_modal"], c["student"]["seeds"]],
     "vocoder": lambda c: [c["vocoder_source"], c["vocoder_steps"], c["vocoder_items"]],
     "samples": lambda c: c["prompt_seconds"],
+    "listening": lambda c: c["listening_items"],
 }
 
 # the stages whose outputs each stage reads: a stage reruns when one of them ran after it
@@ -173,6 +176,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "eval": ("export:*", "correction", "assets", "export_pretrain", "benchmarks", "split"),
     "vocoder": ("corpus", "assets", "units"),
     "samples": ("vocoder", "students_first_seed", "correction", "split", "corpus"),
+    "listening": ("samples", "vocoder", "split", "corpus", "assets", "export_pretrain"),
 }
 
 
@@ -380,6 +384,19 @@ def _vocoder(cfg: Config, dst: Path, corpus: Path, teacher: Path) -> dict[str, A
     return {"source": "trained here", "steps": cfg.vocoder_steps}
 
 
+def _listening(cfg: Config, out: Path, tokens: Path, corpus: Path, tokenizer: Path) -> dict[str, Any]:
+    """Recognizer figures of what the demo makes audible (tinywave/demo/listening.py), if PocketSphinx is installed."""
+    try:
+        import pocketsphinx  # noqa: F401  (optional: the asr extra)
+    except ImportError:
+        log.warning("listening: pocketsphinx is not installed (pip install 'tinywave[asr]'); no word error rates")
+        return {"skipped": "pocketsphinx is not installed (pip install 'tinywave[asr]')"}
+    from tinywave.demo.listening import measure_listening
+
+    return measure_listening(out, corpus, tokens / "heldout.jsonl", tokens / "train.jsonl", tokenizer,
+                             out / "vocoder", cfg.listening_items)
+
+
 def sample_vocoder(folder: Path) -> Path:
     """The trained HiFi-GAN if its held-out MCD beat the Griffin-Lim baseline saved beside it, else that baseline."""
     report = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
@@ -462,6 +479,7 @@ def run(cfg: Config) -> int:
     stages.run("vocoder", lambda: _vocoder(cfg, out / "vocoder", corpus, pretrained), clear=[out / "vocoder"])
     stages.run("samples", lambda: _samples(cfg, out, {n: models / n for n in ("teacher", "student")}, tokens, corpus),
                clear=[out / "samples"])
+    stages.run("listening", lambda: _listening(cfg, out, tokens, corpus, pretrained / "speech_tokenizer"))
 
     # 9. report: means over seeds, intervals, paired tests
     info = describe_models({n: models / n for n in ["teacher_before_correction", "teacher", *STUDENTS]})
