@@ -9,6 +9,10 @@ os.environ.setdefault("TINYWAVE_PROGRESS", "0")
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# Fixtures shared by several test modules (one_thread, shards, cache_shards, unit_corpus): defined in
+# tests/support/fixtures.py, visible to every test module. Other shared helpers: `from support.<module> import ...`.
+pytest_plugins = ["support.fixtures"]
+
 # Hypothesis: under CI every run draws the same examples (a failure seen once is seen on every
 # run); elsewhere each run draws a fresh seed, printed at the end so `--hypothesis-seed` repeats it.
 # Both are spelled out rather than left to Hypothesis' own CI detection, which depends on its version.

@@ -23,8 +23,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from browser_support import CHROMIUM, HeadlessChromium
-from test_generate_support import StandInSpeechTokenizer, espeak_wav, one_thread, tiny_model, tiny_model_dir, tiny_tokenizer  # noqa: F401
+from support.audio import espeak_wav
+from support.browser import CHROMIUM, HeadlessChromium
+from support.models import tiny_llama, tiny_model_dir, tiny_tokenizer
+from support.speech import StandInSpeechTokenizer, random_tokenizer
 from tinywave.app.compare import prompt_items, side_by_side
 from tinywave.cli import main
 from tinywave.generate.decode import Sampling
@@ -33,6 +35,8 @@ from tinywave.generate.speechlm import GenerationOptions, SpeechLM
 from tinywave.recipes.app import Config, pick_vocoder, resolve_folders
 from tinywave.vocoder.backends import HifiGanVocoder, save_hifigan
 from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
 RATE = 16000
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +55,7 @@ def two_lms():
     tok, lay = tiny_tokenizer()
     voc = HifiGanVocoder(tiny_vocoder_model(lay.n_hu))
     stok = StandInSpeechTokenizer(n_units=lay.n_hu)
-    return {name: SpeechLM(tiny_model(tok, layers, 32, seed), tok, speech_tokenizer=stok, vocoder=voc)
+    return {name: SpeechLM(tiny_llama(tokenizer=tok, layers=layers, width=32, seed=seed, lm_head_scale=8.0), tok, speech_tokenizer=stok, vocoder=voc)
             for name, layers, seed in (("teacher", 3, 1), ("student", 2, 2))}
 
 
@@ -115,15 +119,9 @@ def test_a_bad_prompt_fails_before_any_model_decodes(two_lms, tmp_path):
 
 def demo_folder(root: Path) -> Path:
     """The folders `tinywave demo` leaves that the app reads, with tiny models."""
-    from tinywave.speech.builtin import FrameFeatures
-    from tinywave.speech.extractor import QuantizedExtractor
-    from tinywave.speech.kmeans import Codebook
-    from tinywave.speech.tokenizer import SpeechTokenizer
-
-    codebook = Codebook(np.random.default_rng(0).normal(size=(16, 40)).astype(np.float32))
-    stok = SpeechTokenizer(QuantizedExtractor(FrameFeatures("mfcc_kmeans", 25.0), codebook))
+    stok = random_tokenizer(pitch=False, style=False)  # a random 16-unit codebook
     for name, layers, seed in (("teacher", 3, 1), ("student", 2, 2)):
-        stok.save(tiny_model_dir(root / "models" / name, layers=layers, seed=seed) / "speech_tokenizer")
+        stok.save(tiny_model_dir(root / "models" / name, layers=layers, seed=seed, lm_head_scale=8.0) / "speech_tokenizer")
     save_hifigan(root / "vocoder", tiny_vocoder_model(), [])
     (root / "vocoder" / "eval.json").write_text(json.dumps({"lower_mcd": "hifigan"}))
     return root

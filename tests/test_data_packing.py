@@ -1,11 +1,13 @@
 """Padding-free packing (shards ``packing=split``): rows cut from one document stream, one
 attention segment per document, and every loss equal to running each segment alone."""
 
-import random
+from functools import partial
 
 import pytest
 import torch
 
+from support.models import tiny_llama
+from support.shards import token_docs
 from tinywave.data.shards import ShardDataset, labels_from_batch, segment_positions, split_rows, write_shards
 from tinywave.distill.teacher_cache import CacheSettings, build_cache, open_cache
 from tinywave.training.batches import BatchStream
@@ -13,24 +15,19 @@ from tinywave.distill.fused import use_qk_attention
 from tinywave.distill.losses import IGNORE_INDEX
 from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.distill.teacher import OnlineTeacher
-from tinywave.models.hf import new_llama
 from tinywave.models.student import build_student
 
 VOCAB, SEQ, BOS, EOS, PAD = 48, 24, 1, 2, 3
 PAIRS = [(0, 0), (1, 2)]
 
 
-def make_teacher(seed=0):
-    torch.manual_seed(seed)
-    model = new_llama(VOCAB, 3, 16, 2, 1, 32, 64).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(20.0)  # peaked distributions, like a trained teacher
-    return model
+# new_llama(VOCAB, 3, 16, 2, 1, 32, 64) with peaked distributions, like a trained teacher
+make_teacher = partial(tiny_llama, vocab=VOCAB, layers=3, width=16, heads=2, kv_heads=1, ffn=32, max_positions=64, bos_id=None, eos_id=None,
+                       lm_head_scale=20.0)
 
 
 def make_docs(n=30, seed=0):
-    rng = random.Random(seed)
-    return [[BOS] + [rng.randrange(4, VOCAB) for _ in range(rng.randint(2, 20))] + [EOS] for _ in range(n)]
+    return token_docs(n, VOCAB, min_len=2, max_len=20, seed=seed, bos=BOS, eos=EOS)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from support.shards import speech_shards
 from tinywave.cli import main
 from tinywave.training.checkpoint import list_checkpoints, read_state
 from tinywave.files import load_jsonl
 from tinywave.models.attention import capture, use_mapped_attention
 from tinywave.models.hf import load_causal_lm
 from tinywave.text.vocab import train_bpe_tokenizer
-from shard_support import speech_shards
 
 pytestmark = pytest.mark.slow
 LOSSES = ("loss", "ce", "kl", "hidden", "attn")

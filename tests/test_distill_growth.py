@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
+from support.shards import speech_shards
 from tinywave.cli import main
 from tinywave.data.shards import ShardDataset
 from tinywave.training.checkpoint import list_checkpoints, read_state
@@ -25,7 +26,6 @@ from tinywave.models.hf import new_llama, write_model_dir
 from tinywave.models.student import build_student, uniform_layer_map
 from tinywave.stacking import final_depth
 from tinywave.text.vocab import train_bpe_tokenizer
-from shard_support import speech_shards
 
 LOSSES = ("loss", "ce", "kl", "hidden", "attn")
 

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
+from support.models import trainer_llama
 from tinywave.data.shards import ShardDataset, write_shards
 from tinywave.training.checkpoint import list_checkpoints, load_training_state
 from tinywave.training.batches import BatchStream
@@ -20,7 +21,7 @@ from tinywave.training.settings import OptimSettings, RunSettings
 from tinywave.training.sharded import SHARDED_DIR, is_sharded, shard_files
 from tinywave.training.trainer import fit, make_optimizer
 from tinywave.models.export import export_model
-from tinywave.models.hf import model_from_config, new_llama, write_model_dir
+from tinywave.models.hf import model_from_config, write_model_dir
 from tinywave.safeload import UnsafeFileError
 from tinywave.text.vocab import train_bpe_tokenizer
 
@@ -38,15 +39,10 @@ def ws(tmp_path_factory):
     return root, tok, ShardDataset(root / "shards")
 
 
-def student(tok, seed=0):
-    torch.manual_seed(seed)
-    return new_llama(len(tok), 2, 16, 2, 1, 32, 32)
-
-
 def train(ws, out, resume_from=None, stop=0, model=None):
     """fit() in one process with sharded checkpoints; returns (result, model)."""
     _, tok, dataset = ws
-    model = model if model is not None else student(tok)
+    model = model if model is not None else trainer_llama(vocab=len(tok))
     parallel = Parallel("none", ckpt_format="sharded")
     objective = parallel.wrap(DistillObjective(model, LossWeights(ce=1.0, chunk_size=8)))
     run = RunSettings(out=str(out), steps=4, ckpt_every=2, tensorboard=False, stop_after_steps=stop)
@@ -92,7 +88,7 @@ def test_sharded_checkpoint_needs_a_loader_and_refuses_tampered_metadata(ws, tmp
     _, tok, _ = ws
     train(ws, tmp_path / "run", stop=2)
     ckpt = list_checkpoints(tmp_path / "run")[-1]
-    model = student(tok)
+    model = trainer_llama(vocab=len(tok))
     opt, sched = make_optimizer(list(model.parameters()), OPTIM, 4)
     with pytest.raises(ValueError, match=r"is sharded \(written under FSDP\); this recipe cannot resume it: export it"):
         load_training_state(ckpt, opt, sched)

@@ -2,30 +2,16 @@
 
 import json
 import math
-import random
 
 import pytest
 import torch
 
-from tinywave.data.shards import ShardDataset, write_shards
+from support.models import trainer_llama
 from tinywave.training.checkpoint import latest_checkpoint, list_checkpoints, load_training_state, save_checkpoint
 from tinywave.training.batches import BatchStream, DataPosition
 from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.training.settings import OptimSettings, RunSettings
 from tinywave.training.trainer import NonFiniteLossError, config_changes, fit, make_optimizer, resume_point, warmup_cosine
-from tinywave.models.hf import new_llama
-
-VOCAB = 40
-
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    rng = random.Random(0)
-    docs = [[1] + [rng.randrange(4, VOCAB) for _ in range(rng.randint(3, 20))] + [2] for _ in range(40)]
-    out = tmp_path_factory.mktemp("shards") / "s"
-    write_shards(out, docs, 16, "fp", VOCAB, 3, 1, 2)
-    return ShardDataset(out)
 
 
 def test_batch_order_is_seeded_and_resumable(shards):
@@ -62,20 +48,15 @@ def test_warmup_cosine_schedule():
     assert values[12] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    return new_llama(VOCAB, 2, 16, 2, 1, 32, 32)
-
-
 def test_no_weight_decay_on_norms():
-    model = tiny_model()
+    model = trainer_llama()
     opt, _ = make_optimizer(list(model.parameters()), OptimSettings(weight_decay=0.3), 10)
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert id(model.model.norm.weight) not in decayed and id(model.lm_head.weight) in decayed
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
-    model = tiny_model()
+    model = trainer_llama()
     opt, sched = make_optimizer(list(model.parameters()), OptimSettings(), 10)
     model(torch.tensor([[1, 5, 6]])).logits.sum().backward()
     opt.step()
@@ -85,11 +66,11 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
         save_checkpoint(tmp_path, step, lambda d: (d / "weights.txt").write_text("w"), opt, sched, {"position": {"epoch": 0, "batch": step}}, {"a": 1}, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000004", "step_00000006"]
     expected_rand = torch.rand(3)  # drawn from the RNG state the checkpoints saved
-    opt2, sched2 = make_optimizer(list(tiny_model(1).parameters()), OptimSettings(), 10)
+    opt2, sched2 = make_optimizer(list(trainer_llama(seed=1).parameters()), OptimSettings(), 10)
     state = load_training_state(latest_checkpoint(tmp_path), opt2, sched2)
     assert state["step"] == 6 and state["position"] == {"epoch": 0, "batch": 6}
     assert sched2.last_epoch == 1 and opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
-    assert torch.equal(torch.rand(3), expected_rand)  # RNG restored to the checkpoint's state (tiny_model(1) reseeded it)
+    assert torch.equal(torch.rand(3), expected_rand)  # RNG restored to the checkpoint's state (trainer_llama(seed=1) reseeded it)
     (latest_checkpoint(tmp_path) / "rng.pt").unlink()
     with pytest.raises(FileNotFoundError, match=r"missing \['rng.pt'\]"):
         load_training_state(latest_checkpoint(tmp_path), opt2, sched2)
@@ -104,7 +85,7 @@ def test_accumulation_equals_one_large_batch(tmp_path, shards):
     """2 micro-batches of 2 == 1 batch of 4 (same rows): same loss, same update."""
     results = {}
     for name, (bs, accum) in {"big": (4, 1), "accum": (2, 2)}.items():
-        model = tiny_model()
+        model = trainer_llama()
         objective = DistillObjective(model, LossWeights(ce=1.0, chunk_size=5))
         res = fit(objective, list(model.parameters()), BatchStream(shards, bs, seed=3), OptimSettings(accum_steps=accum, warmup_steps=1),
                   run_settings(tmp_path / name, steps=1), lambda d: None, {})
@@ -118,7 +99,7 @@ def test_accumulation_equals_one_large_batch(tmp_path, shards):
 def test_bf16_autocast_step_is_close_to_fp32(tmp_path, shards):
     first = {}
     for precision in ("fp32", "bf16"):
-        model = tiny_model()
+        model = trainer_llama()
         res = fit(DistillObjective(model, LossWeights(ce=1.0)), list(model.parameters()), BatchStream(shards, 4, seed=0),
                   OptimSettings(), run_settings(tmp_path / precision, steps=1, precision=precision), lambda d: None, {})
         first[precision] = res.history[0]["ce"]
@@ -126,7 +107,7 @@ def test_bf16_autocast_step_is_close_to_fp32(tmp_path, shards):
 
 
 def test_non_finite_loss_stops_without_saving(tmp_path, shards):
-    model = tiny_model()
+    model = trainer_llama()
     with torch.no_grad():
         model.lm_head.weight[0, 0] = float("nan")
     objective = DistillObjective(model, LossWeights(ce=1.0))
@@ -136,7 +117,7 @@ def test_non_finite_loss_stops_without_saving(tmp_path, shards):
 
 
 def test_max_minutes_checkpoints_and_stops(tmp_path, shards):
-    model = tiny_model()
+    model = trainer_llama()
     res = fit(DistillObjective(model, LossWeights(ce=1.0)), list(model.parameters()), BatchStream(shards, 2, seed=0), OptimSettings(),
               run_settings(tmp_path, steps=5, ckpt_every=10, max_minutes=1e-9), lambda d: None, {})
     assert res.step == 1 and not res.finished
@@ -145,7 +126,7 @@ def test_max_minutes_checkpoints_and_stops(tmp_path, shards):
 
 def test_resume_point_refuses_to_overwrite(tmp_path):
     assert resume_point(run_settings(tmp_path, resume=True)) is None
-    model = tiny_model()
+    model = trainer_llama()
     opt, sched = make_optimizer(list(model.parameters()), OptimSettings(), 10)
     save_checkpoint(tmp_path, 3, lambda d: None, opt, sched, {}, {})
     with pytest.raises(ValueError, match="already holds checkpoints.*--train.resume"):

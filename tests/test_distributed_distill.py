@@ -21,6 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from support.shards import speech_shards
 from tinywave.cli import main
 from tinywave.training.checkpoint import list_checkpoints
 from tinywave.training.sharded import read_metadata, shard_files
@@ -28,7 +29,6 @@ from tinywave.models.export import export_model
 from tinywave.files import load_jsonl
 from tinywave.models.hf import new_llama, write_model_dir
 from tinywave.text.vocab import train_bpe_tokenizer
-from shard_support import speech_shards
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 LOSSES = ("loss", "ce", "kl", "hidden", "attn", "tokens")

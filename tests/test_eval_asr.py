@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_eval_genppl import save_tiny_whisper
+from support.models import tiny_whisper_dir
 from tinywave.eval.asr import ASR_BACKENDS, CtcRecognizer, WhisperRecognizer, build_language_model, detect_hf_kind, load_recognizer
 from tinywave.eval.wer import edit_operations, error_rates, normalize_text
 
@@ -93,7 +93,7 @@ def save_tiny_ctc(folder):
 def test_hugging_face_recognizers_from_a_directory(tmp_path):
     """A tiny random Whisper and wav2vec 2.0 CTC model: one normalized transcript per waveform, kind read from config.json."""
     wavs = [np.sin(np.arange(4000) / 7.0).astype(np.float32) * 0.2, np.zeros(2400, np.float32)]
-    whisper, ctc = save_tiny_whisper(tmp_path / "whisper"), save_tiny_ctc(tmp_path / "ctc")
+    whisper, ctc = tiny_whisper_dir(tmp_path / "whisper"), save_tiny_ctc(tmp_path / "ctc")
     assert detect_hf_kind(whisper) == "whisper" and detect_hf_kind(ctc) == "ctc"
     for folder, kind in ((whisper, WhisperRecognizer), (ctc, CtcRecognizer)):
         asr = load_recognizer(str(folder))

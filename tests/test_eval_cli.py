@@ -2,27 +2,20 @@
 
 import json
 
-import numpy as np
 import pytest
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from test_eval_helpers import make_bench_root, make_storycloze, outcome, read_wav, reference_file_ll, save_model_dir
+from support.bench import make_bench_root, make_storycloze
+from support.eval import outcome, read_wav, reference_file_ll, save_model_dir
+from support.speech import random_tokenizer
 from tinywave.cli import main
-from tinywave.speech.builtin import FrameFeatures
-from tinywave.speech.extractor import QuantizedExtractor
-from tinywave.speech.kmeans import Codebook
 from tinywave.speech.tokenizer import SpeechTokenizer
 from tinywave.text.vocab import layout_from_tokenizer
 
 
-def speech_tokenizer(seed: int = 0) -> SpeechTokenizer:
-    rng = np.random.default_rng(seed)
-    return SpeechTokenizer(QuantizedExtractor(FrameFeatures("mfcc_kmeans", 25.0), Codebook(rng.normal(size=(16, 40)).astype(np.float32))))
-
-
 @pytest.mark.slow
 def test_eval_cli_end_to_end(tmp_path, capsys):
-    stok = speech_tokenizer()
+    stok = random_tokenizer(pitch=False, style=False)
     models = {}
     for seed, name in enumerate(["teacher", "student"]):
         models[name] = save_model_dir(tmp_path / name, seed=seed)
@@ -55,7 +48,7 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_eval_cli_reports_a_misnamed_folder(tmp_path, capsys):
     model = save_model_dir(tmp_path / "m")
-    speech_tokenizer().save(model / "speech_tokenizer")
+    random_tokenizer(pitch=False, style=False).save(model / "speech_tokenizer")
     bench = make_storycloze(tmp_path / "sSC", n=2)
     (bench / "s1_incorrect.wav").rename(bench / "s1_wrong.wav")
     assert main(["eval", "--model", f"m={model}", "--bench", f"sSC={bench}", "--out", str(tmp_path / "o")]) == 2

@@ -5,56 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from tokenizers import ByteLevelBPETokenizer
 
-from test_eval_helpers import RATE, EnergyTokenizer, read_wav, reference_ll, tiny_model, tiny_tokenizer, write_wav
+from support.eval import RATE, EnergyTokenizer, eval_tokenizer, read_wav, reference_ll, write_wav
+from support.models import tiny_gpt2_dir, tiny_llama, tiny_whisper_dir
 from tinywave.eval.genppl import (
     GenSettings, TextLM, Transcriber, auto_bleu, generative_metrics, normalize_text, prompt_ids, sample_continuations, speech_token_ids,
 )
 from tinywave.eval.scoring import SequenceBuilder
 from tinywave.speech.format import split_tokens
-
-WORDS = ["the cat sat on the mat", "a dog ran to the park", "she went home and the cat followed"] * 5
-SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|translate|>", "<|startoflm|>",
-            "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
-
-
-def _bpe(folder):
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(WORDS, vocab_size=300, min_frequency=1, show_progress=False)
-    folder.mkdir(parents=True, exist_ok=True)
-    bpe.save_model(str(folder))
-    return folder / "vocab.json", folder / "merges.txt"
-
-
-def save_tiny_whisper(folder):
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer
-
-    vocab, merges = _bpe(folder / "bpe")
-    tok = WhisperTokenizer(str(vocab), str(merges), unk_token=SPECIALS[0], bos_token=SPECIALS[0], eos_token=SPECIALS[0], pad_token=SPECIALS[0])
-    tok.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
-    ids = tok.convert_tokens_to_ids
-    torch.manual_seed(0)
-    cfg = WhisperConfig(vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-                        encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80, max_source_positions=1500, max_target_positions=64,
-                        pad_token_id=ids(SPECIALS[0]), bos_token_id=ids(SPECIALS[0]), eos_token_id=ids(SPECIALS[0]),
-                        decoder_start_token_id=ids(SPECIALS[1]))
-    WhisperForConditionalGeneration(cfg).save_pretrained(str(folder))
-    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tok).save_pretrained(str(folder))
-    return folder
-
-
-def save_tiny_gpt2(folder):
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(WORDS, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=128)).save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return folder
-
 
 def sine_vocoder(speech: str) -> np.ndarray:
     """One 40 ms tone per token (not under test)."""
@@ -65,8 +23,8 @@ def sine_vocoder(speech: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def lm():
-    tok, layout = tiny_tokenizer()
-    return tok, layout, tiny_model(tok, layout, seed=2)
+    tok, layout = eval_tokenizer()
+    return tok, layout, tiny_llama(tokenizer=tok, heads=2, seed=2)
 
 
 def test_auto_bleu_and_normalization():
@@ -104,7 +62,7 @@ def test_prompt_is_the_first_seconds(lm, tmp_path):
 
 
 def test_text_lm_mean_nll_matches_plain_forward(tmp_path):
-    lm = TextLM(save_tiny_gpt2(tmp_path / "gpt2"))
+    lm = TextLM(tiny_gpt2_dir(tmp_path / "gpt2"))
     texts = ["the cat sat on the mat", "a dog", "x"]
     got = lm.mean_nll(texts)
     for text, nll in zip(texts, got):
@@ -133,7 +91,7 @@ def test_generative_metrics_end_to_end_with_a_fixed_transcript(lm, tmp_path):
     tok, layout, model = lm
     files = [write_wav(tmp_path / f"w{i}.wav", 10 + i, seconds=0.8) for i in range(3)]
     asr = FixedASR()
-    text_lm = TextLM(save_tiny_gpt2(tmp_path / "gpt2"))
+    text_lm = TextLM(tiny_gpt2_dir(tmp_path / "gpt2"))
     settings = GenSettings(prompt_seconds=0.5, new_tokens=10, batch_size=2, max_files=2)
     report = generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), files, sine_vocoder, asr, text_lm, settings)
     assert report.samples == 2 and report.empty == 0 and [r["transcript"] for r in report.transcripts] == TRANSCRIPTS
@@ -148,7 +106,7 @@ def test_generative_metrics_end_to_end_with_a_fixed_transcript(lm, tmp_path):
 
 
 def test_transcriber_gives_one_normalized_text_per_wav(tmp_path):
-    asr = Transcriber(save_tiny_whisper(tmp_path / "asr"), max_new_tokens=8)
+    asr = Transcriber(tiny_whisper_dir(tmp_path / "asr"), max_new_tokens=8)
     texts = asr([sine_vocoder("[Hu1][Hu2][Hu3]"), sine_vocoder("[Hu4]")], batch_size=1)
     assert len(texts) == 2 and all(t == normalize_text(t) for t in texts)
 

@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from test_eval_helpers import LEXICAL_ROWS, make_bench_root, make_lexical, make_salmon, make_storycloze, make_syntactic, write_wav
+from support.bench import LEXICAL_ROWS, make_bench_root, make_lexical, make_salmon, make_storycloze, make_syntactic
+from support.eval import write_wav
 from tinywave.eval.layouts import SALMON_PARTS, Clip, detect_kind, discover, load_benchmark, load_lexical, load_salmon, load_storycloze, load_syntactic
 from tinywave.eval.metrics import frequency_band, summarize
 

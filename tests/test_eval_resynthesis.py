@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from test_eval_cli import speech_tokenizer
+from support.speech import random_tokenizer
 from tinywave.eval.resynthesis import Spoken, intelligibility, read_spoken, resynthesis_wer, resynthesize
 from tinywave.vocoder.griffinlim import GriffinLimVocoder, fit_unit_mels
 
@@ -66,7 +66,7 @@ def test_resynthesis_wer_end_to_end(spoken):
     pytest.importorskip("pocketsphinx", reason="PocketSphinx is not installed: pip install 'tinywave[asr]'")
     from tinywave.eval.asr import load_recognizer
 
-    tok = speech_tokenizer()
+    tok = random_tokenizer(pitch=False, style=False)
     hop = 640  # 25 Hz units
     fitted = [(np.asarray(tok.encode_units(u.wav)["hubert"]), u.wav, 0) for u in spoken]
     table, runs = fit_unit_mels(fitted, 16, 1, hop)
@@ -90,10 +90,10 @@ def test_resynthesis_wer_end_to_end(spoken):
 def test_eval_cli_reports_resynthesis_wer(spoken, tmp_path):
     """`tinywave eval` with resynthesis.* on a tiny LM: results.json/.md rows, transcripts, a domain LM from other texts."""
     pytest.importorskip("pocketsphinx", reason="PocketSphinx is not installed: pip install 'tinywave[asr]'")
-    from test_eval_helpers import save_model_dir
+    from support.eval import save_model_dir
     from tinywave.cli import main
 
-    tok = speech_tokenizer()
+    tok = random_tokenizer(pitch=False, style=False)
     model = save_model_dir(tmp_path / "m")
     tok.save(model / "speech_tokenizer")
     fitted = [(np.asarray(tok.encode_units(u.wav)["hubert"]), u.wav, 0) for u in spoken]

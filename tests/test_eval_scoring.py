@@ -6,15 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_eval_helpers import reference_ll, tiny_model, tiny_tokenizer
+from support.eval import eval_tokenizer, reference_ll
+from support.models import tiny_llama
 from tinywave.eval.scoring import ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes, plan_batches
 from tinywave.text.vocab import encode_text
 
 
 @pytest.fixture(scope="module")
 def lm():
-    tok, layout = tiny_tokenizer()
-    return tok, layout, tiny_model(tok, layout, seed=1)
+    tok, layout = eval_tokenizer()
+    return tok, layout, tiny_llama(tokenizer=tok, heads=2, seed=1)
 
 
 def _random_requests(layout, n: int, seed: int) -> list[ScoreRequest]:

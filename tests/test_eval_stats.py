@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from test_eval_helpers import EnergyTokenizer, reference_ll, save_model_dir, tiny_model, tiny_tokenizer
+from support.eval import EnergyTokenizer, eval_tokenizer, reference_ll, save_model_dir
+from support.models import tiny_llama
 from tinywave.eval import stats
 from tinywave.eval.perplexity import normalized_perplexity
 from tinywave.eval.scores import load_outcomes, load_ppl_rows
@@ -252,8 +253,8 @@ def test_load_outcomes_aligns_by_id_and_refuses_different_items(tmp_path):
 
 
 def test_per_utterance_nll_adds_up_to_the_corpus_totals():
-    tok, layout = tiny_tokenizer()
-    model = tiny_model(tok, layout, seed=2, max_positions=10)  # 8 speech tokens per window
+    tok, layout = eval_tokenizer()
+    model = tiny_llama(tokenizer=tok, heads=2, seed=2, max_positions=10)  # 8 speech tokens per window
     builder = SequenceBuilder(tok)
     records = [{"id": "long", "speech": "".join(f"[Hu{i % 16}]" for i in range(23))},
                {"id": "empty", "speech": ""},  # not scored

@@ -7,10 +7,8 @@ from collections import defaultdict
 import pytest
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from test_eval_helpers import (
-    LEXICAL_ROWS, SYNTACTIC_ROWS, EnergyTokenizer, make_bench_root, make_storycloze, outcome, reference_file_ll,
-    reference_ll, reference_s2t, reference_t2s, save_model_dir, speech_ids,
-)
+from support.bench import LEXICAL_ROWS, SYNTACTIC_ROWS, make_bench_root, make_storycloze
+from support.eval import EnergyTokenizer, outcome, reference_file_ll, reference_ll, reference_s2t, reference_t2s, save_model_dir, speech_ids
 from tinywave.eval.layouts import discover
 from tinywave.eval.suite import EvalSettings, evaluate
 from tinywave.text.vocab import layout_from_tokenizer

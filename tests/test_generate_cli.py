@@ -6,15 +6,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from test_generate_support import one_thread, tiny_model_dir  # noqa: F401
+from support.models import tiny_model_dir
 from tinywave.cli import main
 from tinywave.vocoder.backends import save_hifigan
 from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tiny_model_dir(tmp_path_factory.mktemp("m") / "student", layers=2, hidden=32)
+    path = tiny_model_dir(tmp_path_factory.mktemp("m") / "student", layers=2, width=32, lm_head_scale=8.0)
     torch.manual_seed(0)
     save_hifigan(path / "vocoder", UnitHiFiGAN(small_config(32, 640, channels=16, embedding_dim=8, num_speakers=2)), ["a", "b"])
     return path
@@ -72,8 +74,8 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(model_dir, tmp_path, caps
 
 @pytest.mark.slow
 def test_bench_latency_reports_both_models_and_ratios(tmp_path, capsys):
-    teacher = tiny_model_dir(tmp_path / "teacher", layers=6, hidden=32)
-    student = tiny_model_dir(tmp_path / "student", layers=2, hidden=32)
+    teacher = tiny_model_dir(tmp_path / "teacher", layers=6, width=32, lm_head_scale=8.0)
+    student = tiny_model_dir(tmp_path / "student", layers=2, width=32, lm_head_scale=8.0)
     report = tmp_path / "bench.json"
     rc = main(["bench", "latency", "--model", f"teacher={teacher}", "--model", f"student={student}", "--batch-size", "1",
                "--batch-size", "2", "--precision", "fp32", "--precision", "int8", "prompt_tokens=8", "new_tokens=4", "repeats=1",

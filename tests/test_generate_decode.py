@@ -5,7 +5,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM, LogitsProcessorList, StoppingCriteriaList
 
-from test_generate_support import one_thread, StandInSpeechTokenizer, espeak_wav, tiny_model, tiny_model_dir, tiny_tokenizer
+from support.audio import espeak_wav
+from support.models import tiny_llama, tiny_model_dir, tiny_tokenizer
+from support.speech import StandInSpeechTokenizer
 from tinywave.generate.decode import Sampling, decode, next_tokens
 from tinywave.generate.forcing import ModalityLogitsProcessor, SpeechDurationCriteria
 from tinywave.generate.prompt import PromptItem
@@ -14,11 +16,13 @@ from tinywave.text.vocab import layout_from_tokenizer
 from tinywave.vocoder.backends import HifiGanVocoder
 from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
+
 
 @pytest.fixture(scope="module")
 def lm():
     tok, lay = tiny_tokenizer()
-    model = tiny_model(tok, layers=2, hidden=32, extra_rows=3)
+    model = tiny_llama(tokenizer=tok, layers=2, width=32, extra_rows=3, lm_head_scale=8.0)
     torch.manual_seed(1)
     voc = HifiGanVocoder(UnitHiFiGAN(small_config(lay.n_hu, 640, channels=16, embedding_dim=16, num_speakers=2)))
     return SpeechLM(model, tok, speech_tokenizer=StandInSpeechTokenizer(n_units=lay.n_hu), vocoder=voc)
@@ -98,13 +102,13 @@ def test_top_k_and_top_p_sample_only_from_the_nucleus():
 
 def test_prompt_longer_than_context_is_an_error(tmp_path):
     tok, _ = tiny_tokenizer()
-    lm = SpeechLM(tiny_model(tok, max_positions=16), tok)
+    lm = SpeechLM(tiny_llama(tokenizer=tok, max_positions=16, lm_head_scale=8.0), tok)
     with pytest.raises(ValueError, match="longer than the model's context of 16"):
         lm.generate([[PromptItem("tokens", "[Hu1]" * 20)]], "speech")
 
 
 def test_exported_directory_generates_with_plain_transformers(tmp_path):
-    path = tiny_model_dir(tmp_path / "student", layers=2, hidden=32)
+    path = tiny_model_dir(tmp_path / "student", layers=2, width=32, lm_head_scale=8.0)
     model = LlamaForCausalLM.from_pretrained(str(path)).eval()  # nothing of ours to load it
     tok = AutoTokenizer.from_pretrained(str(path))
     lay = layout_from_tokenizer(tok)
@@ -129,7 +133,7 @@ def test_bf16_and_int8_models_decode_under_forcing(dtype, int8):
     from tinywave.generate.deploy import prepare
 
     tok, lay = tiny_tokenizer()
-    fp32 = tiny_model(tok, layers=2, hidden=32)
+    fp32 = tiny_llama(tokenizer=tok, layers=2, width=32, lm_head_scale=8.0)
     model = prepare(copy.deepcopy(fp32), dtype, int8)
     assert next(model.parameters()).dtype == (torch.bfloat16 if dtype == "bf16" else torch.float32) or int8
     if int8:

@@ -6,12 +6,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_generate_support import one_thread, tiny_tokenizer
+from support.models import tiny_tokenizer
 from tinywave.generate.audio import split_output
 from tinywave.generate.decode import Sampling, next_tokens
 from tinywave.generate.forcing import ModalityLogitsProcessor, SpeechDurationCriteria, banned_ids
 from tinywave.generate.prompt import PromptItem, parse_input, prompt_ids, prompt_segments, prompt_text, resolve
 from tinywave.text.vocab import VocabLayout
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
 LAYOUT = VocabLayout(text_size=40, n_hu=20, n_pi=6, n_st=4)  # ids: text 0-39, markers 40-41, Hu 42-61, Pi 62-67, St 68-71
 VOCAB = LAYOUT.size + 5  # padding rows past the layout, as in SpiritLM's 32512-row embedding

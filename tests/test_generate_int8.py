@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_generate_support import tiny_model, tiny_tokenizer
+from support.models import tiny_llama, tiny_tokenizer
 from tinywave.generate.deploy import prepare
 from tinywave.generate.int8 import Int8Linear, module_bytes
 
@@ -26,7 +26,7 @@ def test_int8_linear_matches_its_floating_point_reference():
 
 def test_int8_model_is_close_to_fp32_and_four_times_smaller_in_its_linears():
     tok, _ = tiny_tokenizer()
-    fp32 = tiny_model(tok, layers=2, hidden=64).eval()
+    fp32 = tiny_llama(tokenizer=tok, layers=2, width=64, lm_head_scale=8.0).eval()
     with torch.no_grad():
         fp32.lm_head.weight.mul_(20.0)  # peaked next-token distributions, as a trained model has
     int8 = prepare(copy.deepcopy(fp32), "fp32", int8=True)
@@ -56,4 +56,4 @@ def test_int8_model_is_close_to_fp32_and_four_times_smaller_in_its_linears():
 def test_int8_needs_an_fp32_model():
     tok, _ = tiny_tokenizer()
     with pytest.raises(ValueError, match="int8 dynamic quantization needs an fp32 model; use dtype=fp32 with int8"):
-        prepare(tiny_model(tok), "bf16", int8=True)
+        prepare(tiny_llama(tokenizer=tok, lm_head_scale=8.0), "bf16", int8=True)

@@ -6,12 +6,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from test_generate_support import one_thread, tiny_model_dir  # noqa: F401
+from support.models import tiny_model_dir
 from tinywave.generate.prompt import PromptItem
 from tinywave.generate.samples import SampleSpec, default_specs, write_samples
 from tinywave.generate.speechlm import GenerationOptions
 from tinywave.vocoder.backends import save_hifigan
 from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
 
 def test_default_specs_cover_the_four_directions(tmp_path):
@@ -24,8 +26,8 @@ def test_default_specs_cover_the_four_directions(tmp_path):
 
 
 def test_samples_for_two_models_are_written_and_linked(tmp_path):
-    teacher = tiny_model_dir(tmp_path / "teacher", layers=3, seed=1)
-    student = tiny_model_dir(tmp_path / "student", layers=2, seed=2)
+    teacher = tiny_model_dir(tmp_path / "teacher", layers=3, seed=1, lm_head_scale=8.0)
+    student = tiny_model_dir(tmp_path / "student", layers=2, seed=2, lm_head_scale=8.0)
     torch.manual_seed(0)
     save_hifigan(tmp_path / "voc", UnitHiFiGAN(small_config(32, 640, channels=16, embedding_dim=8)), [])
     specs = [SampleSpec("t2s", "speech", (PromptItem("text", "the cat sat"),)),
@@ -45,7 +47,7 @@ def test_samples_for_two_models_are_written_and_linked(tmp_path):
 
 
 def test_a_bad_prompt_writes_no_samples(tmp_path):
-    model = tiny_model_dir(tmp_path / "m")
+    model = tiny_model_dir(tmp_path / "m", lm_head_scale=8.0)
     specs = [SampleSpec("ok", "text", (PromptItem("text", "the cat"),)),
              SampleSpec("bad", "speech", (PromptItem("audio", str(tmp_path / "missing.wav")),))]
     with pytest.raises(ValueError, match="missing.wav"):

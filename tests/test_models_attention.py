@@ -1,18 +1,15 @@
 """Mapped-layer attention maps: equal to eager attention's, outputs unchanged, other layers on SDPA."""
 
+from functools import partial
+
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from support.models import tiny_llama
 from tinywave.models.attention import MAPPED_ATTENTION, capture, use_mapped_attention
 
-
-
-def tiny_llama(layers: int = 3, heads: int = 4, kv_heads: int = 2, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=kv_heads, max_position_embeddings=64, tie_word_embeddings=False)
-    return LlamaForCausalLM(cfg).eval()
+# 3 layers of width 32, 4 heads over 2 KV heads, a 48-wide FFN, 61 ids, 64 positions
+llama = partial(tiny_llama, vocab=61, layers=3, kv_heads=2, ffn=48, max_positions=64)
 
 
 def batch():
@@ -25,7 +22,7 @@ def batch():
 
 @pytest.mark.parametrize("kv_heads", [4, 2, 1])
 def test_mapped_maps_equal_eager_maps_and_outputs_unchanged(kv_heads):
-    model = tiny_llama(kv_heads=kv_heads)
+    model = llama(kv_heads=kv_heads)
     ids, mask = batch()
     model.set_attn_implementation("eager")
     with torch.no_grad():
@@ -47,7 +44,7 @@ def test_mapped_maps_equal_eager_maps_and_outputs_unchanged(kv_heads):
 
 
 def test_unmapped_layers_use_sdpa_and_records_are_removed():
-    model = tiny_llama()
+    model = llama()
     use_mapped_attention(model)
     ids, mask = batch()
     calls = []
@@ -73,7 +70,7 @@ def test_unmapped_layers_use_sdpa_and_records_are_removed():
 
 
 def test_maps_carry_gradients_and_stay_float32_under_bf16_autocast():
-    model = tiny_llama().train()
+    model = llama().train()
     use_mapped_attention(model)
     ids, mask = batch()
     with torch.autocast("cpu", dtype=torch.bfloat16), capture(model, hidden_layers=[2], attn_layers=[1]) as got:
@@ -86,7 +83,7 @@ def test_maps_carry_gradients_and_stay_float32_under_bf16_autocast():
 
 
 def test_generation_with_cache_under_mapped_attention_matches_sdpa():
-    model = tiny_llama()
+    model = llama()
     prompt = torch.tensor([[1, 5, 9, 3]])
     ref = model.generate(prompt, max_new_tokens=6, do_sample=False)
     use_mapped_attention(model)
@@ -98,7 +95,7 @@ def test_generation_with_cache_under_mapped_attention_matches_sdpa():
 
 
 def test_capture_errors():
-    model = tiny_llama()
+    model = llama()
     with pytest.raises(ValueError, match="out of range"):
         with capture(model, hidden_layers=[3]):
             pass

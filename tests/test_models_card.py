@@ -8,13 +8,13 @@ import torch
 import yaml
 from transformers import LlamaForCausalLM
 
+from support.shards import speech_shards
 from tinywave.cli import main
 from tinywave.training.checkpoint import list_checkpoints
 from tinywave.models.card import read_front_matter, teacher_lineage
 from tinywave.models.hf import new_llama, write_model_dir
 from tinywave.spiritlm.fixtures import write_lm
 from tinywave.text.vocab import train_bpe_tokenizer
-from shard_support import speech_shards
 
 pytestmark = pytest.mark.slow
 

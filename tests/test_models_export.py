@@ -1,27 +1,26 @@
 """Export round trip: the exported folder loads with transformers alone and reproduces the training logits."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from support.models import tiny_llama, tiny_tokenizer
 from tinywave.models.attention import capture, use_mapped_attention
 from tinywave.models.export import export_model
-from tinywave.models.hf import new_llama, write_model_dir
+from tinywave.models.hf import write_model_dir
 from tinywave.models.lora import apply_lora
-from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
+from tinywave.text.vocab import vocab_fingerprint
 
+# new_llama(len(tok), 2, 32, 4, 2, 48, 64) with the tokenizer's special ids, in train mode
+llama = partial(tiny_llama, width=32, heads=4, kv_heads=2, ffn=48, max_positions=64, training=True)
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return train_bpe_tokenizer(["the cat sat on the mat"] * 5, vocab_size=40, n_hu=16, n_pi=4, n_st=2)[0]
-
-
-def tiny_model(tok, seed=0):
-    torch.manual_seed(seed)
-    return new_llama(len(tok), 2, 32, 4, 2, 48, 64, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    return tiny_tokenizer(["the cat sat on the mat"] * 5, vocab=40, n_hu=16, n_pi=4, n_st=2)[0]
 
 
 def speech_tokenizer_dir(tmp_path):
@@ -32,7 +31,7 @@ def speech_tokenizer_dir(tmp_path):
 
 
 def test_export_round_trip_reproduces_training_logits(tmp_path, tok):
-    model = tiny_model(tok).eval()
+    model = llama(tokenizer=tok).eval()
     use_mapped_attention(model)  # as during distillation with the attention loss
     ids = torch.tensor([[1, 5, 9, 30, 41, 2], [1, 7, 3, 3, 3, 3]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]])
@@ -56,14 +55,14 @@ def test_export_round_trip_reproduces_training_logits(tmp_path, tok):
 
 
 def test_export_bfloat16_casts_weights(tmp_path, tok):
-    write_model_dir(tiny_model(tok), tok, tmp_path / "ckpt")
+    write_model_dir(llama(tokenizer=tok), tok, tmp_path / "ckpt")
     export_model(tmp_path / "ckpt", tmp_path / "out", dtype="bfloat16")
     assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"
     assert LlamaForCausalLM.from_pretrained(tmp_path / "out").lm_head.weight.dtype == torch.bfloat16
 
 
 def test_lora_checkpoint_is_merged_on_export(tmp_path, tok):
-    base = tiny_model(tok, seed=1)
+    base = llama(tokenizer=tok, seed=1)
     write_model_dir(base, tok, tmp_path / "teacher")
     peft_model = apply_lora(base, r=4, alpha=8, dropout=0.0, targets=["q_proj", "v_proj"], base_dir=tmp_path / "teacher")
     with torch.no_grad():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_eval_genppl import save_tiny_whisper
+from support.models import tiny_whisper_dir
 from tinywave.eval.asr import WhisperRecognizer, load_recognizer
 from tinywave.generate.deploy import load_causal_lm as load_for_decoding
 from tinywave.models.hf import load_causal_lm, new_llama, write_model_dir
@@ -64,7 +64,7 @@ def test_whisper_recognizer_by_hub_id(tmp_path, offline):
     import numpy as np
 
     offline.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    snapshot = fake_cache(tmp_path / "hub", save_tiny_whisper(tmp_path / "whisper"), "tiny-org/whisper-tiny")
+    snapshot = fake_cache(tmp_path / "hub", tiny_whisper_dir(tmp_path / "whisper"), "tiny-org/whisper-tiny")
     for spec in ("tiny-org/whisper-tiny", "whisper:tiny-org/whisper-tiny"):
         asr = load_recognizer(spec)
         assert isinstance(asr, WhisperRecognizer) and asr.model.name_or_path == str(snapshot)

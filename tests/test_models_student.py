@@ -1,20 +1,17 @@
 """Students built from a teacher: kept layers, copied weights, renumbered layers, narrower widths."""
 
+from functools import partial
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from support.models import tiny_llama
 from tinywave.models.student import build_student, check_layer_map, uniform_layer_map
 
-
-
-def teacher(layers: int = 6, width: int = 32, heads: int = 4, kv_heads: int = 2) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=53, hidden_size=width, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=kv_heads, max_position_embeddings=64, tie_word_embeddings=False)
-    return LlamaForCausalLM(cfg).eval()
+# 6 layers of width 32, 4 heads over 2 KV heads, a 64-wide FFN (at every width), 53 ids, 64 positions
+teacher = partial(tiny_llama, vocab=53, layers=6, kv_heads=2, ffn=64, max_positions=64)
 
 
 def test_uniform_map_reference_values():

@@ -1,11 +1,11 @@
 """Offline teacher cache: parity with the online teacher (k = V), top-k accuracy, resume, refusals."""
 
-import random
-
 import numpy as np
 import pytest
 import torch
 
+from support.models import cache_teacher
+from support.shards import CACHE_SEQ as SEQ, CACHE_VOCAB as VOCAB, speech_shards
 from tinywave.data.shards import ShardDataset, write_shards
 from tinywave.distill.teacher_cache import CacheSettings, CachedTeacher, build_cache, open_cache, read_index, tail_ranges, topk_targets
 from tinywave.distill.fused import fused_vocab_losses
@@ -15,43 +15,23 @@ from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.distill.teacher import OnlineTeacher
 from tinywave.models.hf import new_llama
 from tinywave.models.student import build_student
-from shard_support import speech_shards
 
-VOCAB, SEQ = 48, 16
 PAIRS = [(0, 0), (1, 2)]
 
 
-
-def make_teacher(seed=0):
-    torch.manual_seed(seed)
-    model = new_llama(VOCAB, 3, 16, 2, 1, 32, 32).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(40.0)  # peaked distributions, like a trained teacher
-    return model
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    rng = random.Random(0)
-    docs = [[1] + [rng.randrange(4, VOCAB) for _ in range(rng.randint(3, 25))] + [2] for _ in range(30)]
-    root = tmp_path_factory.mktemp("cache")
-    write_shards(root / "shards", docs, SEQ, "fp", VOCAB, 3, 1, 2)
-    return root, ShardDataset(root / "shards")
-
-
-@pytest.fixture(scope="module")
-def full_cache(data):
-    root, ds = data
+def full_cache(cache_shards):
+    root, ds = cache_shards
     settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
                              attn_layers=(0, 2), attn_dtype="float32", batch_size=3, block_rows=8, chunk_size=7)
-    build_cache(make_teacher(), ds, root / "full", settings)
+    build_cache(cache_teacher(), ds, root / "full", settings)
     return root / "full"
 
 
 def losses_and_grads(teacher_targets, ds, temperature=2.0, weights=(1.0, 1.0, 1.0, 0.0), noise=0.02):
     from tinywave.distill.fused import use_qk_attention
 
-    student = build_student(make_teacher(), 2, [0, 2])
+    student = build_student(cache_teacher(), 2, [0, 2])
     weights = (*weights, 0.0)[:4]  # ce, kl, hidden, attn
     if weights[3] > 0:
         use_qk_attention(student)
@@ -69,10 +49,10 @@ def losses_and_grads(teacher_targets, ds, temperature=2.0, weights=(1.0, 1.0, 1.
     return {k: float(v.detach()) for k, v in losses.items()}, grads
 
 
-def test_full_vocabulary_cache_gives_the_online_losses(data, full_cache):
-    _, ds = data
-    online = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], (), logits=True), ds)
-    cached = losses_and_grads(open_cache(full_cache, make_teacher(), ds, 2.0, [0, 2]), ds)
+def test_full_vocabulary_cache_gives_the_online_losses(cache_shards, full_cache):
+    _, ds = cache_shards
+    online = losses_and_grads(OnlineTeacher(cache_teacher(), [0, 2], (), logits=True), ds)
+    cached = losses_and_grads(open_cache(full_cache, cache_teacher(), ds, 2.0, [0, 2]), ds)
     assert online[0]["kl"] > 1e-3 and online[0]["hidden"] > 1e-4  # the comparison is not between zeros
     assert "topk_ids" not in read_index(full_cache)["arrays"]  # k = V: logits in vocabulary order, no id permutation stored
     for key, value in online[0].items():
@@ -80,37 +60,37 @@ def test_full_vocabulary_cache_gives_the_online_losses(data, full_cache):
     for name, g in online[1].items():
         torch.testing.assert_close(cached[1][name], g, rtol=1e-4, atol=1e-6)  # float32 summation order differs
     # k = V serves any temperature: the normalizer is recomputed from the stored logits
-    at3 = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], (), logits=True), ds, temperature=3.0)[0]
+    at3 = losses_and_grads(OnlineTeacher(cache_teacher(), [0, 2], (), logits=True), ds, temperature=3.0)[0]
     assert losses_and_grads(CachedTeacher(full_cache, 3.0, [0, 2]), ds, temperature=3.0)[0]["kl"] == pytest.approx(at3["kl"], rel=1e-5)
 
 
-def test_cached_queries_and_keys_give_the_online_attention_loss(data, full_cache, tmp_path):
-    _, ds = data
+def test_cached_queries_and_keys_give_the_online_attention_loss(cache_shards, full_cache, tmp_path):
+    _, ds = cache_shards
     every = (1.0, 1.0, 1.0, 1.0)
-    online = losses_and_grads(OnlineTeacher(make_teacher(), [0, 2], [0, 2], logits=True), ds, weights=every, noise=0.3)
-    cached = losses_and_grads(open_cache(full_cache, make_teacher(), ds, 2.0, [0, 2], attn_layers=[0, 2]), ds, weights=every, noise=0.3)
+    online = losses_and_grads(OnlineTeacher(cache_teacher(), [0, 2], [0, 2], logits=True), ds, weights=every, noise=0.3)
+    cached = losses_and_grads(open_cache(full_cache, cache_teacher(), ds, 2.0, [0, 2], attn_layers=[0, 2]), ds, weights=every, noise=0.3)
     assert online[0]["attn"] > 1e-3  # the student's attention differs from the teacher's: not a comparison of zeros
     for key, value in online[0].items():
         assert cached[0][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
     for name, g in online[1].items():
         torch.testing.assert_close(cached[1][name], g, rtol=1e-4, atol=1e-6)
     # stored at float16 (the default) the attention loss moves by far less than its size
-    build_cache(make_teacher(), ds, tmp_path / "fp16", CacheSettings(top_k=0, temperatures=(2.0,), attn_layers=(0, 2), block_rows=16))
-    half = losses_and_grads(open_cache(tmp_path / "fp16", make_teacher(), ds, 2.0, attn_layers=[0, 2]), ds, weights=(1.0, 0.0, 0.0, 1.0), noise=0.3)
+    build_cache(cache_teacher(), ds, tmp_path / "fp16", CacheSettings(top_k=0, temperatures=(2.0,), attn_layers=(0, 2), block_rows=16))
+    half = losses_and_grads(open_cache(tmp_path / "fp16", cache_teacher(), ds, 2.0, attn_layers=[0, 2]), ds, weights=(1.0, 0.0, 0.0, 1.0), noise=0.3)
     assert half[0]["attn"] == pytest.approx(online[0]["attn"], rel=1e-2)
     index = read_index(full_cache)
     assert index["attn_layers"] == [0, 2] and index["arrays"]["query_2"]["shape"] == [len(ds), 2, SEQ, 8]
     assert index["attn_scale"]["2"] == pytest.approx(8 ** -0.5)
 
 
-def test_topk_cache_is_close_and_improves_with_k(data, tmp_path):
-    _, ds = data
-    online = losses_and_grads(OnlineTeacher(make_teacher(), (), (), logits=True), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
+def test_topk_cache_is_close_and_improves_with_k(cache_shards, tmp_path):
+    _, ds = cache_shards
+    online = losses_and_grads(OnlineTeacher(cache_teacher(), (), (), logits=True), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
     errors = []
     for k in (1, 4, 16, VOCAB):
         out = tmp_path / f"k{k}"
-        build_cache(make_teacher(), ds, out, CacheSettings(top_k=k, temperatures=(1.0, 2.0), logit_dtype="float32", block_rows=16))
-        cached = losses_and_grads(open_cache(out, make_teacher(), ds, 2.0), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
+        build_cache(cache_teacher(), ds, out, CacheSettings(top_k=k, temperatures=(1.0, 2.0), logit_dtype="float32", block_rows=16))
+        cached = losses_and_grads(open_cache(out, cache_teacher(), ds, 2.0), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
         errors.append(abs(cached - online))
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     assert errors[0] > 1e-3 and errors[-1] < 1e-6 * online
@@ -118,20 +98,20 @@ def test_topk_cache_is_close_and_improves_with_k(data, tmp_path):
     # half-precision storage of the logits stays close to the float32 cache
     for dtype in ("float16", "bfloat16"):
         out = tmp_path / dtype
-        build_cache(make_teacher(), ds, out, CacheSettings(top_k=16, temperatures=(2.0,), logit_dtype=dtype, block_rows=16))
-        kl = losses_and_grads(open_cache(out, make_teacher(), ds, 2.0), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
+        build_cache(cache_teacher(), ds, out, CacheSettings(top_k=16, temperatures=(2.0,), logit_dtype=dtype, block_rows=16))
+        kl = losses_and_grads(open_cache(out, cache_teacher(), ds, 2.0), ds, weights=(1.0, 1.0, 0.0))[0]["kl"]
         assert kl == pytest.approx(online, rel=0.05 + errors[2] / online)
 
 
 RANGES = [(0, 20), (20, 22), (22, VOCAB)]  # "text", "markers", "speech units" of the toy vocabulary
 
 
-def test_modality_tail_puts_the_rest_mass_only_on_the_top1_modality(data, tmp_path):
+def test_modality_tail_puts_the_rest_mass_only_on_the_top1_modality(cache_shards, tmp_path):
     """Tail mass lands only on the non-top-k ids of the top-1 id's range, and the sparse KL (and its
     gradients) equal a dense reference built from the same sparse targets."""
-    _, ds = data
+    _, ds = cache_shards
     out = tmp_path / "k4"
-    build_cache(make_teacher(), ds, out, CacheSettings(top_k=4, temperatures=(2.0,), logit_dtype="float32", block_rows=16))
+    build_cache(cache_teacher(), ds, out, CacheSettings(top_k=4, temperatures=(2.0,), logit_dtype="float32", block_rows=16))
     batch = BatchStream(ds, 4, seed=0).next()
     uniform = CachedTeacher(out, 2.0)(batch["input_ids"], batch["attention_mask"], batch["rows"])
     tb = CachedTeacher(out, 2.0, tail="modality", ranges=RANGES)(batch["input_ids"], batch["attention_mask"], batch["rows"])
@@ -200,62 +180,62 @@ def test_topk_targets_store_exact_log_probabilities_and_rest_mass():
     assert torch.isinf(topk_targets(logits, 11, [1.0])["rest"]).all()  # k = V: nothing left
 
 
-def test_interrupted_cache_resumes_to_the_same_arrays(data, full_cache, tmp_path):
-    _, ds = data
+def test_interrupted_cache_resumes_to_the_same_arrays(cache_shards, full_cache, tmp_path):
+    _, ds = cache_shards
     settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
                              attn_layers=(0, 2), attn_dtype="float32", batch_size=3, block_rows=8, chunk_size=7)
     out = tmp_path / "resumed"
-    first = build_cache(make_teacher(), ds, out, settings, stop_after_blocks=2)
+    first = build_cache(cache_teacher(), ds, out, settings, stop_after_blocks=2)
     assert not first["complete"] and first["blocks_done"] == 2 and not out.exists()
     with pytest.raises(FileNotFoundError, match="unfinished one: rerun"):
         read_index(out)
     with pytest.raises(ValueError, match="other settings"):
-        build_cache(make_teacher(), ds, out, CacheSettings(top_k=5, block_rows=8))
-    second = build_cache(make_teacher(), ds, out, settings)
+        build_cache(cache_teacher(), ds, out, CacheSettings(top_k=5, block_rows=8))
+    second = build_cache(cache_teacher(), ds, out, settings)
     assert second["complete"] and second["blocks_done"] == second["blocks"] - 2
     assert not out.with_name("resumed.partial").exists()
     for name in read_index(full_cache)["arrays"]:
         a = np.load(full_cache / f"{name}.npy", allow_pickle=False)
         b = np.load(out / f"{name}.npy", allow_pickle=False)
         assert np.array_equal(a, b), name
-    assert build_cache(make_teacher(), ds, out, settings)["blocks_done"] == 0  # already complete: nothing redone
+    assert build_cache(cache_teacher(), ds, out, settings)["blocks_done"] == 0  # already complete: nothing redone
 
 
-def test_mismatched_cache_is_refused(data, full_cache, tmp_path):
-    root, ds = data
-    changed = make_teacher()
+def test_mismatched_cache_is_refused(cache_shards, full_cache, tmp_path):
+    root, ds = cache_shards
+    changed = cache_teacher()
     with torch.no_grad():
         changed.model.layers[1].mlp.up_proj.weight[3, 5] += 1e-3
     with pytest.raises(ValueError, match="another teacher .*weights differ"):
         open_cache(full_cache, changed, ds, 2.0)
     with pytest.raises(ValueError, match="dtype differ"):
-        open_cache(full_cache, make_teacher().to(torch.bfloat16), ds, 2.0)
+        open_cache(full_cache, cache_teacher().to(torch.bfloat16), ds, 2.0)
     docs = [[1, 5, 6, 7, 2]] * 12
     write_shards(tmp_path / "other", docs, SEQ, "fp", VOCAB, 3, 1, 2)
     with pytest.raises(ValueError, match="other shards"):
-        open_cache(full_cache, make_teacher(), ShardDataset(tmp_path / "other"), 2.0)
+        open_cache(full_cache, cache_teacher(), ShardDataset(tmp_path / "other"), 2.0)
     with pytest.raises(ValueError, match=r"queries and keys of layers \[0, 2\], not \[1\].*attn_layers=\[0, 1, 2\]"):
-        open_cache(full_cache, make_teacher(), ds, 2.0, attn_layers=[1])
+        open_cache(full_cache, cache_teacher(), ds, 2.0, attn_layers=[1])
     with pytest.raises(ValueError, match=r"stores hidden states of layers \[0, 2\], not \[1\]"):
-        open_cache(full_cache, make_teacher(), ds, 2.0, hidden_layers=[1])
+        open_cache(full_cache, cache_teacher(), ds, 2.0, hidden_layers=[1])
     topk = tmp_path / "topk"
-    build_cache(make_teacher(), ds, topk, CacheSettings(top_k=8, temperatures=(1.0,), block_rows=32))
+    build_cache(cache_teacher(), ds, topk, CacheSettings(top_k=8, temperatures=(1.0,), block_rows=32))
     with pytest.raises(ValueError, match=r"temperatures \[1.0\] only; loss.temperature=2.0"):
-        open_cache(topk, make_teacher(), ds, 2.0)
+        open_cache(topk, cache_teacher(), ds, 2.0)
     with pytest.raises(ValueError, match="top_k=99 must be in"):
-        build_cache(make_teacher(), ds, tmp_path / "bad", CacheSettings(top_k=99))
+        build_cache(cache_teacher(), ds, tmp_path / "bad", CacheSettings(top_k=99))
 
 
-def test_ranks_fill_their_blocks_and_the_last_one_finishes(data, full_cache, tmp_path):
+def test_ranks_fill_their_blocks_and_the_last_one_finishes(cache_shards, full_cache, tmp_path):
     from tinywave.distill.teacher_cache import finish_if_complete
 
-    _, ds = data
+    _, ds = cache_shards
     settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
                              attn_layers=(0, 2), attn_dtype="float32", batch_size=3, block_rows=8, chunk_size=7)
     out = tmp_path / "ranks"
-    one = build_cache(make_teacher(), ds, out, settings, rank=1, world_size=2)
+    one = build_cache(cache_teacher(), ds, out, settings, rank=1, world_size=2)
     assert not one["complete"] and one["blocks_done"] == one["blocks"] // 2 and not finish_if_complete(out)
-    build_cache(make_teacher(), ds, out, settings, rank=0, world_size=2)
+    build_cache(cache_teacher(), ds, out, settings, rank=0, world_size=2)
     assert finish_if_complete(out)  # what rank 0 does after the barrier
     for name in read_index(full_cache)["arrays"]:
         assert np.array_equal(np.load(full_cache / f"{name}.npy"), np.load(out / f"{name}.npy")), name

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from test_perf_cache import data, make_teacher  # noqa: F401 (module fixture: tiny shards)
+from support.models import cache_teacher
 from tinywave.distill.teacher_cache import CacheSettings, build_cache, open_cache, read_index, teacher_fingerprint
 from tinywave.precision_names import canonical, long_name, same_precision, short_or_same, torch_dtype
 
@@ -55,14 +55,14 @@ def test_memory_estimate_is_the_same_in_either_spelling():
     assert memory(shape, shape, StepSettings(1, 8, 1, "float32", "fp16")) == memory(shape, shape, StepSettings(1, 8, 1, "fp32", "float16"))
 
 
-def test_a_cache_written_with_the_long_names_still_matches_the_short_ones(data, tmp_path):
+def test_a_cache_written_with_the_long_names_still_matches_the_short_ones(cache_shards, tmp_path):
     """Caches record dtypes with their long names (index.json, the teacher fingerprint): one built with
     teacher dtype float32 and float16 / bfloat16 storage (every cache before the short names) is complete
     for the same settings spelled fp16 / bf16, and opens for a teacher loaded with fp32."""
     from tinywave.models.hf import load_causal_lm
 
-    _, ds = data
-    make_teacher().save_pretrained(str(tmp_path / "teacher"))
+    _, ds = cache_shards
+    cache_teacher().save_pretrained(str(tmp_path / "teacher"))
     as_long, as_short = (load_causal_lm(tmp_path / "teacher", d) for d in ("float32", "fp32"))
     assert teacher_fingerprint(as_long) == teacher_fingerprint(as_short) and teacher_fingerprint(as_short)["dtype"] == "float32"
     old = tmp_path / "old"
@@ -80,16 +80,16 @@ def test_a_cache_written_with_the_long_names_still_matches_the_short_ones(data, 
     assert {k: v for k, v in read_index(new).items() if k != "shards"} == {k: v for k, v in index.items() if k != "shards"}
 
 
-def test_teacher_cache_recipe_defaults_write_the_long_names_to_disk(data, tmp_path):
+def test_teacher_cache_recipe_defaults_write_the_long_names_to_disk(cache_shards, tmp_path):
     from tinywave.recipes import teacher_cache
 
     cfg = teacher_cache.Config()
     assert (cfg.dtype, cfg.logit_dtype, cfg.hidden_dtype, cfg.attn_dtype) == ("fp32", "fp16", "bf16", "fp16")
-    _, ds = data
+    _, ds = cache_shards
     settings = CacheSettings(top_k=4, temperatures=(1.0,), logit_dtype=cfg.logit_dtype, hidden_layers=(0,),
                              hidden_dtype=cfg.hidden_dtype, attn_layers=(0,), attn_dtype=cfg.attn_dtype, block_rows=32)
-    build_cache(make_teacher(), ds, tmp_path / "c", settings)
+    build_cache(cache_teacher(), ds, tmp_path / "c", settings)
     index = read_index(tmp_path / "c")
     assert (index["logit_dtype"], index["hidden_dtype"], index["attn_dtype"]) == ("float16", "bfloat16", "float16")
     with pytest.raises(ValueError, match=r"logit_dtype 'int4' is not known; choose one of fp32, bf16, fp16"):
-        build_cache(make_teacher(), ds, tmp_path / "bad", CacheSettings(top_k=4, logit_dtype="int4"))
+        build_cache(cache_teacher(), ds, tmp_path / "bad", CacheSettings(top_k=4, logit_dtype="int4"))

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from test_speech_tokenizer import espeak_corpus, random_tokenizer
+from support.audio import espeak_corpus
+from support.speech import random_tokenizer
 from tinywave.audio.io import load_audio
 from tinywave.cli import main
 from tinywave.files import load_jsonl, read_jsonl

@@ -27,8 +27,9 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from test_reliability_resources import lm_workspace, train_args
-from test_speech_tokenizer import espeak_corpus, random_tokenizer
+from support.audio import espeak_corpus
+from support.speech import random_tokenizer
+from support.workspace import lm_workspace, train_args
 from tinywave.cli import main
 from tinywave.training.checkpoint import latest_checkpoint, read_state
 from tinywave.files import load_jsonl, read_jsonl

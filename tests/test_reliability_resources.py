@@ -8,7 +8,6 @@ never failed.
 
 import errno
 import hashlib
-import json
 import logging
 import os
 import resource
@@ -19,6 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from support.models import trainer_llama
+from support.workspace import lm_workspace, train_args
 from tinywave.cli import main
 from tinywave.training.checkpoint import list_checkpoints, read_state
 from tinywave.training.batches import BatchStream
@@ -26,30 +27,8 @@ from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.training.settings import OptimSettings, RunSettings
 from tinywave.training.trainer import NonFiniteLossError, fit
 from tinywave.files import atomic_dir
-from tinywave.models.hf import new_llama
-from tinywave.text.vocab import train_bpe_tokenizer
 
-from test_distill_trainer import VOCAB, shards  # noqa: E402,F401  (the same tiny shards fixture)
-from shard_support import speech_shards
 FIGURES: dict[str, int] = {"faults injected": 0, "checkpoints damaged": 0, "resumes to identical weights": 0}
-
-
-def lm_workspace(root: Path, n_docs: int = 60) -> dict[str, Path]:
-    """A BPE+speech tokenizer folder (with a speech_tokenizer/ stub) and packed shards built with it."""
-    words = "tom went to the park and found a red ball under the old tree".split()
-    tok, layout = train_bpe_tokenizer([" ".join(words)] * 10, vocab_size=60, n_hu=32, n_pi=4, n_st=4)
-    tok.save_pretrained(root / "vocab")
-    (root / "vocab" / "speech_tokenizer").mkdir(exist_ok=True)
-    (root / "vocab" / "speech_tokenizer" / "speech_tokenizer.json").write_text(json.dumps({"kind": "test"}))
-    speech_shards(root / "shards", tok, layout, n_docs=n_docs, n_units=32, seq_len=32)
-    return {"vocab": root / "vocab", "shards": root / "shards"}
-
-
-def train_args(ws: dict[str, Path], out: Path, steps: int) -> list[str]:
-    """`tinywave train` (pretrain) of a 2-layer, 16-wide teacher, checkpointing every step."""
-    return ["train", f"tokenizer={ws['vocab']}", f"data.shards={ws['shards']}", f"train.out={out}", f"train.steps={steps}",
-            "model.n_layers=2", "model.width=16", "model.heads=2", "model.kv_heads=1", "model.max_positions=32",
-            "data.batch_size=4", "optim.lr=1e-2", "optim.warmup_steps=1", "train.ckpt_every=1", "train.tensorboard=false"]
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -230,11 +209,6 @@ def test_leftovers_of_a_killed_save_are_ignored_then_removed(ws, tmp_path):
 # ---------------------------------------------------------------- NaN / inf
 
 
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    return new_llama(VOCAB, 2, 16, 2, 1, 32, 32)
-
-
 class FaultyLoss:
     """A real DistillObjective whose loss is multiplied by ``value`` (nan/inf) on the given calls."""
 
@@ -254,7 +228,7 @@ def settings(out: Path, **kw) -> RunSettings:
 
 
 def run_fit(out: Path, shards, faults: dict[int, float], **kw):
-    model = tiny_model()
+    model = trainer_llama()
     objective = FaultyLoss(model, faults)
     save = lambda d: torch.save({k: v.clone() for k, v in model.state_dict().items()}, d / "weights.pt")  # noqa: E731
     result = fit(objective, list(model.parameters()), BatchStream(shards, 2, seed=0), OptimSettings(warmup_steps=1), settings(out, **kw), save, {})
@@ -291,7 +265,7 @@ def test_skip_policy_gives_up_after_too_many_in_a_row(tmp_path, shards):
         run_fit(tmp_path, shards, {i: float("nan") for i in range(1, 10)}, on_nonfinite="skip", max_skipped_steps=2)
     first = torch.load(list_checkpoints(tmp_path)[0] / "weights.pt", weights_only=True)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000001", "step_00000002"]  # skipped: weights untouched
-    assert all(torch.equal(v, tiny_model().state_dict()[k]) for k, v in first.items())
+    assert all(torch.equal(v, trainer_llama().state_dict()[k]) for k, v in first.items())
     with pytest.raises(ValueError, match="train.on_nonfinite='ignore' is not known"):
         run_fit(tmp_path, shards, {}, on_nonfinite="ignore")
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from support.models import tiny_hubert
 from tinywave.cli import main
 from tinywave.training.checkpoint import load_training_state, save_checkpoint
 from tinywave.training.settings import OptimSettings
@@ -183,16 +184,6 @@ def test_model_folder_with_pickled_weights(tmp_path):
 # ---------------------------------------------------------------- the CLI opt-in
 
 
-def tiny_hubert(folder: Path) -> Path:
-    from transformers import HubertConfig, HubertModel
-
-    cfg = HubertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
-                       conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)
-    torch.manual_seed(0)
-    HubertModel(cfg).save_pretrained(folder)
-    return folder
-
-
 def quantizer_state(vocab: int = 4, dim: int = 16) -> dict:
     out, mid = vocab + 1, dim - (vocab + 1)
     h1, h2 = dim - mid // 4, dim - mid // 2
@@ -202,7 +193,8 @@ def quantizer_state(vocab: int = 4, dim: int = 16) -> dict:
 
 
 def test_units_train_refuses_then_accepts_with_trust_pickle(tmp_path, capsys):
-    hubert = tiny_hubert(tmp_path / "hubert")
+    hubert = tmp_path / "hubert"
+    tiny_hubert(layers=1, ffn=24, conv_kernel=(10, 8), pos_kernel=8).save_pretrained(hubert)
     # a legitimate SpiritLM-style quantizer whose config holds numpy integers (not tensors)
     legit = tmp_path / "L1_quantizer_4.pt"
     torch.save({"model_cfg": {"vocab_size": np.int64(4), "dim": np.int64(16), "upstream_dim": np.int64(16)},

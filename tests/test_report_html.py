@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from browser_support import CHROMIUM, HeadlessChromium
-from test_generate_support import one_thread, tiny_model_dir  # noqa: F401
+from support.browser import CHROMIUM, HeadlessChromium
+from support.models import tiny_model_dir
 from tinywave.demo.html import write_report_html
 from tinywave.generate.prompt import PromptItem
 from tinywave.generate.samples import SampleSpec, samples_index
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
 RATE = 16000
 
@@ -158,7 +160,7 @@ def test_write_samples_writes_index_json_that_the_page_plays(tmp_path):
     specs = [SampleSpec("text0_to_speech", "speech", (PromptItem("text", "the cat sat"),)),
              SampleSpec("tokens0_to_text", "text", (PromptItem("tokens", "[Hu1][Hu4][Hu9]"),))]
     options = GenerationOptions(max_new_tokens=8, max_seconds=0.3, allow_eos=False)
-    index_md = write_samples({"teacher": tiny_model_dir(tmp_path / "teacher")}, out / "samples", specs, options, tmp_path / "voc")
+    index_md = write_samples({"teacher": tiny_model_dir(tmp_path / "teacher", lm_head_scale=8.0)}, out / "samples", specs, options, tmp_path / "voc")
     index = json.loads((out / "samples" / "index.json").read_text())
     assert index_md.is_file() and index["prompts"] == ["text0_to_speech", "tokens0_to_text"]
     speech, text = index["models"]["teacher"]

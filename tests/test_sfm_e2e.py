@@ -200,7 +200,7 @@ def test_probe_cli_ranks_a_trained_upstream_above_a_random_one(tmp_path):
 @pytest.mark.slow
 def test_sfm_runs_use_the_shared_run_log_with_tensorboard_and_wandb(corpus, tmp_path, monkeypatch):
     """sfm distill logs like every trainer: train_log.jsonl, TensorBoard events and (train.wandb) an offline W&B run."""
-    from test_distill_wandb import offline_wandb, wandb_history
+    from support.tracking import offline_wandb, wandb_history
 
     offline_wandb(tmp_path, monkeypatch)
     root, manifest, _ = corpus

@@ -3,16 +3,17 @@
 import functools
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support.audio import espeak_corpus
+from support.models import tiny_hubert
+from support.speech import random_tokenizer
 from tinywave.audio.features import Analysis
 from tinywave.audio.io import load_audio
 from tinywave.cli import main
@@ -21,50 +22,9 @@ from tinywave.speech.extractor import QuantizedExtractor
 from tinywave.speech.format import units_to_string
 from tinywave.speech.hubert import HubertFeatures, fill_blanks, load_quantizer
 from tinywave.speech.kmeans import Codebook, nearest_centroid
-from tinywave.speech.pitch import PitchFeatures
-from tinywave.speech.style import StyleFeatures
 from tinywave.speech.tokenizer import SpeechTokenizer
 
-SENTENCES = [
-    "the quick brown fox jumps over the lazy dog",
-    "tom went to the park and found a red ball",
-    "she sells sea shells by the sea shore",
-    "a small cat sat on the mat near the old tree",
-]
-VOICES = ["en-us", "en-us+f2"]
-
-
-# ---------------------------------------------------------------- shared helpers (also used by test_tokenize_job)
-
-
-def espeak_corpus(folder: Path, n: int = 6) -> Path:
-    """n espeak-ng utterances (22.05 kHz WAV) and a manifest with text, speaker and word timings."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(n):
-        text, voice = SENTENCES[i % len(SENTENCES)], VOICES[i % len(VOICES)]
-        wav = folder / f"u{i}.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), text], check=True, capture_output=True)
-        lines.append({"id": f"u{i}", "audio": wav.name, "text": text, "speaker": voice, "words": even_words(text, sf.info(str(wav)).duration), "story_id": i // 2})
-    manifest = folder / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return manifest
-
-
-def even_words(text: str, seconds: float) -> list[dict]:
-    """Word timings spread evenly over the speech (a stand-in for an aligner)."""
-    words = text.split()
-    step = (seconds - 0.2) / len(words)
-    return [{"word": w, "start": round(0.1 + i * step, 3), "end": round(0.1 + (i + 0.9) * step, 3)} for i, w in enumerate(words)]
-
-
-def random_tokenizer(rate: float = 25.0, seed: int = 0, pitch: bool = True, style: bool = True) -> SpeechTokenizer:
-    """A built-in tokenizer with random centroids of the right shapes (for counts and plumbing)."""
-    rng = np.random.default_rng(seed)
-    units = QuantizedExtractor(FrameFeatures("mfcc_kmeans", rate), Codebook(rng.normal(size=(16, 40)).astype(np.float32)))
-    p = QuantizedExtractor(PitchFeatures(), Codebook(rng.normal(size=(8, 32)).astype(np.float32))) if pitch else None
-    s = QuantizedExtractor(StyleFeatures(), Codebook(rng.normal(size=(4, 83)).astype(np.float32), np.zeros(83, np.float32), np.ones(83, np.float32))) if style else None
-    return SpeechTokenizer(units, p, s)
+# ---------------------------------------------------------------- helpers
 
 
 def harmonic(f0: float, seconds: float, rate: int = 16000) -> np.ndarray:
@@ -178,14 +138,9 @@ def test_training_is_deterministic_across_worker_counts(trained, corpus, tmp_pat
 
 @pytest.fixture(scope="module")
 def hubert_dir(tmp_path_factory) -> Path:
-    from transformers import HubertConfig, HubertModel
-
-    cfg = HubertConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37,
-                       conv_dim=(16, 16, 16, 16, 16), conv_stride=(5, 4, 4, 4, 2), conv_kernel=(10, 8, 4, 4, 2),
-                       num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("hubert") / "model"
-    HubertModel(cfg).eval().save_pretrained(folder)
+    tiny_hubert(layers=3, width=32, ffn=37, conv_dim=(16, 16, 16, 16, 16), conv_stride=(5, 4, 4, 4, 2), conv_kernel=(10, 8, 4, 4, 2),
+                pos_kernel=16).save_pretrained(folder)  # the 320-sample hop of a real HuBERT front end
     return folder
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_spiritlm_speech import speechlike
+from support.audio import speechlike
 from tinywave.cli import main
 from tinywave.speech.format import split_tokens, units_to_string
 from tinywave.speech.tokenizer import SpeechTokenizer

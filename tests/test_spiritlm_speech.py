@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support.audio import speechlike
 from tinywave.audio.features import Analysis
 from tinywave.safeload import UnsafeFileError
 from tinywave.speech.tokenizer import SpeechTokenizer
@@ -22,15 +23,6 @@ from tinywave.spiritlm.release import speech_tokenizer
 from tinywave.spiritlm.style_encoder import W2V2StyleFeatures, load_style_model, normalize
 
 RATE = 16000
-
-
-def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
-    """Tones changing every 80 ms with a voicing-like envelope and noise: features move over time."""
-    rng = np.random.default_rng(seed)
-    n, seg = int(seconds * RATE), 1280
-    t = np.arange(seg) / RATE
-    parts = [np.sin(2 * np.pi * rng.uniform(90, 300) * t) * rng.uniform(0.05, 0.5) for _ in range(math.ceil(n / seg))]
-    return (np.concatenate(parts)[:n] + rng.normal(scale=0.02, size=n)).astype(np.float32)
 
 
 # --- a fairseq-style HuBERT forward, from the fairseq key names (docs/SPIRITLM.md 2.1) ---------

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from support.models import tiny_hubert, tiny_llama
 from tinywave.stacking import (
     apply_growth,
     carry_optimizer_state,
@@ -127,21 +128,10 @@ def test_schedule_properties(n_stages, extra, kind):
     assert steps == sorted(set(steps)) and all(0 < s < total for s in steps)
 
 
-def _tiny_hubert():
-    from transformers import HubertConfig, HubertModel
-
-    cfg = HubertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                       conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=4,
-                       num_conv_pos_embedding_groups=2, hidden_dropout=0.0, attention_dropout=0.0,
-                       activation_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
-    torch.manual_seed(0)
-    return HubertModel(cfg).eval()
-
-
 @pytest.mark.parametrize("op,params,depth", [("none", {}, 2), ("top", {}, 4), ("gradual", {"n": 1}, 3),
                                               ("middle", {"n": 2}, 4), ("interleaved", {"every": 2}, 3)])
 def test_every_operator_on_hubert_keeps_output_shape(op, params, depth):
-    model = _tiny_hubert()
+    model = tiny_hubert(dropout=False)
     wav = torch.randn(2, 800)
     before = model(wav).last_hidden_state  # (B, T, D)
     apply_growth(model, op, {1: 2}, **params)
@@ -151,7 +141,7 @@ def test_every_operator_on_hubert_keeps_output_shape(op, params, depth):
 
 
 def test_hubert_growth_keeps_output_shape_and_hidden_states():
-    model = _tiny_hubert()
+    model = tiny_hubert(dropout=False)
     wav = torch.randn(2, 800)
     before = model(wav, output_hidden_states=True)  # hooks are installed before growth
     growth = apply_growth(model, "interleaved", {0: 1, 1: 2}, every=1)
@@ -164,17 +154,8 @@ def test_hubert_growth_keeps_output_shape_and_hidden_states():
     assert torch.allclose(after.hidden_states[1], before.hidden_states[1])
 
 
-def _tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(cfg).eval()
-
-
 def test_llama_growth_renumbers_layers_and_generates_with_cache():
-    model = _tiny_llama()
+    model = tiny_llama(vocab=50, width=16, heads=2, kv_heads=1, ffn=32, max_positions=64)
     growth = apply_growth(model, "interleaved", {0: 5, 1: 11}, every=1)
     layers = layer_list(model)
     assert model.config.num_hidden_layers == 4 and growth.provenance == [0, 0, 1, 1]
@@ -188,7 +169,7 @@ def test_llama_growth_renumbers_layers_and_generates_with_cache():
 
 @pytest.mark.parametrize("mode", ["copy", "reset"])
 def test_optimizer_state_copy_or_reset(mode):
-    model = _tiny_llama().train()
+    model = tiny_llama(vocab=50, width=16, heads=2, kv_heads=1, ffn=32, max_positions=64).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ids = torch.randint(0, 50, (2, 8))
     model(ids, labels=ids).loss.backward()

@@ -11,7 +11,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_speech_tokenizer import espeak_corpus
+from support.audio import espeak_corpus
 from tinywave.audio.io import load_audio
 from tinywave.cli import main
 from tinywave.data.token_corpus import load_token_corpus

@@ -6,7 +6,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_generate_support import one_thread  # noqa: F401
 from tinywave.generate.audio import ChunkedVocoder
 from tinywave.spiritlm.fixtures import write_vocoder
 from tinywave.vocoder.backends import HifiGanVocoder, load_vocoder, save_hifigan
@@ -14,6 +13,8 @@ from tinywave.vocoder.griffinlim import GriffinLimVocoder, MelSettings, fit_unit
 from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
 from tinywave.vocoder.spectral import MelSpec, dtw_path, mel_cepstral_distortion
 from tinywave.vocoder.units import Units, as_units, deduplicate
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
 RATE = 16000
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from test_generate_support import one_thread  # noqa: F401
-from test_vocoder_train import utterance
+from support.audio import UNIT_SENTENCES, utterance
 from tinywave.vocoder import train as T
 from tinywave.vocoder.adversarial import Adversary, discriminator_loss, feature_matching_loss, generator_loss
 from tinywave.vocoder.discriminators import MPD_CHANNELS, MSD_CHANNELS, DiscriminatorConfig, Discriminators, Judgement, PeriodDiscriminator
 from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
 TINY = DiscriminatorConfig(width=1 / 32)  # MPD 1..32 channels, MSD 4..32
 
@@ -197,8 +198,6 @@ def test_training_with_the_adversary_still_lowers_the_mel_loss():
 
 # ---------------------------------------------------------------- `tinywave vocoder train` with the discriminators
 
-from test_vocoder_train import corpus  # noqa: E402,F401 (module fixture: espeak corpus + a trained speech tokenizer)
-
 GAN_ARGS = ["data.batch_size=2", "data.segment_units=8", "model.channels=16", "model.embedding_dim=8", "model.kernels=[3]",
             "data.heldout=2", "eval.samples=1", "loss.adversarial_start=2", "model.disc_width=0.03", "model.disc_segment=2048"]
 
@@ -217,13 +216,13 @@ def log_rows(out):
 
 
 @pytest.mark.slow
-def test_vocoder_train_cli_with_discriminators_resumes_like_an_uninterrupted_run(corpus, tmp_path, monkeypatch):
+def test_vocoder_train_cli_with_discriminators_resumes_like_an_uninterrupted_run(unit_corpus, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     from tinywave.vocoder.backends import HifiGanVocoder, load_vocoder
 
     straight = tmp_path / "straight"
-    assert train_cli(corpus, straight, "train.steps=5") == 0
+    assert train_cli(unit_corpus, straight, "train.steps=5") == 0
     rows = log_rows(straight)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert "d/loss" not in rows[1] and {"g/adv", "g/fm", "d/loss", "d/mpd", "d/msd", "mel", "stft", "loss", "lr"} <= set(rows[2])
@@ -243,34 +242,32 @@ def test_vocoder_train_cli_with_discriminators_resumes_like_an_uninterrupted_run
         return real_step(*args, **kw)
 
     monkeypatch.setattr(T, "train_step", crash_in_step_4)
-    assert train_cli(corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 130  # "interrupted; rerun the same command to resume"
+    assert train_cli(unit_corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 130  # "interrupted; rerun the same command to resume"
     assert [r["step"] for r in log_rows(crashed)] == [1, 2, 3]
     monkeypatch.setattr(T, "train_step", real_step)
-    assert train_cli(corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 0
+    assert train_cli(unit_corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 0
     assert log_rows(crashed) == rows
     resumed = load_file(str(crashed / "generator.safetensors"))
     assert resumed.keys() == generator.keys() and all(torch.equal(resumed[k], generator[k]) for k in generator)
 
 
 @pytest.mark.slow
-def test_vocoder_train_cli_reports_heldout_word_error_rates(corpus, tmp_path):
+def test_vocoder_train_cli_reports_heldout_word_error_rates(unit_corpus, tmp_path):
     pytest.importorskip("pocketsphinx", reason="PocketSphinx is not installed: pip install 'tinywave[asr]'")
     import json
 
     out = tmp_path / "voc"
-    assert train_cli(corpus, out, "train.steps=2", "eval.asr=pocketsphinx") == 0
+    assert train_cli(unit_corpus, out, "train.steps=2", "eval.asr=pocketsphinx") == 0
     evaluation = json.loads((out / "eval.json").read_text())
     report = evaluation["intelligibility"]
     assert report["asr"] == "pocketsphinx:asr_lm.arpa" and report["utterances"] == len(evaluation["heldout"]) == 1
     assert set(report["vocoders"]) == {"hifigan", "hifigan+durations", "griffinlim", "griffinlim+durations"}
     assert all(math.isfinite(v) for r in report["vocoders"].values() for v in r.values())
     # (no bound on the WER itself: five training sentences make a language model without most held-out words)
-    from test_vocoder_train import SENTENCES
-
     held = {t["reference"] for t in report["transcripts"]}
-    only_held = {w for t in held for w in t.split()} - {w for t in SENTENCES if t not in held for w in t.split()}
+    only_held = {w for t in held for w in t.split()} - {w for t in UNIT_SENTENCES if t not in held for w in t.split()}
     assert only_held and not only_held & arpa_unigrams(out / "asr_lm.arpa")  # held-out words never reach the language model
-    assert train_cli(corpus, tmp_path / "bad", "train.steps=1", "eval.asr=kaldi") == 2
+    assert train_cli(unit_corpus, tmp_path / "bad", "train.steps=1", "eval.asr=kaldi") == 2
 
 
 def arpa_unigrams(path):

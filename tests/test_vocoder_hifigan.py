@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from test_generate_support import one_thread  # noqa: F401
 from tinywave.vocoder.hifigan import HifiGanConfig, UnitHiFiGAN, small_config, upsample_plan
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
 # A SpiritLM-like base vocoder config.json (reference 2.6; speech-resynthesis' expresso config)
 SPIRIT_BASE = {

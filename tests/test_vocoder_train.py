@@ -8,22 +8,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from test_generate_support import espeak_wav, one_thread, tiny_model_dir  # noqa: F401
+from support.audio import UNIT_SENTENCES, utterance
+from support.models import tiny_model_dir
 from tinywave.cli import main
 from tinywave.vocoder import train as T
 from tinywave.vocoder.backends import load_vocoder
 from tinywave.vocoder.hifigan import UnitHiFiGAN, small_config
 from tinywave.vocoder.units import Units
 
-SENTENCES = ["the cat sat on the mat", "tom went to the park", "a red ball under the old tree", "my friend opened the door",
-             "the dog ran home", "anna found an apple"]
-
-
-def utterance(uid, n, speaker=0, seed=0):
-    rng = np.random.default_rng(seed)
-    return T.Utterance(uid, rng.standard_normal(n * 80).astype(np.float32) * 0.1,
-                       Units(tuple(int(u) for u in rng.integers(0, 6, n)), tuple(int(p) for p in rng.integers(0, 3, (n + 1) // 2))), speaker)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
 def test_segments_are_aligned_with_their_audio():
     utts = [utterance("a", 30, 0, 1), utterance("b", 5, 1, 2)]
@@ -87,22 +80,6 @@ def test_lr_schedule_warms_up_then_decays():
     assert T.lr_at(20, 200, 1e-3, warmup=10, elapsed=0.5) < T.lr_at(20, 200, 1e-3, warmup=10) < 1e-3
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    (root / "wavs").mkdir()
-    lines = []
-    for i, text in enumerate(SENTENCES):
-        voice = ("en-us", "en-us+f2")[i % 2]
-        espeak_wav(root / "wavs" / f"u{i}.wav", text, voice)
-        lines.append({"id": f"u{i}", "audio": f"wavs/u{i}.wav", "text": text, "speaker": voice})
-    lines.append({"id": "broken", "audio": "wavs/missing.wav", "speaker": "en-us"})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    assert main(["units", "train", "--manifest", str(root / "manifest.jsonl"), "--out", str(root / "tok"), "n_units=24",
-                 "workers=1", "max_frames=5000"]) == 0
-    return root
-
-
 def mcd_on_training_utterances(corpus, out, voc) -> tuple[float, float]:
     """Mean MCD (dB) over the utterances `vocoder train` trained on: of ``voc``, and of a randomly initialised twin."""
     from tinywave.audio.io import load_audio
@@ -124,14 +101,14 @@ def mcd_on_training_utterances(corpus, out, voc) -> tuple[float, float]:
         ref = wav[: len(units["hubert"]) * voc.hop]
         for name, v in (("trained", voc), ("random", twin)):
             scores[name].append(mel_cepstral_distortion(ref, v.vocode(units, row["speaker"], deduplicated=False)))
-    assert len(scores["trained"]) == len(SENTENCES) - len(held)
+    assert len(scores["trained"]) == len(UNIT_SENTENCES) - len(held)
     return float(np.mean(scores["trained"])), float(np.mean(scores["random"]))
 
 
 @pytest.mark.slow
-def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
+def test_vocoder_train_cli_end_to_end_and_resume(unit_corpus, tmp_path):
     out = tmp_path / "voc"
-    args = ["vocoder", "train", "--manifest", str(corpus / "manifest.jsonl"), "--tokenizer", str(corpus / "tok"), "--out", str(out),
+    args = ["vocoder", "train", "--manifest", str(unit_corpus / "manifest.jsonl"), "--tokenizer", str(unit_corpus / "tok"), "--out", str(out),
             "data.batch_size=2", "data.segment_units=8", "model.channels=16", "model.embedding_dim=8", "model.kernels=[3]",
             "data.heldout=2", "eval.samples=1", "train.ckpt_every=2"]
     assert main(args + ["train.steps=3"]) == 0
@@ -153,14 +130,14 @@ def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
     voc = load_vocoder(out)
     assert voc.limits["hubert"] == 24 and voc.speakers == ["en-us", "en-us+f2"]
     # it learned: on its own training utterances it is closer to the real audio than a random generator of its shape
-    trained, untrained = mcd_on_training_utterances(corpus, out, voc)
+    trained, untrained = mcd_on_training_utterances(unit_corpus, out, voc)
     assert trained < untrained - 3.0, (trained, untrained)
     # the trained vocoder and the real speech tokenizer in a model directory: audio in, speech out
-    model = tiny_model_dir(tmp_path / "model")  # 32 [Hu] ids; the vocoder knows 24: forcing allows only those
-    (model / "speech_tokenizer").symlink_to(corpus / "tok")
+    model = tiny_model_dir(tmp_path / "model", lm_head_scale=8.0)  # 32 [Hu] ids; the vocoder knows 24: forcing allows only those
+    (model / "speech_tokenizer").symlink_to(unit_corpus / "tok")
     (model / "vocoder").symlink_to(out)
     gen = tmp_path / "gen"
-    assert main(["generate", "--model", str(model), "--input", f"audio:{corpus / 'wavs' / 'u0.wav'}", "--input", "text:and then",
+    assert main(["generate", "--model", str(model), "--input", f"audio:{unit_corpus / 'wavs' / 'u0.wav'}", "--input", "text:and then",
                  "--modality", "speech", "--out", str(gen), "max_new_tokens=20", "speaker=en-us+f2"]) == 0
     wav, rate = sf.read(str(gen / "0.wav"))
     assert rate == 16000 and len(wav) > 0
@@ -173,8 +150,8 @@ def test_vocoder_train_cli_end_to_end_and_resume(corpus, tmp_path):
     from tinywave.speech.tokenizer import SpeechTokenizer
 
     lm = SpeechLM.load(model)
-    wav0, _ = load_audio(corpus / "wavs" / "u0.wav")  # resampled to 16 kHz, as the prompt reader does
-    encoded = lm.encode([PromptItem("audio", str(corpus / "wavs" / "u0.wav")), PromptItem("text", "and then")], "speech")
+    wav0, _ = load_audio(unit_corpus / "wavs" / "u0.wav")  # resampled to 16 kHz, as the prompt reader does
+    encoded = lm.encode([PromptItem("audio", str(unit_corpus / "wavs" / "u0.wav")), PromptItem("text", "and then")], "speech")
     assert [i.kind for i in encoded] == ["tokens", "text"]
-    assert encoded[0].content == SpeechTokenizer.load(corpus / "tok").encode_string(wav0)
+    assert encoded[0].content == SpeechTokenizer.load(unit_corpus / "tok").encode_string(wav0)
     assert row["prompt"] == lm.prepare(encoded, "speech").prompt
