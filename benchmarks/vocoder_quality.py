@@ -24,15 +24,12 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 VARIANTS = {
     "plain-16k": ["model.istft_hop=0", "model.channels=64", "model.kernels=[3,7,11]", "optim.lr=2e-3"],
@@ -42,21 +39,10 @@ VARIANTS = {
 
 
 def synthesis_speed(path: Path, seconds: float = 10.0) -> float:
-    """Seconds of audio per wall second for one 10-s utterance of random units, 1 thread."""
-    from tinywave.vocoder.backends import load_vocoder
+    """Seconds of audio per wall second for one 10-s utterance of random units, 1 thread (tinywave/demo/vocoder_asset.py)."""
+    from tinywave.demo.vocoder_asset import real_time_factor
 
-    voc = load_vocoder(path)
-    units = {"hubert": np.random.default_rng(0).integers(0, voc.limits["hubert"], int(seconds * voc.unit_rate)).tolist()}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        voc.vocode(units)
-        start = time.perf_counter()
-        for _ in range(3):
-            voc.vocode(units)
-        return 3 * seconds / (time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
+    return 1.0 / real_time_factor(path, seconds)
 
 
 def main() -> None:
