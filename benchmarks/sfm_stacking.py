@@ -169,8 +169,8 @@ def train(mode: str, seed: int, teacher, bank, cache: dict | None, z: Sizes, bud
     freeze(encoder.feature_extractor)
     student = Student(encoder, "layer2layer", list(z.targets), teacher.config.hidden_size, uniform_targets(init, list(z.targets)))
     shutil.rmtree(out, ignore_errors=True)
-    settings = LoopSettings(steps=steps, batch_size=z.batch, crop_samples=z.crop, lr=1e-3, warmup=z.warmup, seed=seed,
-                            log_every=10**9, save_every=10**9, keep=1)
+    settings = LoopSettings(steps=steps, batch_size=z.batch, crop_samples=z.crop, lr=1e-3, warmup_steps=z.warmup, seed=seed,
+                            log_every=1, ckpt_every=10**9, keep_checkpoints=1)
     load, t0, c0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
     distill(student, TeacherTargets(teacher, list(z.targets), cache, share_front_end=True), bank, plan, settings, out)
     rows = [{k: r[k] for k in ("step", "loss", "depth", "train_seconds", "cpu_seconds")} for r in load_jsonl(out / "train_log.jsonl")]

@@ -73,7 +73,7 @@ def main() -> None:
         if not (out / "eval.json").is_file():
             code = cli(["vocoder", "train", "--manifest", args.manifest, "--tokenizer", args.tokenizer, "--out", str(out),
                         f"train.max_minutes={args.minutes}", "train.steps=100000", f"data.max_items={args.items}",
-                        f"train.threads={args.threads}",
+                        f"train.threads={args.threads}", "train.resume=true",
                         *overrides])
             if code:
                 raise SystemExit(f"vocoder train ({name}) failed with exit code {code}")

@@ -66,10 +66,11 @@ def test_pretrain_writes_a_plain_hf_teacher(corpus):
 def test_pretrain_resumes_from_its_checkpoint(corpus, tmp_path):
     root, manifest, _ = corpus
     out = tmp_path / "t"
-    shutil.copytree(root / "t", out)  # step 2 checkpointed, step 3 done
-    assert main(["sfm", "pretrain", "--manifest", str(manifest), "--out", str(out), "train.steps=4",
-                 "train.ckpt_every=2", *TINY_TEACHER, *TINY_TRAIN]) == 0
-    assert [r["step"] for r in load_jsonl(out / "train_log.jsonl")] == [1, 2, 3, 4]  # resumed after step 2
+    shutil.copytree(root / "t", out)  # 3 steps done, the last one checkpointed
+    args = ["sfm", "pretrain", "--manifest", str(manifest), "--out", str(out), "train.steps=4", "train.ckpt_every=2", *TINY_TEACHER, *TINY_TRAIN]
+    assert main(args) == 2  # one rule for every recipe: checkpoints in OUT are continued only when asked (train.resume)
+    assert main([*args, "train.resume=true"]) == 0
+    assert [r["step"] for r in load_jsonl(out / "train_log.jsonl")] == [1, 2, 3, 4]  # resumed after step 3
 
 
 @pytest.mark.slow
@@ -80,10 +81,10 @@ def test_distill_with_interleaved_stacking_resumes_across_growth(corpus):
     assert _distill(root, manifest, "full") == 0
     assert _distill(root, manifest, "resumed", "train.stop_after_steps=1") == 0  # stopped before the growth at step 2
     assert not (root / "resumed" / "student").exists()
-    assert _distill(root, manifest, "resumed", "train.stop_after_steps=4") == 0  # resumes at depth 2, grows, stops at depth 4
-    state = json.loads((root / "resumed" / "checkpoints" / "step_0000004" / "trainer_state.json").read_text())
+    assert _distill(root, manifest, "resumed", "train.stop_after_steps=3", "train.resume=true") == 0  # depth 2, grows, stops at 4
+    state = json.loads((root / "resumed" / "checkpoints" / "step_00000004" / "sfm_student.json").read_text())
     assert state["depth"] == 4
-    assert _distill(root, manifest, "resumed") == 0  # rebuilds the grown student before loading
+    assert _distill(root, manifest, "resumed", "--resume") == 0  # rebuilds the grown student before loading
     full, resumed = load_jsonl(root / "full" / "train_log.jsonl"), load_jsonl(root / "resumed" / "train_log.jsonl")
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
     assert [r["depth"] for r in resumed] == [2, 2, 4, 4, 4, 4]

@@ -173,10 +173,10 @@ def test_distill_loop_distilhubert_student_grows_with_reset_optimizer(tmp_path):
     student = Student(encoder, "distilhubert", [1, 2], 32)
     before = {k: v.clone() for k, v in student.heads.state_dict().items()}
     plan = GrowthPlan("gradual", [2], [{"n": 1}], "reset")
-    cfg = LoopSettings(steps=3, batch_size=2, crop_samples=2400, warmup=1, save_every=100)
+    cfg = LoopSettings(steps=3, batch_size=2, crop_samples=2400, warmup_steps=1, ckpt_every=100)
     summary = distill(student, TeacherTargets(teacher, [1, 2]), bank, plan, cfg, tmp_path)
     assert summary["finished"] and summary["depth"] == 2 and np.isfinite(summary["loss"])
     assert student.history[0]["provenance"] == [0, 0]
     assert not torch.equal(student.heads.state_dict()["1.weight"], before["1.weight"])  # heads trained
     assert {"l1/1", "cos/2"} <= set(summary["parts"])
-    assert (tmp_path / "checkpoints" / "step_0000003" / "optimizer.pt").is_file()
+    assert (tmp_path / "checkpoints" / "step_00000003" / "optimizer.pt").is_file()

@@ -152,40 +152,14 @@ def run_steps(model, opt, adversary, utts, start, n):
     return [T.train_step(model, opt, loss_fn, sampler.sample(2), T.duration_batch(utts, 2, rng), 45.0, adversary) for _ in range(n)]
 
 
-def test_adversarial_training_resumes_bit_exactly(tmp_path):
+def test_generator_losses_carry_every_term_and_only_the_total_has_a_graph():
     utts = [utterance(str(i), 20, i % 2, i) for i in range(4)]
-    model, opt, adversary, opt_d = gan_setup()
-    first = run_steps(model, opt, adversary, utts, 0, 4)
-    assert {"loss", "mel", "stft", "duration", "g/adv", "g/fm", "d/loss", "d/mpd", "d/msd"} <= set(first[0])
-    assert all(math.isfinite(v) for r in first for v in r.values())
-    modules, optimizers = {"model": model, "disc": adversary.disc}, {"opt": opt, "opt_d": opt_d}
-    T.save_checkpoint(tmp_path, modules, optimizers, 4, {})
-    cont = run_steps(model, opt, adversary, utts, 4, 3)
-    model2, opt2, adversary2, opt_d2 = gan_setup(seed=1)  # other weights, fresh optimizers: all must come from the checkpoint
-    step, extra = T.load_checkpoint(tmp_path, {"model": model2, "disc": adversary2.disc}, {"opt": opt2, "opt_d": opt_d2})
-    assert step == 4 and extra["fresh"] == []
-    resumed = run_steps(model2, opt2, adversary2, utts, 4, 3)
-    assert resumed == cont  # every loss, bit for bit
-    for a, b in ((model, model2), (adversary.disc, adversary2.disc)):
-        sa, sb = a.state_dict(), b.state_dict()
-        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def test_a_generator_only_checkpoint_resumes_with_fresh_discriminators(tmp_path):
-    """A run checkpointed before adversarial training existed: generator + one optimizer, ``param_groups`` at the top."""
-    import json
-
-    model, opt, adversary, opt_d = gan_setup()
-    T.save_checkpoint(tmp_path, {"model": model}, {"opt": opt}, 3, {})
-    meta = json.loads((tmp_path / "checkpoint.json").read_text())
-    meta["param_groups"] = meta.pop("optimizers")["opt"]
-    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
-    model2, opt2, adversary2, opt_d2 = gan_setup(seed=1)
-    before = {k: v.clone() for k, v in adversary2.disc.state_dict().items()}
-    step, extra = T.load_checkpoint(tmp_path, {"model": model2, "disc": adversary2.disc}, {"opt": opt2, "opt_d": opt_d2})
-    assert step == 3 and extra["fresh"] == ["disc", "opt_d"]
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in model2.state_dict().items())
-    assert all(torch.equal(before[k], v) for k, v in adversary2.disc.state_dict().items())
+    model, opt, adversary, _ = gan_setup()
+    sampler, rng = T.SegmentSampler(utts, 8, 80, 2, 25, 0), random.Random(0)
+    losses = T.generator_losses(model, T.VocoderLoss(45.0, 4.5), sampler.sample(2), T.duration_batch(utts, 2, rng), adversary)
+    assert {"loss", "mel", "stft", "duration", "g/adv", "g/fm", "d/loss", "d/mpd", "d/msd"} <= set(losses)
+    assert losses["loss"].requires_grad and not any(v.requires_grad for k, v in losses.items() if k != "loss")
+    assert all(math.isfinite(float(v.detach())) for v in losses.values())
 
 
 def test_training_with_the_adversary_still_lowers_the_mel_loss():
@@ -226,27 +200,31 @@ def test_vocoder_train_cli_with_discriminators_resumes_like_an_uninterrupted_run
     rows = log_rows(straight)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert "d/loss" not in rows[1] and {"g/adv", "g/fm", "d/loss", "d/mpd", "d/msd", "mel", "stft", "loss", "lr"} <= set(rows[2])
-    ckpt = load_file(str(straight / "checkpoint.safetensors"))
-    assert any(k.startswith("disc.mpd.") for k in ckpt) and any(k.startswith("opt_d.") for k in ckpt)
+    last = straight / "checkpoints" / "step_00000005"  # the shared loop's layout (tinywave/training/checkpoint.py)
+    assert any(k.startswith("mpd.") for k in load_file(str(last / "discriminators.safetensors")))
+    assert {"optimizer.pt", "optimizer.disc.pt", "scheduler.disc.pt", "rng.pt", "state.json"} <= {p.name for p in last.iterdir()}
     generator = load_file(str(straight / "generator.safetensors"))
     assert not any("mpd" in k or "msd" in k for k in generator)  # the vocoder folder holds the generator only
     assert isinstance(load_vocoder(straight), HifiGanVocoder) and (straight / "loss_curves.png").is_file()
     # interrupted in step 4 (after the checkpoint of step 2), then rerun: the same weights and log as the straight run
     crashed = tmp_path / "crashed"
-    real_step, calls = T.train_step, []
+    real_losses, calls = T.generator_losses, []
 
     def crash_in_step_4(*args, **kw):
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real_step(*args, **kw)
+        return real_losses(*args, **kw)
 
-    monkeypatch.setattr(T, "train_step", crash_in_step_4)
-    assert train_cli(unit_corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 130  # "interrupted; rerun the same command to resume"
+    monkeypatch.setattr(T, "generator_losses", crash_in_step_4)
+    assert train_cli(unit_corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 130  # "interrupted; rerun with train.resume=true"
     assert [r["step"] for r in log_rows(crashed)] == [1, 2, 3]
-    monkeypatch.setattr(T, "train_step", real_step)
-    assert train_cli(unit_corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 0
-    assert log_rows(crashed) == rows
+    monkeypatch.setattr(T, "generator_losses", real_losses)
+    assert train_cli(unit_corpus, crashed, "train.steps=5", "train.ckpt_every=2") == 2  # checkpoints there: continuing is asked for
+    assert train_cli(unit_corpus, crashed, "train.steps=5", "train.ckpt_every=2", "train.resume=true") == 0
+    timing = ("tokens_per_s", "train_seconds", "cpu_seconds")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in log_rows(crashed)] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rows]
     resumed = load_file(str(crashed / "generator.safetensors"))
     assert resumed.keys() == generator.keys() and all(torch.equal(resumed[k], generator[k]) for k in generator)
 

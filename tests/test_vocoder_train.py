@@ -63,21 +63,43 @@ def test_training_steps_lower_the_loss_and_checkpoints_resume_exactly(tmp_path):
     sampler, rng = T.SegmentSampler(utts, 8, 80, 2, 25, 0), random.Random(0)
     first = steps(model, opt, sampler, rng, 12)
     assert np.mean(first[-3:]) < np.mean(first[:3])
-    T.save_checkpoint(tmp_path, {"model": model}, {"opt": opt}, 12, {})
-    cont = steps(model, opt, T.SegmentSampler(utts, 8, 80, 2, 25, 5), random.Random(5), 3)
-    restored = UnitHiFiGAN(cfg)  # fresh weights and optimizer, then the checkpoint
-    opt2 = torch.optim.AdamW(restored.parameters(), lr=3e-3)
-    assert T.load_checkpoint(tmp_path, {"model": restored}, {"opt": opt2})[0] == 12
-    resumed = steps(restored, opt2, T.SegmentSampler(utts, 8, 80, 2, 25, 5), random.Random(5), 3)
-    assert resumed == pytest.approx(cont, rel=1e-5)
+    T.save_weights(tmp_path, {"generator": model})
+    restored = UnitHiFiGAN(cfg)  # fresh weights, then the checkpoint's
+    T.load_weights(tmp_path, {"generator": restored})
+    a, b = model.state_dict(), restored.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(FileNotFoundError, match="discriminators.safetensors"):
+        T.load_weights(tmp_path, {"discriminators": torch.nn.Linear(2, 2)})
+
+
+def test_segment_stream_resumes_with_the_segments_of_an_uninterrupted_run():
+    utts = [utterance(str(i), 20, i % 2, i) for i in range(4)]
+
+    def stream():
+        return T.SegmentStream(utts, T.SegmentSampler(utts, 8, 80, 2, 25, 3), 2, seed=3)
+
+    straight, cut = stream(), stream()
+    for _ in range(3):
+        straight.next(), cut.next()
+    saved = json.loads(json.dumps(cut.state()))  # as stored in state.json
+    resumed = stream()
+    resumed.restore(saved)
+    a, b = straight.next(), resumed.next()
+    assert a.keys() == b.keys() and int(b["step"]) == 3 and int(b["n_targets"]) == 2
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_lr_schedule_warms_up_then_decays():
-    lrs = [T.lr_at(s, 200, 1e-3, warmup=10) for s in range(200)]
+    from tinywave.training.schedules import schedule_named, warmup_cosine
+
+    lrs = [1e-3 * warmup_cosine(s, 10, 200, 0.05) for s in range(200)]
     assert lrs[0] < lrs[9] == pytest.approx(1e-3) and lrs[-1] < 0.1e-3 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     # a wall-time budget further spent than the step budget drives the decay: a timed run ends at the floor
-    assert T.lr_at(20, 200, 1e-3, warmup=10, elapsed=1.0) == pytest.approx(0.05e-3)
-    assert T.lr_at(20, 200, 1e-3, warmup=10, elapsed=0.5) < T.lr_at(20, 200, 1e-3, warmup=10) < 1e-3
+    assert warmup_cosine(20, 10, 200, 0.05, spent=1.0) == pytest.approx(0.05)
+    assert warmup_cosine(20, 10, 200, 0.05, spent=0.5) < warmup_cosine(20, 10, 200, 0.05) < 1.0
+    clock = iter([0.0, 1.0])
+    timed = schedule_named("cosine", 10, 200, 0.05, spent=lambda: next(clock))
+    assert timed(20) == pytest.approx(warmup_cosine(20, 10, 200, 0.05)) and timed(20) == pytest.approx(0.05)
 
 
 def mcd_on_training_utterances(corpus, out, voc) -> tuple[float, float]:
@@ -123,8 +145,9 @@ def test_vocoder_train_cli_end_to_end_and_resume(unit_corpus, tmp_path):
     assert json.loads((out / "errors.json").read_text())[0]["id"] == "broken"
     samples = sorted(p.name for p in (out / "samples").iterdir())
     assert len(samples) == 3 and sf.info(str(out / "samples" / samples[0])).samplerate == 16000
-    # resume: a rerun with more steps continues from the checkpoint, and only runs the remaining steps
-    assert main(args + ["train.steps=60"]) == 0
+    # resume: a rerun with more steps continues from the checkpoint (asked for), and only runs the remaining steps
+    assert main(args + ["train.steps=60"]) == 2  # checkpoints in OUT: refused without train.resume=true, naming it
+    assert main(args + ["train.steps=60", "train.resume=true"]) == 0
     logged = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert logged == list(range(1, 61))  # steps done, counted from 1 as in the LM trainer's log
     voc = load_vocoder(out)

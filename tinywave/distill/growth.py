@@ -36,6 +36,8 @@ import torch
 from torch import nn
 
 from tinywave.files import atomic_write_json, atomic_write_text
+from tinywave.training.schedules import continue_schedule
+from tinywave.training.trainer import make_optimizer
 from tinywave.stacking import (
     OPERATORS,
     OPTIMIZER_MODES,
@@ -218,13 +220,6 @@ def read_history(checkpoint: str | Path | None) -> list[dict[str, Any]]:
     return list(data["history"])
 
 
-def continue_schedule(old: torch.optim.lr_scheduler.LRScheduler, new: torch.optim.lr_scheduler.LRScheduler) -> None:
-    """Give ``new`` (over a rebuilt optimizer) ``old``'s position, so the next step's LR is unchanged."""
-    new.load_state_dict(old.state_dict())
-    for group, lr in zip(new.optimizer.param_groups, new.get_last_lr()):
-        group["lr"] = lr
-
-
 def _share_config(model: nn.Module) -> None:
     """Point deep-copied layers back at the model's config (a copy carries its own duplicate)."""
     config = getattr(model, "config", None)
@@ -251,8 +246,6 @@ class StudentGrowth:
         """After optimizer step ``step``: None, or (trainable parameters, optimizer, scheduler) of the grown student."""
         if step not in self.plan.steps:
             return None
-        from tinywave.training.trainer import make_optimizer
-
         k = self.plan.steps.index(step)
         student, pairs = self.objective.student, list(self.objective.pairs)
         optimizer.zero_grad(set_to_none=True)

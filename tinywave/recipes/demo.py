@@ -380,7 +380,7 @@ def _vocoder(cfg: Config, dst: Path, corpus: Path, teacher: Path) -> dict[str, A
         shutil.copytree(shipped, dst)
         return {"source": str(shipped)}
     call("vocoder_train", manifest=str(corpus / "manifest.jsonl"), tokenizer=str(teacher / "speech_tokenizer"), out=str(dst),
-         train={"steps": cfg.vocoder_steps, "seed": cfg.seed}, data={"max_items": cfg.vocoder_items, "heldout": 2}, eval={"samples": 1})
+         train={"steps": cfg.vocoder_steps, "seed": cfg.seed, "resume": True}, data={"max_items": cfg.vocoder_items, "heldout": 2}, eval={"samples": 1})
     return {"source": "trained here", "steps": cfg.vocoder_steps}
 
 

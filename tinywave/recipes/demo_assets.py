@@ -236,7 +236,7 @@ def _vocoder_part(cfg: Config, stages: Any, call: Callable[..., None], precision
     tokenizer = out / "teacher" / "speech_tokenizer"
     info = stages.run("vocoder", clear=[work / "vocoder"], fn=lambda: call(
         "vocoder_train", manifest=str(work / "corpus" / "manifest.jsonl"), tokenizer=str(tokenizer), out=str(work / "vocoder"),
-        train={"steps": v.steps, "seed": cfg.seed}, data={"heldout": v.heldout, "max_items": v.max_items},
+        train={"steps": v.steps, "seed": cfg.seed, "resume": True}, data={"heldout": v.heldout, "max_items": v.max_items},
         loss={"adversarial_start": v.adversarial_start}, eval={"asr": v.asr, "samples": 3}))
     ship_vocoder(work / "vocoder", out / VOCODER_DIR)
     fingerprint = SpeechTokenizer.load(tokenizer).fingerprint

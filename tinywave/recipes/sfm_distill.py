@@ -13,7 +13,8 @@ MSE(output) + w * MSE(intermediate), w = ``loss.intermediate_weight``). Stacking
 recipe's (``student.width/n_layers/ffn``, ``growth``, ``data``, ``optim``, ``loss``, ``train``);
 the keys they replaced are listed in ``Config.RENAMED`` and refused with the new name.
 
-Writes OUT/train_log.jsonl, OUT/checkpoints/ (a rerun resumes, across growth steps too),
+Trains on the shared loop (tinywave/training/trainer.py). Writes OUT/train_log.jsonl,
+OUT/checkpoints/ (a rerun with ``train.resume=true`` continues, across growth steps too),
 OUT/loss.png, OUT/summary.json and OUT/student/: a plain HF HubertModel directory (usable
 as an s3prl upstream, a probe upstream and by the HuBERT unit extractor) with the
 heads in heads.safetensors and the targets/growth history in sfm_student.json.
@@ -74,10 +75,12 @@ class LossSection:
 class TrainSection:
     steps: int = field(1000, help="optimizer steps")
     seed: int = field(0, help="seed for init and batches")
-    log_every: int = field(25, help="log a line every N steps")
+    log_every: int = field(1, help="write every N-th step's record to train_log.jsonl")
     ckpt_every: int = field(100, help="checkpoint every N steps")
     keep_checkpoints: int = field(2, help="checkpoints kept")
-    stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (a rerun resumes); 0: no limit")
+    stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (a rerun with "
+                                          "train.resume=true continues); 0: no limit")
+    resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (required when there is one)")
     wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
     parallel: str = field("auto", help="auto (ddp under torchrun), none or ddp; data.batch_size is per process")
 
@@ -94,6 +97,7 @@ class Config:
     teacher: str = field("", help="teacher directory (HubertModel / WavLMModel / Wav2Vec2Model, Hugging Face format)")
     manifest: str = field("", help="training manifest (JSON lines; docs/FORMATS.md)")
     out: str = field("", help="output directory")
+    resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (same as train.resume)")
     max_items: int = field(0, help="use at most this many utterances (0: all)")
     student: StudentSection = field(default_factory=StudentSection, help="student")
     growth: GrowthSection = field(default_factory=GrowthSection, help="depth growth (stacking)")
@@ -145,63 +149,69 @@ def _check(cfg: Config, teacher) -> None:
 def run(cfg: Config) -> int:
     import torch
 
-    from tinywave.training.distributed import Parallel
     from tinywave.files import atomic_write_json
     from tinywave.sfm.data import load_bank
-    from tinywave.sfm.distill import TeacherTargets, distill, resume
+    from tinywave.sfm.distill import TeacherTargets, distill
     from tinywave.sfm.models import freeze, load_encoder, same_front_end
+    from tinywave.sfm.student import Student
+    from tinywave.training.distributed import Parallel
+    from tinywave.training.settings import RunSettings
+    from tinywave.training.trainer import resume_point
 
     if not cfg.teacher:
         raise ValueError("--teacher is required: a HuBERT-family model directory (e.g. from `tinywave sfm pretrain`)")
     if cfg.train.parallel == "fsdp":
         raise ValueError("sfm distill supports train.parallel=ddp (or auto/none); FSDP is for the language-model distillation")
-    parallel = Parallel.setup(cfg.train.parallel, torch.device("cpu"))  # under torchrun: DDP over the processes
-    # 1. frozen teacher, data, growth plan
+    # 1. frozen teacher, data, growth plan; checkpoints in OUT need train.resume=true
     teacher = freeze(load_encoder(cfg.teacher))
     _check(cfg, teacher)
     out = Path(cfg.out)
+    resume_from = resume_point(RunSettings(out=str(out), resume=cfg.train.resume or cfg.resume), to_dict(cfg))
+    parallel = Parallel.setup(cfg.train.parallel, torch.device("cpu"))  # under torchrun: DDP over the processes
     bank = load_bank(cfg.manifest, cfg.max_items)
     init_depth, plan = growth_plan(cfg)
     # 2. student: resumed at its recorded (possibly grown) depth, or fresh at the initial depth
-    resumed = resume(out)
-    if resumed is not None:
-        student, state, ckpt = resumed
-        if state.get("op") != plan.op or student.kind != cfg.student.kind:
-            raise ValueError(f"{ckpt} was written by a {state.get('op')}/{student.kind} run, not {plan.op}/{cfg.student.kind}; "
-                             f"use another --out or the same config to resume")
-        log.info("resuming from %s: step %d, depth %d", ckpt, state["step"], student.depth)
+    if resume_from is not None:
+        student = Student.load(resume_from)
+        _check_resumable(cfg, plan, student, resume_from)
+        log.info("resuming from %s at depth %d", resume_from, student.depth)
     else:
-        student, state, ckpt = build(cfg, teacher, init_depth), None, None
+        student = build(cfg, teacher, init_depth)
         if parallel.is_main:
             atomic_write_json(out / "config.json", to_dict(cfg))
     if cfg.student.freeze_front_end:
         freeze(student.encoder.feature_extractor)
     # 3. train, growing at the planned steps
-    settings = loop_settings(cfg, state["step"] if state else 0)
     share = cfg.student.freeze_front_end and same_front_end(teacher, student.encoder)  # run the CNN once for both
     targets = TeacherTargets(teacher, cfg.student.teacher_layers, share_front_end=share)
-    summary = distill(student, targets, bank, plan, settings, out, state, ckpt, parallel)
+    summary = distill(student, targets, bank, plan, loop_settings(cfg), out, resume_from, parallel, to_dict(cfg))
     if parallel.is_main:  # rank 0 writes the plot, the student and the summary
         _write_outputs(out, plan, student, summary, cfg.train.steps)
     parallel.close()
     return 0
 
 
-def loop_settings(cfg: Config, start_step: int = 0):
-    """The training loop's settings (its own parameter names) from the config's sections.
+def _check_resumable(cfg: Config, plan, student, checkpoint: Path) -> None:
+    """A checkpoint of another growth operator or student kind cannot continue this run."""
+    from tinywave.training.checkpoint import read_config
 
-    ``train.stop_after_steps`` counts the steps of this invocation, as in the LM trainer; the
-    loop's ``stop_at`` is the absolute step, so a run resumed at ``start_step`` stops at
-    ``start_step + stop_after_steps``.
-    """
+    saved = read_config(checkpoint)
+    op = saved.get("growth", {}).get("op")
+    if op != plan.op or student.kind != cfg.student.kind:
+        raise ValueError(f"{checkpoint} was written by a {op}/{student.kind} run, not {plan.op}/{cfg.student.kind}; "
+                         f"use another --out or the same config to resume")
+
+
+def loop_settings(cfg: Config):
+    """The training loop's settings from the config's sections."""
     from tinywave.sfm.distill import LoopSettings
 
     t, d, o = cfg.train, cfg.data, cfg.optim
-    stop_at = start_step + t.stop_after_steps if t.stop_after_steps > 0 else 0
     return LoopSettings(steps=t.steps, batch_size=d.batch_size, crop_samples=int(d.crop_seconds * 16000), lr=o.lr,
-                        warmup=o.warmup_steps, weight_decay=o.weight_decay, seed=t.seed,
+                        warmup_steps=o.warmup_steps, weight_decay=o.weight_decay, seed=t.seed,
                         intermediate_weight=cfg.loss.intermediate_weight, log_every=t.log_every,
-                        save_every=t.ckpt_every, keep=t.keep_checkpoints, stop_at=stop_at, wandb=t.wandb)
+                        ckpt_every=t.ckpt_every, keep_checkpoints=t.keep_checkpoints, stop_after_steps=t.stop_after_steps,
+                        wandb=t.wandb)
 
 
 def _write_outputs(out: Path, plan, student, summary: dict, steps: int) -> None:
@@ -211,7 +221,7 @@ def _write_outputs(out: Path, plan, student, summary: dict, steps: int) -> None:
 
     plot_losses(out / "train_log.jsonl", plan.steps, out / "loss.png", f"sfm distill: {plan.op}, {student.kind}")
     if not summary["finished"]:
-        log.info("stopped at step %d of %d; rerun the same command to resume", summary["step"], steps)
+        log.info("stopped at step %d of %d; rerun with train.resume=true to continue", summary["step"], steps)
         return
     with atomic_dir(out / "student") as tmp:
         student.save(tmp)

@@ -7,7 +7,9 @@ HuBERT's first iteration: targets are the ``hubert`` stream of a speech tokenize
 directory (``--units``, docs/FORMATS.md); without one, the built-in MFCC k-means
 tokenizer is fitted on the manifest at 50 Hz into OUT/units/ (``tinywave units train``). The teacher is written to OUT/teacher/ as a plain
 Hugging Face directory (loads with ``HubertModel.from_pretrained``); the unit classifier
-sits beside it in ``unit_head.safetensors``. A rerun resumes from OUT/checkpoints/. Keys follow
+sits beside it in ``unit_head.safetensors``. Training runs on the shared loop
+(tinywave/training/trainer.py); an interrupted run continues from OUT/checkpoints/ with
+``train.resume=true`` (or ``--resume``). Keys follow
 the LM recipes (``model.width/n_layers/ffn``, ``data``, ``optim``, ``train``); the keys they
 replaced are listed in ``Config.RENAMED`` and refused with the new name.
 """
@@ -56,6 +58,11 @@ class TrainSection:
     steps: int = field(600, help="optimizer steps")
     seed: int = field(0, help="seed for init, batches and masks")
     ckpt_every: int = field(250, help="checkpoint every N steps (for resume)")
+    keep_checkpoints: int = field(1, help="checkpoints kept")
+    log_every: int = field(1, help="write every N-th step's record to train_log.jsonl")
+    resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (required when there is one)")
+    stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (a rerun with "
+                                          "train.resume=true continues); 0: no limit")
     wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
 
 
@@ -69,6 +76,7 @@ class Config:
     }
     manifest: str = field("", help="training manifest (JSON lines with audio paths; docs/FORMATS.md)")
     out: str = field("", help="output directory (teacher/, units/, train_log.jsonl, checkpoints/)")
+    resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (same as train.resume)")
     units: str = field("", help="speech tokenizer directory whose 'hubert' stream gives the targets; empty: fit MFCC k-means")
     n_units: int = field(100, help="k-means clusters of the built-in MFCC targets (HuBERT: 100)")
     max_items: int = field(0, help="use at most this many utterances (0: all)")
@@ -99,13 +107,15 @@ def run(cfg: Config) -> int:
     from tinywave.files import atomic_dir, atomic_write_json
     from tinywave.sfm.data import load_bank
     from tinywave.sfm.models import teacher_config
-    from tinywave.sfm.optim import latest_checkpoint, read_trainer_state
     from tinywave.sfm.pretrain import MaskedUnitModel, PretrainSettings, load_checkpoint, pretrain, utterance_labels
+    from tinywave.training.settings import RunSettings
+    from tinywave.training.trainer import resume_point
     from transformers import HubertModel
 
     if not cfg.manifest or not cfg.out:
         raise ValueError("--manifest and --out are required (a training manifest and an output directory)")
-    out = Path(cfg.out)
+    out, t, d = Path(cfg.out), cfg.train, cfg.data
+    resume_from = resume_point(RunSettings(out=str(out), resume=t.resume or cfg.resume), to_dict(cfg))  # refused early without resume
     # 1. audio and unit targets (per utterance, one label per encoder frame)
     bank = load_bank(cfg.manifest, cfg.max_items)
     labeler = _labeler(cfg)
@@ -114,19 +124,20 @@ def run(cfg: Config) -> int:
     labels = utterance_labels(bank, labeler, config)
     n_units = labeler.n_units or int(max(int(x.max()) for x in labels) + 1)
     # 2. the model: resumed from the last checkpoint, or fresh
-    ckpt = latest_checkpoint(out / "checkpoints")
-    if ckpt is not None:
-        model, start = load_checkpoint(ckpt, n_units), read_trainer_state(ckpt)["step"]
-        log.info("resuming teacher pretraining from %s (step %d)", ckpt, start)
+    if resume_from is not None:
+        model = load_checkpoint(resume_from, n_units)
     else:
-        torch.manual_seed(cfg.train.seed)
-        model, start = MaskedUnitModel(HubertModel(config), n_units), 0
-    # 3. masked prediction
-    t, d = cfg.train, cfg.data
+        torch.manual_seed(t.seed)
+        model = MaskedUnitModel(HubertModel(config), n_units)
+    # 3. masked prediction on the shared training loop
     settings = PretrainSettings(steps=t.steps, batch_size=d.batch_size, crop_samples=int(d.crop_seconds * 16000),
-                                lr=cfg.optim.lr, warmup=cfg.optim.warmup_steps, mask_prob=cfg.mask.prob, mask_span=cfg.mask.span,
-                                seed=t.seed, save_every=t.ckpt_every, wandb=t.wandb)
-    summary = pretrain(model, bank, labels, settings, out, start, ckpt)
+                                lr=cfg.optim.lr, warmup_steps=cfg.optim.warmup_steps, mask_prob=cfg.mask.prob, mask_span=cfg.mask.span,
+                                seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every, keep_checkpoints=t.keep_checkpoints,
+                                stop_after_steps=t.stop_after_steps, wandb=t.wandb)
+    summary = pretrain(model, bank, labels, settings, out, resume_from, to_dict(cfg))
+    if not summary["finished"]:
+        log.info("stopped at step %d of %d; rerun with train.resume=true to continue", summary["step"], t.steps)
+        return 0
     # 4. export the teacher as a plain HF directory
     with atomic_dir(out / "teacher") as tmp:
         model.save(tmp)

@@ -24,8 +24,9 @@ tokenizer recovers from the resynthesis, and with ``eval.asr=...`` the word erro
 recognizer on the original audio and on each resynthesis), resynthesized samples in
 ``OUT/samples/``, per-step losses (``loss``, ``mel``, ``stft``, ``duration``, ``g/adv``,
 ``g/fm``, ``d/loss``, ``d/mpd``, ``d/msd``) in ``OUT/train_log.jsonl``, TensorBoard events
-and ``OUT/loss_curves.png``. An interrupted run resumes from ``OUT/checkpoint.*``
-(generator, discriminators and both optimizers).
+and ``OUT/loss_curves.png``. Training runs on the shared loop (tinywave/training/trainer.py):
+an interrupted run continues with ``train.resume=true`` from ``OUT/checkpoints/step_*/``
+(generator, discriminators, both optimizers and schedules, the random states).
 
 Keys are grouped in sections as in the LM recipes (``train``, ``data``, ``optim``, ``model``,
 ``loss``, ``eval``); the flat keys they replaced are listed in ``Config.RENAMED`` and refused
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tinywave.config import field, to_dict
+from tinywave.training.schedules import schedule_named
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainSection:
     steps: int = field(1500, help="training steps")
-    max_minutes: float = field(0.0, help="stop after this many minutes of training (0: no limit)")
-    ckpt_every: int = field(200, help="checkpoint every N steps (resume on rerun)")
+    max_minutes: float = field(0.0, help="stop after this many minutes of training and evaluate (0: no limit); the "
+                                         "learning rate decays with whichever budget, steps or minutes, is further spent")
+    ckpt_every: int = field(200, help="checkpoint every N steps")
+    keep_checkpoints: int = field(2, help="keep the N newest checkpoints (0: keep all)")
+    resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (required when there is one)")
+    stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and evaluate (0: no limit)")
     seed: int = field(0, help="seed for the split, segments and initialization")
     wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
     threads: int = field(0, help="torch threads (0: torch's default; 1 is faster on a busy machine)")
@@ -123,6 +129,7 @@ class Config:
     manifest: str = field("", help="corpus manifest (JSON lines with id, audio, speaker)")
     tokenizer: str = field("", help="speech tokenizer directory (`tinywave units train` output)")
     out: str = field("", help="output vocoder directory")
+    resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (same as train.resume)")
     train: TrainSection = field(default_factory=TrainSection, help="run")
     data: DataSection = field(default_factory=DataSection, help="segments and the held-out split")
     optim: OptimSection = field(default_factory=OptimSection, help="optimizers")
@@ -158,6 +165,7 @@ def run(cfg: Config) -> int:
 
     from tinywave.data.manifest import read_manifest
     from tinywave.eval.asr import load_recognizer
+    from tinywave.training.trainer import resume_point
     from tinywave.files import atomic_write_json
     from tinywave.vocoder import train as T
     from tinywave.vocoder.backends import HifiGanVocoder, save_hifigan
@@ -171,6 +179,7 @@ def run(cfg: Config) -> int:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     recognizer = load_recognizer(cfg.eval.asr) if cfg.eval.asr else None  # a bad eval.asr=... fails before any training
+    resume_from = resume_point(run_settings(cfg, out), to_dict(cfg))  # checkpoints without train.resume=true: refused now
     # 1. corpus -> raw unit frames (cached in OUT/units.jsonl), speakers, held-out split
     items, bad = read_manifest(cfg.manifest)
     random.Random(cfg.train.seed).shuffle(items)
@@ -198,7 +207,7 @@ def run(cfg: Config) -> int:
              model_cfg.num_embeddings, hop, model_cfg.upsample_rates, sum(p.numel() for p in model.parameters()) / 1e6,
              len(train), len(held))
     # 3. train (resuming from OUT/checkpoint.*)
-    last, train_s = train_loop(cfg, out, model, train, hop)
+    last, train_s = train_loop(cfg, out, model, train, hop, resume_from)
     # 4. the Griffin-Lim baseline and both vocoders on held-out utterances
     table, runs = fit_unit_mels(((np.asarray(u.units.hubert), u.wav, u.speaker) for u in train), model_cfg.num_embeddings,
                                 max(len(speakers), 1), hop)
@@ -224,62 +233,55 @@ def run(cfg: Config) -> int:
     return 0
 
 
-def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int) -> tuple[int, float]:
-    """Warm-up on mel/STFT, then HiFi-GAN's alternating updates; (steps done, seconds). Resumes from OUT/checkpoint.*."""
+def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int, resume_from: Path | None) -> tuple[int, float]:
+    """Warm-up on mel/STFT, then HiFi-GAN's alternating updates, on the shared training loop; (steps done, seconds).
+
+    The generator is the loop's model (AdamW, betas 0.8 / 0.99, warm-up then cosine decay to
+    5%, decaying faster when ``train.max_minutes`` is spent sooner); the discriminators'
+    optimizer is a side optimizer the objective steps, on the same schedule. Checkpoints:
+    OUT/checkpoints/step_*/ (generator, discriminators, both optimizers, RNGs, segment streams).
+    """
     import torch
 
-    from tinywave.training.runlog import RunLogger, plot_loss_curves
+    from tinywave.training.settings import OptimSettings
+    from tinywave.training.trainer import fit
     from tinywave.vocoder import train as T
     from tinywave.vocoder.adversarial import Adversary
     from tinywave.vocoder.discriminators import DiscriminatorConfig, Discriminators
 
-    # 1. generator and discriminators with their optimizers (HiFi-GAN: AdamW, betas 0.8 / 0.99)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(0.8, 0.99), weight_decay=0.0)
+    # 1. discriminators and their optimizer (HiFi-GAN: AdamW, betas 0.8 / 0.99); the schedule of the generator's
     disc = Discriminators(DiscriminatorConfig(width=cfg.model.disc_width)).train()
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.optim.disc_lr, betas=(0.8, 0.99), weight_decay=0.0)
     adversary = Adversary(disc, opt_d, cfg.loss.adv_weight, cfg.loss.fm_weight, segment=cfg.model.disc_segment)
-    modules, optimizers = {"model": model, "disc": disc}, {"opt": opt, "opt_d": opt_d}
-    # 2. resume (weights, optimizers, the torch and sampler random states), then random segments
-    start, state = T.load_checkpoint(out, modules, optimizers) if (out / "checkpoint.json").is_file() else (0, {"fresh": []})
-    if start and state["fresh"]:
-        log.info("checkpoint at step %d holds no %s: starting them fresh", start, ", ".join(state["fresh"]))
+    modules = {"generator": model, "discriminators": disc}
     if cfg.loss.adversarial_start >= 0:
         log.info("discriminators (%.2fM parameters) join at step %d", sum(p.numel() for p in disc.parameters()) / 1e6,
                  cfg.loss.adversarial_start)
-    sampler = T.SegmentSampler(train, cfg.data.segment_units, hop, model.cfg.hubert_to_f0, model.cfg.hubert_to_style, cfg.train.seed + start)
-    dur_rng = random.Random(cfg.train.seed + start)
-    rngs = {"sampler_rng": sampler.rng, "duration_rng": dur_rng}
-    for key, rng in rngs.items():  # a checkpoint from before they were saved: reseeded from the step instead
-        if key in state:
-            rng.setstate(json_to_state(state[key]))
-    loss_fn = T.VocoderLoss(cfg.loss.mel_weight, cfg.loss.stft_weight)
-    logger = RunLogger(out, start, cfg.train.steps, tensorboard=True, wandb=cfg.train.wandb, config=to_dict(cfg))
-    t0, last = time.perf_counter(), start
-    try:
-        for step in T.iterate_steps(start, cfg.train.steps, cfg.train.max_minutes, time.perf_counter):
-            spent = (time.perf_counter() - t0) / (60.0 * cfg.train.max_minutes) if cfg.train.max_minutes > 0 else 0.0
-            lr = T.lr_at(step, cfg.train.steps, cfg.optim.lr, elapsed=spent)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            for group in opt_d.param_groups:
-                group["lr"] = cfg.optim.disc_lr * lr / cfg.optim.lr
-            gan = adversary if 0 <= cfg.loss.adversarial_start <= step else None
-            record = T.train_step(model, opt, loss_fn, sampler.sample(cfg.data.batch_size), T.duration_batch(train, 8, dur_rng), cfg.optim.grad_clip, gan)
-            last = step + 1
-            logger.step({"step": last, "lr": lr, **{k: round(v, 5) for k, v in record.items()}}, write=True)
-            if last % cfg.train.ckpt_every == 0:
-                T.save_checkpoint(out, modules, optimizers, last, {k: r.getstate() for k, r in rngs.items()})
-    finally:
-        logger.close()
-    T.save_checkpoint(out, modules, optimizers, last, {k: r.getstate() for k, r in rngs.items()})
-    plot_loss_curves(out / "train_log.jsonl", out / "loss_curves.png", title="vocoder")
-    return last, time.perf_counter() - t0
+    # 2. resume (train.resume=true) or start; random segments and duration rows
+    run = run_settings(cfg, out)
+    if resume_from is not None:
+        T.load_weights(resume_from, modules)
+    sampler = T.SegmentSampler(train, cfg.data.segment_units, hop, model.cfg.hubert_to_f0, model.cfg.hubert_to_style, cfg.train.seed)
+    stream = T.SegmentStream(train, sampler, cfg.data.batch_size, cfg.train.seed)
+    optim = OptimSettings(lr=cfg.optim.lr, betas=[0.8, 0.99], weight_decay=0.0, warmup_steps=50, schedule="cosine",
+                          min_lr_ratio=0.05, grad_clip=cfg.optim.grad_clip)
+    t0 = time.monotonic()
+    budget = (lambda: (time.monotonic() - t0) / (60.0 * cfg.train.max_minutes)) if cfg.train.max_minutes > 0 else None
+    schedule = schedule_named("cosine", optim.warmup_steps, cfg.train.steps, optim.min_lr_ratio, spent=budget)
+    # 3. the loop
+    objective = T.GeneratorObjective(model, T.VocoderLoss(cfg.loss.mel_weight, cfg.loss.stft_weight), adversary, cfg.loss.adversarial_start)
+    result = fit(objective, list(model.parameters()), stream, optim, run, lambda folder: T.save_weights(folder, modules), to_dict(cfg),
+                 resume_from, schedule=schedule, side_optimizers={"disc": opt_d})
+    return result.step, result.elapsed_s
 
 
-def json_to_state(value: list[Any]) -> tuple[Any, ...]:
-    """A ``random.Random`` state read back from JSON (tuples became lists)."""
-    version, internal, gauss = value
-    return version, tuple(internal), gauss
+def run_settings(cfg: Config, out: Path) -> Any:
+    """The loop's run settings from the train section (fp32, TensorBoard, a log line per step)."""
+    from tinywave.training.settings import RunSettings
+
+    t = cfg.train
+    return RunSettings(out=str(out), steps=t.steps, seed=t.seed, log_every=1, ckpt_every=t.ckpt_every, keep_checkpoints=t.keep_checkpoints,
+                       resume=t.resume or cfg.resume, max_minutes=t.max_minutes, stop_after_steps=t.stop_after_steps, wandb=t.wandb, device="cpu")
 
 
 def heldout_wer(cfg: Config, out: Path, recognizer: Any, items: list[Any], train: list[Any], held: list[Any],

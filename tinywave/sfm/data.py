@@ -10,8 +10,10 @@ Crops start on a multiple of the encoder's frame stride, so frame t of a crop is
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,3 +85,39 @@ def collate(chunks: list[np.ndarray], index=None, start=None) -> Batch:
     index = torch.as_tensor(index if index is not None else range(len(chunks)), dtype=torch.long)
     start = torch.as_tensor(start if start is not None else [0] * len(chunks), dtype=torch.long)
     return Batch(wav, lengths, index, start)
+
+
+class CropStream:
+    """The training loop's batches (``tinywave.training.batches.Stream``): batch number ``step`` of
+    :func:`sample_batch`, this process's rows of it, and its real frame count as ``n_targets``.
+
+    Each of the ``world_size`` processes takes ``batch_size`` rows of a global batch of
+    ``batch_size x world_size`` (padding width kept, so every item is computed as in one
+    process). The state is the step count: batches are a function of ``(seed, step)``.
+    """
+
+    def __init__(self, bank: WaveBank, batch_size: int, crop_samples: int, seed: int, stride: int,
+                 frames: Callable[[torch.Tensor], torch.Tensor], rank: int = 0, world_size: int = 1):
+        self.bank, self.batch_size, self.crop, self.seed, self.stride = bank, batch_size, crop_samples, seed, stride
+        self.frames, self.rank, self.world_size = frames, rank, world_size
+        self.step = 0
+
+    def next(self) -> dict[str, torch.Tensor]:
+        batch = sample_batch(self.bank, self.batch_size * self.world_size, self.crop, self.seed, self.step, self.stride)
+        rows = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        out = {"wav": batch.wav[rows], "lengths": batch.lengths[rows], "index": batch.index[rows], "start": batch.start[rows],
+               "step": torch.tensor(self.step)}
+        out["n_targets"] = self.frames(out["lengths"]).sum()  # real encoder frames of this process's rows
+        self.step += 1
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+
+
+def as_batch(batch: dict[str, torch.Tensor]) -> Batch:
+    """A :class:`CropStream` batch back as a :class:`Batch`."""
+    return Batch(batch["wav"], batch["lengths"], batch["index"], batch["start"])

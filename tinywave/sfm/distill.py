@@ -1,21 +1,23 @@
-"""The SFM distillation loop, with depth growth (stacking) at scheduled steps.
+"""SFM distillation with depth growth (stacking) at scheduled steps, on the shared training loop.
 
-    student = Student(...) or resume(out)            # the recipe builds or resumes it
+    student = Student(...) or Student.load(checkpoint)   # the recipe builds or resumes it
     summary = distill(student, TeacherTargets(teacher, layers), bank, plan, settings, out)
 
-Each step: a deterministic batch (``sample_batch(seed, step)``), the frozen teacher's
-hidden states (online, or memoized per step by ``TeacherTargets(cache=...)``), the
-student's predictions, the loss of its kind, AdamW with warmup + linear decay. Before
-each step listed in ``plan.steps`` the student grows with ``plan.op`` (targets rewritten
-by the operator) and the optimizer is rebuilt with its state reset or copied.
-Checkpoints record the depth and growth history, so a resumed run rebuilds the grown
-architecture before loading weights and optimizer state.
+Each step (``tinywave.training.trainer.fit``): a deterministic batch
+(``sample_batch(seed, step)`` through :class:`~tinywave.sfm.data.CropStream`), the frozen
+teacher's hidden states (online, or memoized per step by ``TeacherTargets(cache=...)``),
+the student's predictions, the loss of its kind (a mean over real frames), AdamW with
+warm-up + linear decay to 10%. After each step listed in ``plan.steps`` the student grows
+with ``plan.op`` (targets rewritten by the operator) and the optimizer is rebuilt with its
+state reset or copied (:class:`StudentGrowth`, the loop's growth hook). Checkpoints
+(``OUT/checkpoints/step_*``) hold the student at its current depth with its growth history
+(``sfm_student.json``), so a resumed run rebuilds the grown architecture before loading
+the optimizer state.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,22 +26,15 @@ import torch
 from transformers import PreTrainedModel
 
 from tinywave.files import load_jsonl
-from tinywave.sfm.data import Batch, WaveBank, sample_batch
+from tinywave.sfm.data import Batch, CropStream, WaveBank, as_batch
 from tinywave.sfm.losses import distilhubert_loss, layer_to_layer_loss
 from tinywave.sfm.models import downsample_rate, frame_lengths, front_end, hidden_states
-from tinywave.sfm.optim import (
-    latest_checkpoint,
-    load_optimizer_state,
-    lr_at,
-    make_optimizer,
-    read_trainer_state,
-    save_checkpoint,
-    set_lr,
-)
 from tinywave.sfm.student import Student
-from tinywave.training.distributed import SINGLE, Parallel
-from tinywave.training.runlog import RunLogger
 from tinywave.stacking import apply_growth, carry_optimizer_state, layer_list, parameter_sources
+from tinywave.training.distributed import SINGLE, Parallel
+from tinywave.training.schedules import continue_schedule
+from tinywave.training.settings import OptimSettings, RunSettings
+from tinywave.training.trainer import fit, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +49,32 @@ class GrowthPlan:
 
 @dataclass
 class LoopSettings:
+    """The SFM loop's settings, named as the recipes' keys (``optim.*``, ``train.*``)."""
+
     steps: int
-    batch_size: int = 8
+    batch_size: int = 8  # crops per step and process
     crop_samples: int = 32000
     lr: float = 2e-4
-    warmup: int = 100
+    warmup_steps: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 10.0
     seed: int = 0
     intermediate_weight: float = 0.5
-    log_every: int = 10
-    save_every: int = 100
-    keep: int = 2
-    stop_at: int = 0  # stop after this many steps (0: run to the end); the next run resumes
+    log_every: int = 1  # write every N-th step's record to train_log.jsonl
+    ckpt_every: int = 100
+    keep_checkpoints: int = 2
+    stop_after_steps: int = 0  # run at most N steps in this invocation, then checkpoint (0: to the end)
     wandb: bool = False  # also log to Weights & Biases (tinywave.training.runlog)
+
+    def optim(self) -> OptimSettings:
+        """HuBERT's AdamW (betas 0.9 / 0.98, eps 1e-6), warm-up then linear decay to 10%."""
+        return OptimSettings(lr=self.lr, betas=[0.9, 0.98], eps=1e-6, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps,
+                             schedule="linear", min_lr_ratio=0.1, grad_clip=self.grad_clip)
+
+    def run(self, out: str | Path) -> RunSettings:
+        return RunSettings(out=str(out), steps=self.steps, seed=self.seed, device="cpu", log_every=self.log_every,
+                           ckpt_every=self.ckpt_every, keep_checkpoints=self.keep_checkpoints,
+                           stop_after_steps=self.stop_after_steps, wandb=self.wandb)
 
 
 class TeacherTargets:
@@ -94,29 +101,33 @@ class TeacherTargets:
         return out
 
 
-def resume(out: str | Path) -> tuple[Student, dict[str, Any], Path] | None:
-    """(student rebuilt at its recorded depth, trainer state, checkpoint folder) or None."""
-    ckpt = latest_checkpoint(Path(out) / "checkpoints")
-    if ckpt is None:
-        return None
-    return Student.load(ckpt), read_trainer_state(ckpt), ckpt
+class StudentGrowth:
+    """The loop's growth hook: after each step of ``plan.steps`` the student grows, the optimizer is
+    rebuilt over its new parameters (state reset or copied) and the schedule continues."""
 
+    def __init__(self, plan: GrowthPlan, objective: "StudentObjective", optim: OptimSettings, total_steps: int):
+        self.plan, self.objective, self.optim, self.total_steps = plan, objective, optim, total_steps
 
-def grow_student(student: Student, optimizer: torch.optim.Optimizer, op: str, params: dict[str, int], mode: str,
-                 lr: float, weight_decay: float, step: int) -> torch.optim.Optimizer:
-    """Grow the student's encoder in place; returns the optimizer rebuilt over the new parameters."""
-    optimizer.zero_grad(set_to_none=True)
-    old_layers = list(layer_list(student.encoder))
-    growth = apply_growth(student.encoder, op, student.targets, **params)
-    student.targets = growth.targets
-    student.check_targets()
-    student.history.append({"step": step, "op": op, "params": params, "provenance": growth.provenance,
-                            "depth": len(growth.layers), "targets": {str(j): t for j, t in growth.targets.items()}})
-    new_opt = make_optimizer(student, lr, weight_decay)
-    carry_optimizer_state(optimizer, new_opt, parameter_sources(old_layers, growth), mode)
-    log.info("step %d: grew %s %s -> %d layers, targets %s, optimizer %s", step, op, params or "",
-             len(growth.layers), growth.targets, mode)
-    return new_opt
+    def __call__(self, step: int, optimizer: torch.optim.Optimizer, scheduler: Any):
+        if step not in self.plan.steps:
+            return None
+        student, k = self.objective.student, self.plan.steps.index(step)
+        op, params = self.plan.op, self.plan.params[k]
+        optimizer.zero_grad(set_to_none=True)
+        old_layers = list(layer_list(student.encoder))
+        growth = apply_growth(student.encoder, op, student.targets, **params)
+        student.targets = growth.targets
+        student.check_targets()
+        student.history.append({"step": step, "op": op, "params": params, "provenance": growth.provenance,
+                                "depth": len(growth.layers), "targets": {str(j): t for j, t in growth.targets.items()}})
+        trainable = [p for p in student.parameters() if p.requires_grad]
+        new_opt, new_sched = make_optimizer(trainable, self.optim, self.total_steps)
+        carry_optimizer_state(optimizer, new_opt, parameter_sources(old_layers, growth), self.plan.optimizer_mode)
+        continue_schedule(scheduler, new_sched)
+        self.objective.rewrap()
+        log.info("step %d: grew %s %s -> %d layers, targets %s, optimizer %s", step, op, params or "",
+                 len(growth.layers), growth.targets, self.plan.optimizer_mode)
+        return trainable, new_opt, new_sched
 
 
 def loss_step(student: Student, targets: dict[int, torch.Tensor], batch: Batch, intermediate_weight: float,
@@ -129,86 +140,47 @@ def loss_step(student: Student, targets: dict[int, torch.Tensor], batch: Batch, 
     return layer_to_layer_loss(preds, targets, student.output_layer, mask, intermediate_weight)
 
 
-# --- several processes (DDP): each rank takes its rows of the global batch ---------------------
+class StudentObjective:
+    """The loop's objective: the student's loss on a crop batch against the teacher's targets,
+    weighted by its share of the step's frames (a mean over every process's real frames)."""
 
-def rank_share(batch: Batch, rank: int, size: int) -> Batch:
-    """Rows ``[rank * size, (rank + 1) * size)`` of a global batch, padding width kept (so every item
-    is computed exactly as in one process)."""
-    rows = slice(rank * size, (rank + 1) * size)
-    return Batch(batch.wav[rows], batch.lengths[rows], batch.index[rows], batch.start[rows])
+    def __init__(self, student: Student, teacher: TeacherTargets, intermediate_weight: float, parallel: Parallel = SINGLE):
+        self.student, self.teacher, self.weight, self.parallel = student, teacher, intermediate_weight, parallel
+        self.wrapped = parallel.wrap(student, find_unused=True)  # DDP: rewrapped when the student grows
 
+    def rewrap(self) -> None:
+        self.wrapped = self.parallel.wrap(self.student, find_unused=True)
 
-def global_frame_mean(parallel: Parallel, loss: torch.Tensor, parts: dict[str, float], frames: int) -> tuple[float, dict[str, float]]:
-    """(gradient scale of this rank's loss, the loss and parts as means over every rank's frames).
-
-    Each rank's loss is a mean over its own frames; weighting it by its share of the frames
-    (times the world size, which DDP's gradient averaging divides out) gives the gradient of
-    the mean over the global batch, as in one process with the whole batch.
-    """
-    if parallel.world_size == 1:
-        return 1.0, {"loss": loss.item(), **parts}
-    total = parallel.sum({"frames": float(frames)})["frames"]
-    share = frames / total
-    values = parallel.sum({k: v * share for k, v in {"loss": loss.item(), **parts}.items()})
-    return share * parallel.world_size, values
+    def __call__(self, batch: dict[str, torch.Tensor], normalizer: float) -> dict[str, torch.Tensor]:
+        crops = as_batch(batch)
+        targets, features = self.teacher(int(batch["step"]), crops)
+        loss, parts = loss_step(self.student, targets, crops, self.weight, features, self.wrapped)
+        share = float(batch["n_targets"]) / normalizer
+        return {"loss": loss * share, **{k: torch.tensor(v * share) for k, v in parts.items()}}
 
 
 def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: GrowthPlan, cfg: LoopSettings,
-            out: str | Path, state: dict[str, Any] | None = None, optimizer_from: Path | None = None,
-            parallel: Parallel = SINGLE) -> dict[str, Any]:
-    """Train ``student`` for ``cfg.steps`` steps (from ``state['step']`` when resuming).
+            out: str | Path, resume_from: Path | None = None, parallel: Parallel = SINGLE,
+            config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``student`` for ``cfg.steps`` steps in all (continuing ``resume_from``, a checkpoint folder).
 
     With ``parallel`` (DDP under torchrun) each rank takes ``cfg.batch_size`` rows of a global
-    batch of ``cfg.batch_size`` x world size; rank 0 logs and writes checkpoints.
+    batch of ``cfg.batch_size`` x world size; rank 0 logs and writes checkpoints. ``config``
+    (the recipe's resolved config) goes into each checkpoint's config.yaml.
     """
-    out = Path(out)
-    start, elapsed = (state or {}).get("step", 0), (state or {}).get("train_seconds", 0.0)
-    cpu = (state or {}).get("cpu_seconds", 0.0)  # process CPU time: less sensitive to other jobs on the machine
-    stride = downsample_rate(student.encoder.config)
-    optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay)
-    if optimizer_from is not None:
-        load_optimizer_state(optimizer, optimizer_from)
-    wrapped = parallel.wrap(student, find_unused=True)  # DDP: the growth below rewraps it
-    end = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
-    # rank 0 keeps the run log (train_log.jsonl, TensorBoard, W&B); every rank shows its own progress bar only without it
-    logger = RunLogger(out, start, end, tensorboard=True, wandb=cfg.wandb, config=asdict(cfg)) if parallel.is_main else None
+    encoder_config = student.encoder.config
+    stream = CropStream(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, downsample_rate(encoder_config),
+                        lambda lengths: frame_lengths(encoder_config, lengths), parallel.rank, parallel.world_size)
+    objective = StudentObjective(student, teacher, cfg.intermediate_weight, parallel)
+    optim = cfg.optim()
+    growth = StudentGrowth(plan, objective, optim, cfg.steps) if plan.steps else None
     student.train()
-    loss_value, parts = float("nan"), {}
-    for step in range(start, end):
-        if step in plan.steps:
-            k = plan.steps.index(step)
-            optimizer = grow_student(student, optimizer, plan.op, plan.params[k], plan.optimizer_mode,
-                                     cfg.lr, cfg.weight_decay, step)
-            wrapped = parallel.wrap(student, find_unused=True)
-        t0, c0 = time.perf_counter(), time.process_time()
-        batch = sample_batch(bank, cfg.batch_size * parallel.world_size, cfg.crop_samples, cfg.seed, step, stride)
-        batch = rank_share(batch, parallel.rank, cfg.batch_size)
-        targets, features = teacher(step, batch)
-        loss, parts = loss_step(student, targets, batch, cfg.intermediate_weight, features, wrapped)
-        frames = int(frame_lengths(student.encoder.config, batch.lengths).sum())
-        scale, values = global_frame_mean(parallel, loss, parts, frames)
-        optimizer.zero_grad(set_to_none=True)
-        (loss * scale if scale != 1.0 else loss).backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
-        set_lr(optimizer, lr)
-        optimizer.step()
-        elapsed, cpu = elapsed + time.perf_counter() - t0, cpu + time.process_time() - c0
-        loss_value, parts = values["loss"], {k: v for k, v in values.items() if k != "loss"}
-        if logger is not None:
-            logger.step({"step": step + 1, "loss": loss_value, **parts, "lr": lr, "depth": student.depth,
-                         "train_seconds": round(elapsed, 4), "cpu_seconds": round(cpu, 4)}, write=True)
-        if (step + 1) % cfg.log_every == 0:
-            log.info("step %d/%d loss %.4f depth %d lr %.2e", step + 1, cfg.steps, loss_value, student.depth, lr)
-        if ((step + 1) % cfg.save_every == 0 or step + 1 == end) and parallel.is_main:
-            save_checkpoint(out / "checkpoints", step + 1, student.save, optimizer,
-                            {"depth": student.depth, "train_seconds": elapsed, "cpu_seconds": cpu, "op": plan.op}, cfg.keep)
-        if (step + 1) % cfg.save_every == 0 or step + 1 == end:
-            parallel.barrier()  # no rank runs ahead of a checkpoint being written
-    if logger is not None:
-        logger.close()
-    return {"step": end, "loss": loss_value, "parts": parts, "depth": student.depth, "train_seconds": elapsed,
-            "cpu_seconds": cpu, "finished": end == cfg.steps}
+    result = fit(objective, [p for p in student.parameters() if p.requires_grad], stream, optim, cfg.run(out), student.save,
+                 config if config is not None else asdict(cfg), resume_from, parallel, growth, describe=lambda: {"depth": student.depth})
+    last = result.history[-1] if result.history else {}
+    parts = {k: v for k, v in last.items() if "/" in k}  # mse/3, l1/1, cos/2 ...
+    return {"step": result.step, "loss": last.get("loss", float("nan")), "parts": parts, "depth": student.depth,
+            "train_seconds": result.elapsed_s, "cpu_seconds": result.cpu_s, "finished": result.finished}
 
 
 def plot_losses(log_path: str | Path, growth_steps: list[int], png: str | Path, title: str = "") -> None:

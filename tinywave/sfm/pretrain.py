@@ -2,13 +2,15 @@
 
 Spans of the CNN features are replaced by the learned mask embedding
 (``HubertModel(mask_time_indices=...)``), and a linear head predicts each masked frame's
-unit (MFCC k-means by default) with cross-entropy over the masked, real frames.
+unit (MFCC k-means by default) with cross-entropy over the masked, real frames. Training
+runs on the shared loop (``tinywave.training.trainer.fit``): HuBERT's AdamW (betas 0.9 /
+0.98, eps 1e-6), warm-up then linear decay to 10%, gradient norm clipped at 10;
+checkpoints in ``OUT/checkpoints/step_*`` (the model as :meth:`MaskedUnitModel.save` writes it).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,11 +22,11 @@ from torch import nn
 from transformers import HubertModel
 
 from tinywave.progress import bar
-from tinywave.sfm.data import Batch, WaveBank, sample_batch
+from tinywave.sfm.data import Batch, CropStream, WaveBank, as_batch
 from tinywave.sfm.models import downsample_rate, frame_lengths, frame_mask, hidden_states
-from tinywave.sfm.optim import load_optimizer_state, lr_at, make_optimizer, save_checkpoint, set_lr
 from tinywave.sfm.units import UnitLabeler, align_labels
-from tinywave.training.runlog import RunLogger
+from tinywave.training.settings import OptimSettings, RunSettings
+from tinywave.training.trainer import fit
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +95,15 @@ class PretrainSettings:
     batch_size: int = 8
     crop_samples: int = 32000
     lr: float = 5e-4
-    warmup: int = 100
+    warmup_steps: int = 100
     weight_decay: float = 0.01
     mask_prob: float = 0.65
     mask_span: int = 5
     seed: int = 0
-    log_every: int = 25
-    save_every: int = 250
+    log_every: int = 1  # write every N-th step's record to train_log.jsonl
+    ckpt_every: int = 250
+    keep_checkpoints: int = 1
+    stop_after_steps: int = 0  # run at most N steps in this invocation, then checkpoint (0: to the end)
     wandb: bool = False  # also log to Weights & Biases (tinywave.training.runlog)
 
 
@@ -110,38 +114,41 @@ def load_checkpoint(path: Path, n_units: int) -> MaskedUnitModel:
     return model
 
 
+class MaskedUnitObjective:
+    """The loop's objective: masked-unit cross-entropy on a crop batch (spans drawn from ``(seed, step)``)."""
+
+    def __init__(self, model: MaskedUnitModel, labels: list[np.ndarray], cfg: PretrainSettings):
+        self.model, self.labels, self.cfg = model, labels, cfg
+        self.stride = downsample_rate(model.encoder.config)
+
+    def __call__(self, batch: dict[str, torch.Tensor], normalizer: float) -> dict[str, torch.Tensor]:
+        crops, config = as_batch(batch), self.model.encoder.config
+        rng = np.random.default_rng([self.cfg.seed, int(batch["step"]), 7])
+        n_frames = int(frame_lengths(config, torch.tensor([crops.wav.shape[1]]))[0])
+        valid = frame_mask(config, crops.lengths, n_frames)  # (B, T)
+        tmask = span_mask(valid, self.cfg.mask_prob, self.cfg.mask_span, rng)
+        logits = self.model(crops.wav, crops.lengths, tmask)  # (B, T, K)
+        loss, acc = masked_unit_loss(logits, batch_labels(self.labels, crops, n_frames, self.stride), tmask)
+        share = float(batch["n_targets"]) / normalizer  # 1 in one process
+        return {"loss": loss * share, "masked_acc": torch.tensor(acc * share)}
+
+
 def pretrain(model: MaskedUnitModel, bank: WaveBank, labels: list[np.ndarray], cfg: PretrainSettings,
-             out: str | Path, start: int = 0, optimizer_from: Path | None = None) -> dict[str, float]:
-    """Masked-prediction training from step ``start``; checkpoints ``out/checkpoints``; the run log
-    (``out/train_log.jsonl``, TensorBoard, W&B with ``cfg.wandb``) of tinywave.training.runlog."""
-    out = Path(out)
-    stride = downsample_rate(model.encoder.config)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    if optimizer_from is not None:
-        load_optimizer_state(optimizer, optimizer_from)
+             out: str | Path, resume_from: Path | None = None, config: dict | None = None) -> dict[str, float]:
+    """Masked-prediction training for ``cfg.steps`` steps in all (continuing ``resume_from``, a checkpoint folder);
+    checkpoints in ``out/checkpoints``; the run log (``out/train_log.jsonl``, TensorBoard, W&B with ``cfg.wandb``)."""
+    config_hf = model.encoder.config
+    stream = CropStream(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, downsample_rate(config_hf),
+                        lambda lengths: frame_lengths(config_hf, lengths))
+    optim = OptimSettings(lr=cfg.lr, betas=[0.9, 0.98], eps=1e-6, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                          schedule="linear", min_lr_ratio=0.1, grad_clip=10.0)
+    run = RunSettings(out=str(out), steps=cfg.steps, seed=cfg.seed, device="cpu", log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+                      keep_checkpoints=cfg.keep_checkpoints, stop_after_steps=cfg.stop_after_steps, wandb=cfg.wandb)
     model.train()
-    t_start, loss_v, acc = time.perf_counter(), float("nan"), float("nan")
-    logger = RunLogger(out, start, cfg.steps, tensorboard=True, wandb=cfg.wandb, config=asdict(cfg))
-    try:
-        for step in range(start, cfg.steps):
-            rng = np.random.default_rng([cfg.seed, step, 7])
-            batch = sample_batch(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, step, stride)
-            n_frames = int(frame_lengths(model.encoder.config, torch.tensor([batch.wav.shape[1]]))[0])
-            valid = frame_mask(model.encoder.config, batch.lengths, n_frames)  # (B, T)
-            tmask = span_mask(valid, cfg.mask_prob, cfg.mask_span, rng)
-            logits = model(batch.wav, batch.lengths, tmask)  # (B, T, K)
-            loss, acc = masked_unit_loss(logits, batch_labels(labels, batch, n_frames, stride), tmask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            set_lr(optimizer, lr_at(step, cfg.steps, cfg.lr, cfg.warmup))
-            optimizer.step()
-            loss_v = loss.item()
-            logger.step({"step": step + 1, "loss": loss_v, "masked_acc": acc}, write=True)
-            if (step + 1) % cfg.log_every == 0:
-                log.info("pretrain step %d/%d loss %.3f masked acc %.3f", step + 1, cfg.steps, loss_v, acc)
-            if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-                save_checkpoint(out / "checkpoints", step + 1, model.save, optimizer, {}, keep=1)
-    finally:
-        logger.close()
-    return {"loss": loss_v, "masked_acc": acc, "seconds": time.perf_counter() - t_start}
+    result = fit(MaskedUnitObjective(model, labels, cfg), [p for p in model.parameters() if p.requires_grad], stream, optim, run,
+                 model.save, config if config is not None else asdict(cfg), resume_from)
+    last = result.history[-1] if result.history else {}
+    log.info("pretrain: step %d of %d, loss %.3f, masked accuracy %.3f", result.step, cfg.steps, last.get("loss", float("nan")),
+             last.get("masked_acc", float("nan")))
+    return {"step": result.step, "finished": result.finished, "loss": last.get("loss", float("nan")),
+            "masked_acc": last.get("masked_acc", float("nan")), "seconds": result.elapsed_s}

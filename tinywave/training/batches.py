@@ -10,6 +10,7 @@ assumes a single process). A trailing partial batch of an epoch is dropped.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import torch
 
@@ -23,6 +24,21 @@ class DataPosition:
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
+
+
+class Stream(Protocol):
+    """What :func:`tinywave.training.trainer.fit` reads batches from."""
+
+    batch_size: int  # rows per batch of this process
+    world_size: int  # processes reading their own part of each global batch
+
+    def next(self) -> dict[str, torch.Tensor]: ...
+
+    def state(self) -> dict[str, Any]:
+        """The position to continue from, as JSON (stored in a checkpoint's state.json)."""
+        ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
 
 
 class BatchStream:
@@ -56,6 +72,12 @@ class BatchStream:
         order = self._epoch_order(position.epoch)
         start = (position.batch * self.world_size + self.rank) * self.batch_size
         return order[start : start + self.batch_size].tolist()
+
+    def state(self) -> dict[str, Any]:
+        return self.position.to_json()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.position = DataPosition(**state)
 
     def next(self) -> dict[str, torch.Tensor]:
         ids = self.indices(self.position)

@@ -10,6 +10,8 @@
   model at its current depth;
 * ``optimizer.pt``, ``scheduler.pt``, ``rng.pt``: state dicts saved with ``torch.save``
   and read back with ``torch.load(weights_only=True)`` (``tinywave.safeload.load_torch``);
+  ``optimizer.<name>.pt`` and ``scheduler.<name>.pt`` for each optimizer the objective
+  steps itself (the vocoder's discriminators: ``optimizer.disc.pt``);
 * ``state.json``: step, data position, tokens seen, elapsed time, the tail of the loss history;
 * ``config.yaml``: the resolved run configuration.
 
@@ -199,6 +201,24 @@ def load_training_state(
     torch.set_rng_state(rng["torch"])
     random.setstate(_as_random_state(rng["python"]))
     return json.loads((folder / "state.json").read_text())
+
+
+def save_side_optimizers(folder: Path, optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, Any]) -> None:
+    """``optimizer.<name>.pt`` and ``scheduler.<name>.pt`` for each side optimizer."""
+    for name, opt in optimizers.items():
+        torch.save(opt.state_dict(), Path(folder) / f"optimizer.{name}.pt")
+        torch.save(schedulers[name].state_dict(), Path(folder) / f"scheduler.{name}.pt")
+
+
+def load_side_optimizers(folder: str | Path, optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, Any]) -> None:
+    """Restore what :func:`save_side_optimizers` wrote; a missing file is an error naming it."""
+    for name, opt in optimizers.items():
+        for what, target in (("optimizer", opt), ("scheduler", schedulers[name])):
+            path = Path(folder) / f"{what}.{name}.pt"
+            if not path.is_file():
+                raise FileNotFoundError(f"checkpoint {folder} has no {path.name} (the {name} {what} state); it was written by "
+                                        "another configuration: resume with that one or start a new run in another train.out")
+            target.load_state_dict(load_torch(path, what=f"{name} {what} state"))
 
 
 def _as_random_state(state: Any) -> tuple:

@@ -1,7 +1,9 @@
-"""Typed settings of the trainer, shared by ``tinywave train`` and ``tinywave distill``.
+"""Typed settings of the training loop, shared by every training recipe.
 
-They are the ``data``, ``optim`` and ``train`` sections of both recipes' configs and the
-typed arguments of :func:`tinywave.training.trainer.fit`.
+``DataSettings``, ``OptimSettings`` and ``RunSettings`` are the ``data``, ``optim`` and
+``train`` sections of ``tinywave train`` and ``tinywave distill``; the SFM and vocoder
+recipes build ``OptimSettings`` and ``RunSettings`` from their own sections (same key
+names). They are the typed arguments of :func:`tinywave.training.trainer.fit`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ class OptimSettings:
     lr: float = field(3e-4, help="peak learning rate (AdamW)")
     betas: list[float] = field([0.9, 0.95], help="AdamW betas")
     weight_decay: float = field(0.1, help="AdamW weight decay (matrices only; norms and biases are not decayed)")
-    warmup_steps: int = field(10, help="linear warm-up steps before the cosine decay")
+    eps: float = field(1e-8, help="AdamW epsilon")
+    warmup_steps: int = field(10, help="linear warm-up steps before the decay")
+    schedule: str = field("cosine", help="decay after the warm-up: cosine or linear (tinywave/training/schedules.py)")
     min_lr_ratio: float = field(0.1, help="final learning rate as a fraction of optim.lr")
     grad_clip: float = field(1.0, help="clip the global gradient norm to this value (0: no clipping)")
     accum_steps: int = field(1, help="micro-batches accumulated per optimizer step")

@@ -1,13 +1,30 @@
-"""The training loop shared by teacher training and distillation.
+"""The one training loop: LM pretraining and correction, distillation, SFM pretraining and
+distillation, and vocoder training all run on :func:`fit`.
 
-AdamW (no decay on 1-D parameters), linear warm-up then cosine decay, gradient
-clipping and accumulation, fp32 or bf16 autocast. Each optimizer step gathers its
-``accum_steps`` micro-batches first and divides every loss by the number of real target
-tokens of the whole step, so accumulation gives the same per-token mean as one large
-batch. A non-finite loss or gradient norm stops the run with a message before the
-optimizer touches the weights (``train.on_nonfinite=skip`` instead drops that step's
-update and goes on), and weights holding NaN/inf are never checkpointed. Checkpoints hold
-everything needed to continue the same loss curve (see ``checkpoint.py``).
+AdamW (no decay on 1-D parameters), a warm-up + decay schedule by name
+(``tinywave/training/schedules.py``), gradient clipping and accumulation, fp32 or bf16
+autocast. Each optimizer step gathers its ``accum_steps`` micro-batches first and divides
+every loss by the number of real targets of the whole step (``labels`` that are not
+ignored, or a batch's ``n_targets``: frames, rows), so accumulation and several processes
+give the same per-target mean as one large batch. A non-finite loss or gradient norm stops
+the run with a message before the optimizer touches the weights (``train.on_nonfinite=skip``
+instead drops that step's update and goes on), and weights holding NaN/inf are never
+checkpointed. Checkpoints hold everything needed to continue the same loss curve (see
+``checkpoint.py``): the model (the recipe's ``save_model``), every optimizer and schedule,
+the RNG states and the data stream's position.
+
+What the loop supports rather than each recipe re-implementing it:
+
+* ``growth``: a hook after each step that may swap in a grown model's parameters,
+  optimizer and schedule (LM and SFM stacking);
+* ``side_optimizers``: optimizers the objective steps itself (the vocoder's
+  discriminators): scheduled like the main one and checkpointed beside it;
+* ``schedule``: a recipe's own multiplier function (the vocoder's time-budgeted decay);
+* ``describe``: fields a recipe adds to every log record (the SFM student's depth).
+
+A stream is anything with ``next()`` (a dict of tensors), ``batch_size``, ``world_size``,
+``state()`` (its position, JSON) and ``restore(state)``: :class:`~tinywave.training.batches.BatchStream`
+for shards, ``tinywave.sfm.data.CropStream`` for audio crops, ``tinywave.vocoder.train.SegmentStream``.
 """
 
 from __future__ import annotations
@@ -28,11 +45,21 @@ from torch import nn
 
 from tinywave.data.shards import IGNORE_INDEX
 from tinywave.precision_names import same_precision, short_or_same
-from tinywave.training.checkpoint import checkpoint_root, load_training_state, save_checkpoint, save_sharded_checkpoint
-from tinywave.training.batches import BatchStream, DataPosition
+from tinywave.training.checkpoint import (
+    checkpoint_root,
+    load_side_optimizers,
+    load_training_state,
+    save_checkpoint,
+    save_sharded_checkpoint,
+    save_side_optimizers,
+)
+from tinywave.training.batches import Stream
 from tinywave.training.distributed import SINGLE, Parallel
 from tinywave.training.runlog import LOG_NAME, PLOT_NAME, RunLogger, plot_loss_curves, require_wandb
+from tinywave.training.schedules import Schedule, schedule_named, warmup_cosine
 from tinywave.training.settings import OptimSettings, RunSettings
+
+__all__ = ["fit", "make_optimizer", "warmup_cosine", "FitResult", "NonFiniteLossError", "resume_point"]
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +95,29 @@ def autocast_context(precision: str, device: torch.device) -> Callable[[], conte
     return contexts[short]
 
 
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier before optimizer step ``step`` (0-based): linear warm-up, cosine decay to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def make_optimizer(params: list[nn.Parameter], optim: OptimSettings, total_steps: int):
-    """AdamW with decay on matrices only, and its warm-up + cosine LambdaLR."""
+def make_optimizer(params: list[nn.Parameter], optim: OptimSettings, total_steps: int, schedule: Schedule | None = None):
+    """AdamW with decay on matrices only, and the LambdaLR of ``optim.schedule`` (or of ``schedule``, a multiplier by step)."""
     if len(optim.betas) != 2:
         raise ValueError(f"optim.betas={optim.betas} must hold two numbers, e.g. [0.9, 0.95]")
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": optim.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, betas=tuple(optim.betas))
-    schedule = functools.partial(warmup_cosine, warmup=optim.warmup_steps, total=total_steps, min_ratio=optim.min_lr_ratio)
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+    if schedule is None:
+        schedule = schedule_named(optim.schedule, optim.warmup_steps, total_steps, optim.min_lr_ratio)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
+def side_schedulers(optimizers: dict[str, torch.optim.Optimizer], schedule: Schedule) -> dict[str, Any]:
+    """A LambdaLR with the main schedule for each optimizer the objective steps itself."""
+    return {name: torch.optim.lr_scheduler.LambdaLR(opt, schedule) for name, opt in optimizers.items()}
+
+
 def count_targets(batch: dict[str, torch.Tensor]) -> int:
+    """The targets a batch's loss averages over: its ``n_targets`` (frames, rows) or its labels that are not ignored."""
+    if "n_targets" in batch:
+        return int(batch["n_targets"])
     return int((batch["labels"] != IGNORE_INDEX).sum())
 
 
@@ -99,6 +127,8 @@ class FitResult:
     finished: bool  # the run reached settings.steps
     checkpoint: Path | None
     history: list[dict[str, Any]] = field(default_factory=list)  # records of this invocation
+    elapsed_s: float = 0.0  # training wall seconds of the whole run (resumed invocations summed)
+    cpu_s: float = 0.0  # process CPU seconds of the whole run
 
 
 def _check_finite(value: float, what: str, step: int, values: dict[str, float]) -> None:
@@ -172,7 +202,7 @@ class _NoLogger:
 def fit(
     objective: Objective,
     params: list[nn.Parameter],
-    stream: BatchStream,
+    stream: Stream,
     optim: OptimSettings,
     run: RunSettings,
     save_model: Callable[[Path], None],
@@ -180,13 +210,19 @@ def fit(
     resume_from: Path | None = None,
     parallel: Parallel = SINGLE,
     growth: GrowthHook | None = None,
+    *,
+    schedule: Schedule | None = None,
+    side_optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    describe: Callable[[], dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train ``params`` on ``objective`` for ``run.steps`` steps in total, checkpointing under ``run.out``.
 
     ``parallel`` (from :class:`~tinywave.training.distributed.Parallel`) when ``objective`` is
     wrapped for several processes: rank 0 logs and writes checkpoints, every rank takes part
-    in the collectives. ``growth`` (one process only) may swap in new parameters, optimizer and
-    scheduler after a step: the student grew (``tinywave.distill.growth``).
+    in the collectives. ``growth`` (one process, or DDP) may swap in new parameters, optimizer and
+    scheduler after a step: the student grew (``tinywave.distill.growth``, ``tinywave.sfm.distill``).
+    ``schedule`` replaces ``optim.schedule``'s multiplier; ``side_optimizers`` are stepped by
+    the objective itself and follow the same schedule; ``describe()`` adds fields to each record.
     """
     for name, value in {"optim.accum_steps": optim.accum_steps, "train.steps": run.steps,
                         "train.log_every": run.log_every, "train.ckpt_every": run.ckpt_every}.items():
@@ -196,39 +232,46 @@ def fit(
         require_wandb()  # on every rank, before any work
     device = resolve_device(run.device)
     autocast = autocast_context(run.precision, device)
-    opt, sched = make_optimizer(params, optim, run.steps)
-    state: dict[str, Any] = {"step": 0, "position": DataPosition().to_json(), "tokens_seen": 0, "elapsed_s": 0.0}
+    opt, sched = make_optimizer(params, optim, run.steps, schedule)
+    side = dict(side_optimizers or {})
+    side_sched = side_schedulers(side, sched.lr_lambdas[0])
+    state: dict[str, Any] = {"step": 0, "position": stream.state(), "tokens_seen": 0, "elapsed_s": 0.0, "cpu_s": 0.0}
     if run.on_nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"train.on_nonfinite={run.on_nonfinite!r} is not known; choose one of {list(NONFINITE_POLICIES)}")
     if resume_from is not None:
         state = load_training_state(resume_from, opt, sched, lambda sd: parallel.load_optimizer(opt, sd),
                                     lambda folder: parallel.load_sharded(folder, opt))
-        stream.position = DataPosition(**state["position"])
+        load_side_optimizers(resume_from, side, side_sched)
+        stream.restore(state["position"])
         _check_global_batch(state, stream)
         log.info("resuming from %s at step %d of %d", resume_from, state["step"], run.steps)
     start = state["step"]
-    state["batch_rows"] = stream.batch_size * stream.world_size  # rows per BatchStream batch over all ranks
+    state["batch_rows"] = stream.batch_size * stream.world_size  # rows per stream batch over all ranks
     logger = RunLogger(run.out, start, run.steps, run.tensorboard, run.wandb, config) if parallel.is_main else _NoLogger()
     result = FitResult(step=start, finished=start >= run.steps, checkpoint=resume_from)
     t_begin = time.monotonic()
 
+    def save_all(folder: Path) -> None:
+        save_model(folder)
+        save_side_optimizers(folder, side, side_sched)
+
     def checkpoint(step: int) -> Path:
         _check_weights_finite(params, step, run.out)
-        state.update(step=step, position=stream.position.to_json(), history_tail=result.history[-20:])
+        state.update(step=step, position=stream.state(), history_tail=result.history[-20:])
         if parallel.sharded:  # every rank writes its own shards (a collective)
-            save_sharded_checkpoint(run.out, step, save_model, lambda folder: parallel.save_sharded(folder, opt), sched,
+            save_sharded_checkpoint(run.out, step, save_all, lambda folder: parallel.save_sharded(folder, opt), sched,
                                     state, config, keep=run.keep_checkpoints, group=parallel)
         else:
             optim_state = parallel.gather(opt)  # a collective under FSDP: every rank takes part
             if parallel.is_main:
-                save_checkpoint(run.out, step, save_model, opt, sched, state, config, run.keep_checkpoints, optim_state)
+                save_checkpoint(run.out, step, save_all, opt, sched, state, config, run.keep_checkpoints, optim_state)
         parallel.barrier()
         return checkpoint_root(run.out) / f"step_{step:08d}"
 
     skipped_in_a_row = 0
     try:
         for step in range(start + 1, run.steps + 1):
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), time.process_time()
             micro = [_to(stream.next(), device) for _ in range(optim.accum_steps)]
             lr = opt.param_groups[0]["lr"]
             try:
@@ -246,18 +289,24 @@ def fit(
             with warnings.catch_warnings():  # a skipped first step calls the scheduler before the optimizer
                 warnings.simplefilter("ignore", UserWarning)
                 sched.step()  # the learning rate follows the step number, skipped or not
+                for s in side_sched.values():
+                    s.step()
             opt.zero_grad(set_to_none=True)
+            described = describe() if describe is not None else {}  # as the step ran, before any growth
             grown = growth(step, opt, sched) if growth is not None else None
             if grown is not None:  # the student grew: train the new parameters from here on
                 params, opt, sched = grown
             seconds = time.monotonic() - t0
             state["elapsed_s"] += seconds
+            state["cpu_s"] = state.get("cpu_s", 0.0) + time.process_time() - c0  # process CPU time: less sensitive to load
             result.step = step
             if values is None:
                 logger.step({"step": step}, write=False)
             else:
                 state["tokens_seen"] += int(values["tokens"])
-                record = {"step": step, **values, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": values["tokens"] / max(seconds, 1e-9)}
+                record = {"step": step, **values, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": values["tokens"] / max(seconds, 1e-9),
+                          "train_seconds": round(state["elapsed_s"], 4), "cpu_seconds": round(state["cpu_s"], 4),
+                          **described}
                 result.history.append(record)
                 logger.step(record, write=step % run.log_every == 0 or step == run.steps)
             stop = parallel.agree(_should_stop(run, step - start, time.monotonic() - t_begin))
@@ -269,12 +318,13 @@ def fit(
     finally:
         logger.close()
     result.finished = result.step >= run.steps
+    result.elapsed_s, result.cpu_s = state["elapsed_s"], state.get("cpu_s", 0.0)
     if parallel.is_main:
         plot_loss_curves(Path(run.out) / LOG_NAME, Path(run.out) / PLOT_NAME)
     return result
 
 
-def _check_global_batch(state: dict[str, Any], stream: BatchStream) -> None:
+def _check_global_batch(state: dict[str, Any], stream: Stream) -> None:
     """Warn when a resumed run reads batches of another global size (the data order then shifts)."""
     saved, now = state.get("batch_rows"), stream.batch_size * stream.world_size
     if saved and saved != now:

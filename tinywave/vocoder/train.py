@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,12 +166,13 @@ def loss_step(model: UnitHiFiGAN, loss_fn: VocoderLoss, batch: dict[str, torch.T
     return reconstruction_losses(model, loss_fn, generate(model, batch), batch, dur)
 
 
-def train_step(model: UnitHiFiGAN, opt: torch.optim.Optimizer, loss_fn: VocoderLoss, batch: dict[str, torch.Tensor | None],
-               dur: tuple[torch.Tensor, ...] | None, grad_clip: float, adversary: Adversary | None = None) -> dict[str, float]:
-    """One generator update (after one discriminator update when ``adversary`` is given); every loss by name.
+def generator_losses(model: UnitHiFiGAN, loss_fn: VocoderLoss, batch: dict[str, torch.Tensor | None],
+                     dur: tuple[torch.Tensor, ...] | None, adversary: Adversary | None = None) -> dict[str, torch.Tensor]:
+    """The generator's losses on one segment batch (after one discriminator update when ``adversary`` is given).
 
-    ``loss`` is the generator's weighted total; ``g/*`` its adversarial terms, ``d/*`` the
-    discriminators' losses (before their update), as in HiFi-GAN's loop.
+    ``loss`` is the generator's weighted total (to backpropagate); the rest are detached:
+    ``mel``, ``stft``, ``duration``, ``g/*`` its adversarial terms and ``d/*`` the
+    discriminators' losses before their update, as in HiFi-GAN's loop.
     """
     pred = generate(model, batch)  # (B, 1, S * hop)
     losses = reconstruction_losses(model, loss_fn, pred, batch, dur)
@@ -182,23 +182,92 @@ def train_step(model: UnitHiFiGAN, opt: torch.optim.Optimizer, loss_fn: VocoderL
         record = adversary.discriminator_step(real, fake)
         terms = adversary.generator_terms(real, fake)
         losses = {**losses, **terms, "total": losses["total"] + adversary.weighted(terms)}
+    out = {"loss": losses.pop("total")}
+    out.update({k: v.detach() for k, v in losses.items()})
+    out.update({k: torch.tensor(v) for k, v in record.items()})
+    return out
+
+
+def train_step(model: UnitHiFiGAN, opt: torch.optim.Optimizer, loss_fn: VocoderLoss, batch: dict[str, torch.Tensor | None],
+               dur: tuple[torch.Tensor, ...] | None, grad_clip: float, adversary: Adversary | None = None) -> dict[str, float]:
+    """One generator update outside the training loop (tests, notebooks): :func:`generator_losses`, backward, clip, step."""
+    losses = generator_losses(model, loss_fn, batch, dur, adversary)
     opt.zero_grad(set_to_none=True)
-    losses["total"].backward()
+    losses["loss"].backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
-    values = {("loss" if k == "total" else k): v.detach().item() for k, v in losses.items()}
-    return {"loss": values.pop("loss"), **values, **record}
+    return {k: v.detach().item() for k, v in losses.items()}
 
 
-def iterate_steps(start: int, steps: int, minutes: float, clock: Callable[[], float]) -> Iterator[int]:
-    """Step numbers from ``start`` until ``steps`` or until ``minutes`` of wall time have passed (0: no limit)."""
-    t0 = clock()
-    for step in range(start, steps):
-        if minutes > 0 and clock() - t0 > 60.0 * minutes:
-            log.info("time budget of %.1f min reached at step %d", minutes, step)
-            return
-        yield step
+class SegmentStream:
+    """The training loop's batches (``tinywave.training.batches.Stream``): a segment batch, a duration batch and the step.
+
+    Its state is the step count and both random generators, so a resumed run draws the
+    segments an uninterrupted run would.
+    """
+
+    world_size = 1
+
+    def __init__(self, utts: list[Utterance], sampler: SegmentSampler, batch_size: int, seed: int, duration_rows: int = 8):
+        self.utts, self.sampler, self.batch_size, self.duration_rows = utts, sampler, batch_size, duration_rows
+        self.duration_rng = random.Random(seed)
+        self.step = 0
+
+    def next(self) -> dict[str, torch.Tensor]:
+        batch = {k: v for k, v in self.sampler.sample(self.batch_size).items() if v is not None}
+        codes, target, mask = duration_batch(self.utts, self.duration_rows, self.duration_rng)
+        batch.update(dur_codes=codes, dur_target=target, dur_mask=mask, step=torch.tensor(self.step),
+                     n_targets=torch.tensor(self.batch_size))  # the losses are means over the rows
+        self.step += 1
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "sampler_rng": self.sampler.rng.getstate(), "duration_rng": self.duration_rng.getstate()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.sampler.rng.setstate(json_to_state(state["sampler_rng"]))
+        self.duration_rng.setstate(json_to_state(state["duration_rng"]))
+
+
+def json_to_state(value: list[Any]) -> tuple[Any, ...]:
+    """A ``random.Random`` state read back from JSON (tuples became lists)."""
+    version, internal, gauss = value
+    return version, tuple(internal), gauss
+
+
+class GeneratorObjective:
+    """The training loop's objective: the generator's losses, with the discriminators' update from ``adversarial_start``."""
+
+    def __init__(self, model: UnitHiFiGAN, loss_fn: VocoderLoss, adversary: Adversary | None, adversarial_start: int):
+        self.model, self.loss_fn, self.adversary, self.start = model, loss_fn, adversary, adversarial_start
+
+    def __call__(self, batch: dict[str, torch.Tensor], normalizer: float) -> dict[str, torch.Tensor]:
+        gan = self.adversary if 0 <= self.start <= int(batch["step"]) else None
+        segments = {k: batch.get(k) for k in ("code", "f0_code", "style_code", "speaker", "audio")}
+        losses = generator_losses(self.model, self.loss_fn, segments, (batch["dur_codes"], batch["dur_target"], batch["dur_mask"]), gan)
+        scale = float(batch["n_targets"]) / normalizer  # 1 for one batch per step
+        return {k: v * scale for k, v in losses.items()}
+
+
+def save_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
+    """``<name>.safetensors`` per module (a checkpoint's generator and discriminators)."""
+    from safetensors.torch import save_file
+
+    for name, module in modules.items():
+        save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(Path(folder) / f"{name}.safetensors"))
+
+
+def load_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
+    """Restore what :func:`save_weights` wrote (strict: a checkpoint of another shape is an error)."""
+    from safetensors.torch import load_file
+
+    for name, module in modules.items():
+        path = Path(folder) / f"{name}.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {folder} has no {path.name}; resume from another step_* folder or use a new --out")
+        module.load_state_dict(load_file(str(path)), strict=True)
 
 
 def evaluate_mcd(vocoders: dict[str, Any], utts: list[Utterance], with_durations: bool = True) -> dict[str, float]:
@@ -213,74 +282,6 @@ def evaluate_mcd(vocoders: dict[str, Any], utts: list[Utterance], with_durations
                 syn = voc.vocode(dedup, utt.speaker)
                 scores.setdefault(f"{name}+durations", []).append(mel_cepstral_distortion(ref, syn))
     return {k: float(np.mean(v)) for k, v in scores.items()}
-
-
-def lr_at(step: int, steps: int, peak: float, warmup: int = 50, elapsed: float = 0.0) -> float:
-    """Linear warm-up then cosine decay to 5% of ``peak``.
-
-    The decay follows whichever budget is further spent: ``step / steps`` or ``elapsed``,
-    the share (0..1) of a wall-time budget already used, so a run stopped by its time
-    budget still ends at the low learning rate.
-    """
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = min(1.0, max((step - warmup) / max(1, steps - warmup), elapsed))
-    return peak * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
-
-
-def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer], step: int,
-                    extra: dict[str, Any]) -> None:
-    """Modules' and optimizers' tensors (safetensors, keys ``<name>.``) and the loop state (JSON), each written atomically."""
-    from safetensors.torch import save
-
-    from tinywave.files import atomic_write_bytes, atomic_write_json
-
-    tensors = {f"{name}.{k}": v.detach().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
-    groups = {}
-    for name, opt in optimizers.items():
-        state = opt.state_dict()
-        groups[name] = state["param_groups"]
-        for idx, slots in state["state"].items():
-            for key, value in slots.items():
-                tensors[f"{name}.{idx}.{key}"] = torch.as_tensor(value).detach().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    atomic_write_bytes(path / "checkpoint.safetensors", save(tensors))
-    atomic_write_json(path / "checkpoint.json", {"step": step, "optimizers": groups, **extra})
-
-
-def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> tuple[int, dict[str, Any]]:
-    """Restore what :func:`save_checkpoint` wrote; returns (next step, extra state).
-
-    Modules and optimizers the checkpoint does not hold (the discriminators of a run
-    checkpointed before adversarial training existed) keep their fresh state and are
-    listed in ``extra["fresh"]``.
-    """
-    import json
-
-    from safetensors.torch import load_file
-
-    meta = json.loads((path / "checkpoint.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(path / "checkpoint.safetensors"))
-    groups = meta.pop("optimizers", None) or {"opt": meta.pop("param_groups")}  # the older layout: one optimizer "opt"
-    fresh = []
-    for name, module in modules.items():
-        state = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-        if not state:
-            fresh.append(name)
-            continue
-        module.load_state_dict(state, strict=True)
-    for name, opt in optimizers.items():
-        if name not in groups:
-            fresh.append(name)
-            continue
-        slots: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith(name + "."):
-                _, idx, slot = key.split(".", 2)
-                slots.setdefault(int(idx), {})[slot] = value
-        opt.load_state_dict({"state": slots, "param_groups": groups[name]})
-    torch.set_rng_state(tensors["rng.torch"])
-    return int(meta.pop("step")), {**meta, "fresh": fresh}
 
 
 def evaluate_units(vocoders: dict[str, Any], utts: list[Utterance], tokenizer: Any) -> dict[str, float]:
