@@ -54,7 +54,7 @@ def _vocab_variant(kind: str, n: int, v: int, d: int, chunk: int, queue) -> None
         ce = ce_loss(logits, targets[None])
         kl = kl_loss(logits, t_logits, torch.ones(1, n, dtype=torch.bool), 2.0)
     else:
-        ce, kl = chunked_vocab_losses(hidden, weight, targets, lambda r: F.linear(t_hidden[r], t_weight), None, 2.0, chunk)
+        ce, kl = chunked_vocab_losses(hidden, weight, targets, lambda r: F.linear(t_hidden[r], t_weight), None, 2.0, chunk_size=chunk)
     (ce + kl).backward()
     queue.put((kind, _peak_mb() - base, time.perf_counter() - t0, float(ce.detach()), float(kl.detach())))
 

@@ -220,7 +220,7 @@ def _build_cache(shape: Shape, folder: Path) -> str:
 
     batch = _batch(shape)
     docs = [row[: int(m.sum())].tolist() for row, m in zip(batch["input_ids"], batch["attention_mask"])]
-    write_shards(folder / "shards", docs, shape.seq, "bench", shape.vocab, 0, 1, 2)
+    write_shards(folder / "shards", docs, shape.seq, "bench", shape.vocab, 0, bos_id=1, eos_id=2)
     teacher, _ = _models(shape)
     settings = CacheSettings(top_k=shape.top_k, temperatures=(TEMPERATURE,), logit_dtype="fp16",
                              hidden_layers=tuple(shape.keep), hidden_dtype="bf16", batch_size=shape.batch, chunk_size=shape.chunk)

@@ -63,7 +63,7 @@ def bench_save(root: Path, mb: float, repeats: int) -> tuple[float, float]:
 
     def atomic():
         save_checkpoint(root / "atomic", next(step), lambda d: save_file(weights, str(d / "model.safetensors")),
-                        opt, sched, {"step": 0}, {}, keep=1)
+                        opt, sched, {"step": 0}, config={}, keep=1)
 
     def plain():
         d = root / "plain"

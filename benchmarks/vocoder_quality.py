@@ -13,7 +13,7 @@ vocoder: steps reached, held-out mel-cepstral distortion (dB, lower is better), 
 of units the speech tokenizer finds again in the resynthesis, the recognizer's word error
 rate on the resynthesis of the held-out utterances (``--asr``; PocketSphinx with a
 trigram model of the training transcripts; the original audio's WER is the floor), and
-synthesis speed (x real time, 1 thread); ratios are against Griffin-Lim. Runs resume from --work; nothing is asserted. Writes the
+synthesis speed (x real time, 1 thread); MCD and unit-accuracy ratios are against Griffin-Lim, WER ratios against the original audio (/orig). Runs resume from --work; nothing is asserted. Writes the
 figures and the conditions to ``benchmarks/results/vocoder_quality.json`` (or ``--out``).
 """
 
@@ -85,13 +85,14 @@ def main() -> None:
     gl_mcd, gl_acc = base["mcd_db"]["griffinlim"], base["unit_accuracy"]["griffinlim"]
     gl_speed = synthesis_speed(work / next(iter(rows)) / "griffinlim")
     print(f"\n{args.minutes:g} min of training each, {len(base['heldout'])} held-out utterances, {args.threads} threads")
-    print(f"{'vocoder':<12} {'steps':>6} {'MCD dB':>7} {'/GL':>6} {'unit acc':>9} {'/GL':>6} {'WER':>6} {'x real time':>12}")
+    print(f"{'vocoder':<12} {'steps':>6} {'MCD dB':>7} {'/GL':>6} {'unit acc':>9} {'/GL':>6} {'WER':>6} {'/orig':>6} {'x real time':>12}")
     for name, r in rows.items():
         mcd, acc = r["mcd_db"]["hifigan"], r["unit_accuracy"]["hifigan"]
         print(f"{name:<12} {r['steps']:>6} {mcd:>7.2f} {mcd / gl_mcd:>6.2f} {acc:>9.3f} {acc / gl_acc:>6.2f} {wer(r, 'hifigan'):>6} "
-              f"{r['speed']:>12.0f}")
-    print(f"{'griffin-lim':<12} {'-':>6} {gl_mcd:>7.2f} {1:>6.2f} {gl_acc:>9.3f} {1:>6.2f} {wer(base, 'griffinlim'):>6} {gl_speed:>12.0f}")
-    print(f"{'original':<12} {'-':>6} {'-':>7} {'-':>6} {'-':>9} {'-':>6} {wer(base, 'original'):>6} {'-':>12}")
+              f"{wer_ratio(r, 'hifigan'):>6} {r['speed']:>12.0f}")
+    print(f"{'griffin-lim':<12} {'-':>6} {gl_mcd:>7.2f} {1:>6.2f} {gl_acc:>9.3f} {1:>6.2f} {wer(base, 'griffinlim'):>6} "
+          f"{wer_ratio(base, 'griffinlim'):>6} {gl_speed:>12.0f}")
+    print(f"{'original':<12} {'-':>6} {'-':>7} {'-':>6} {'-':>9} {'-':>6} {wer(base, 'original'):>6} {'1.00':>6} {'-':>12}")
     write(args, rows, gl_mcd, gl_acc, gl_speed, len(base["heldout"]))
 
 
@@ -101,6 +102,14 @@ def wer(report: dict, vocoder: str) -> str:
     if not heard:
         return "-"
     return f"{(heard['original'] if vocoder == 'original' else heard['vocoders'][vocoder])['wer']:.3f}"
+
+
+def wer_ratio(report: dict, vocoder: str) -> str:
+    """The resynthesis WER over the original audio's (the issue's target: at most 1.3), or '-'."""
+    heard = report.get("intelligibility") or {}
+    if not heard or not heard["original"]["wer"]:
+        return "-"
+    return f"{heard['vocoders'][vocoder]['wer'] / heard['original']['wer']:.2f}"
 
 
 def write(args: argparse.Namespace, rows: dict, gl_mcd: float, gl_acc: float, gl_speed: float, heldout: int) -> None:

@@ -33,8 +33,8 @@ def make_docs(n=30, seed=0):
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     root = tmp_path_factory.mktemp("packing")
-    write_shards(root / "split", make_docs(), SEQ, "fp", VOCAB, PAD, BOS, EOS, packing="split")
-    write_shards(root / "whole", make_docs(), SEQ, "fp", VOCAB, PAD, BOS, EOS)
+    write_shards(root / "split", make_docs(), SEQ, "fp", VOCAB, PAD, bos_id=BOS, eos_id=EOS, packing="split")
+    write_shards(root / "whole", make_docs(), SEQ, "fp", VOCAB, PAD, bos_id=BOS, eos_id=EOS)
     return root
 
 

@@ -85,7 +85,7 @@ def test_shards_round_trip_and_fingerprint(tmp_path, tok):
     tokenizer, layout = tok
     rng = random.Random(0)
     docs = [[1] + [rng.randrange(5, len(tokenizer)) for _ in range(rng.randint(3, 40))] + [2] for _ in range(50)]
-    index = write_shards(tmp_path / "s", docs, 64, vocab_fingerprint(tokenizer), len(tokenizer), 3, 1, 2, rows_per_shard=7)
+    index = write_shards(tmp_path / "s", docs, 64, vocab_fingerprint(tokenizer), len(tokenizer), 3, bos_id=1, eos_id=2, rows_per_shard=7)
     ds = ShardDataset(tmp_path / "s", expected_fingerprint=vocab_fingerprint(tokenizer))
     assert len(ds) == index["count"] and len(index["files"]) > 1
     flat = [x for i in range(len(ds)) for x in ds[i]["input_ids"][ds[i]["attention_mask"].bool()].tolist()]
@@ -97,7 +97,7 @@ def test_shards_round_trip_and_fingerprint(tmp_path, tok):
 
 def test_truncated_shard_is_refused(tmp_path, tok):
     tokenizer, _ = tok
-    write_shards(tmp_path / "s", [[1, 5, 6, 2]] * 20, 8, "fp", len(tokenizer), 3, 1, 2)
+    write_shards(tmp_path / "s", [[1, 5, 6, 2]] * 20, 8, "fp", len(tokenizer), 3, bos_id=1, eos_id=2)
     path = tmp_path / "s" / "shard_00000.bin"
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(ValueError, match="truncated"):

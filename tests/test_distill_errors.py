@@ -17,7 +17,7 @@ from tinywave.text.vocab import train_bpe_tokenizer, vocab_fingerprint
 def _shards(out, tok, seq_len=16, fingerprint=None):
     rng = random.Random(0)
     docs = [[tok.bos_token_id] + [rng.randrange(5, len(tok)) for _ in range(10)] + [tok.eos_token_id] for _ in range(12)]
-    write_shards(out, docs, seq_len, fingerprint or vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    write_shards(out, docs, seq_len, fingerprint or vocab_fingerprint(tok), len(tok), tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
     return str(out)
 
 
@@ -28,9 +28,9 @@ def ws(tmp_path_factory):
     other, _ = train_bpe_tokenizer(["the red ball fell down"] * 5, vocab_size=30, n_hu=8, n_pi=2, n_st=2)
     tok.save_pretrained(root / "vocab")
     torch.manual_seed(0)
-    write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 32, 32), tok, root / "teacher")
-    write_model_dir(new_llama(len(other), 2, 32, 4, 2, 32, 32), other, root / "foreign_student")
-    write_model_dir(new_llama(len(tok), 2, 32, 4, 2, 32, 32), other, root / "retokenized_student")  # same size, other ids
+    write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 32, max_positions=32), tok, root / "teacher")
+    write_model_dir(new_llama(len(other), 2, 32, 4, 2, 32, max_positions=32), other, root / "foreign_student")
+    write_model_dir(new_llama(len(tok), 2, 32, 4, 2, 32, max_positions=32), other, root / "retokenized_student")  # same size, other ids
     return {
         "root": root, "teacher": str(root / "teacher"), "vocab": str(root / "vocab"),
         "shards": _shards(root / "shards", tok), "foreign_shards": _shards(root / "foreign", other),

@@ -39,7 +39,7 @@ def ws(tmp_path_factory):
     tok.save_pretrained(root / "vocab")
     speech_shards(root / "shards", tok, layout, n_docs=24, n_units=16, seq_len=16, max_len=20)
     torch.manual_seed(0)
-    write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, 32), tok, root / "teacher")
+    write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, max_positions=32), tok, root / "teacher")
     return root
 
 
@@ -177,7 +177,7 @@ def test_growth_step_copies_layers_state_and_keeps_teacher_targets(ws, tmp_path)
 
 def test_remap_moves_pairs_and_their_projections():
     torch.manual_seed(0)
-    student = new_llama(40, 2, 16, 2, 1, 32, 32)
+    student = new_llama(40, 2, 16, 2, 1, 32, max_positions=32)
     projections = make_projections([(0, 1), (1, 3)], 16, 32)
     objective = DistillObjective(student, LossWeights(ce=1.0), [(0, 1), (1, 3)], projections=projections)
     before = {s: objective.projections[str(s)] for s in (0, 1)}
@@ -206,7 +206,7 @@ def test_reset_mode_starts_an_empty_optimizer_and_fit_grows_on_schedule(ws, tmp_
 
     params = [p for p in objective.parameters() if p.requires_grad]
     run = RunSettings(out=str(tmp_path), steps=4, ckpt_every=10, tensorboard=False)
-    result = fit(objective, params, stream, OptimSettings(lr=5e-3, warmup_steps=1), run, lambda d: None, {}, growth=watch)
+    result = fit(objective, params, stream, OptimSettings(lr=5e-3, warmup_steps=1), run, lambda d: None, config={}, growth=watch)
     assert result.finished and depths == [2, 4, 4, 4]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
     # the copies trained on after the growth: they no longer equal their originals

@@ -65,7 +65,7 @@ def _plain_and_chunked(n_b, n_t, v, d, keep, chunk, temp, seed):
     rows = mask.flatten().nonzero().squeeze(1)
     t_flat = t_hidden.flatten(0, 1)
     chunked = chunked_vocab_losses(
-        hidden.flatten(0, 1)[rows], weight, labels.flatten()[rows], lambda r: t_flat[r] @ t_weight.T, rows, temp, chunk
+        hidden.flatten(0, 1)[rows], weight, labels.flatten()[rows], lambda r: t_flat[r] @ t_weight.T, rows, temp, chunk_size=chunk
     )
     grads_chunked = torch.autograd.grad(chunked[0] + 0.7 * chunked[1], (hidden, weight))
     return plain, chunked, grads_plain, grads_chunked

@@ -35,7 +35,7 @@ def ws(tmp_path_factory):
     tok, _ = train_bpe_tokenizer(["tom went to the park and found a red ball"] * 10, vocab_size=60, n_hu=8, n_pi=2, n_st=2)
     rng = random.Random(0)
     docs = [[tok.bos_token_id] + [rng.randrange(4, len(tok)) for _ in range(rng.randint(5, 30))] + [tok.eos_token_id] for _ in range(40)]
-    write_shards(root / "shards", docs, 16, "fp", len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    write_shards(root / "shards", docs, 16, "fp", len(tok), tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
     return root, tok, ShardDataset(root / "shards")
 
 
@@ -47,7 +47,7 @@ def train(ws, out, resume_from=None, stop=0, model=None):
     objective = parallel.wrap(DistillObjective(model, LossWeights(ce=1.0, chunk_size=8)))
     run = RunSettings(out=str(out), steps=4, ckpt_every=2, tensorboard=False, stop_after_steps=stop)
     save = lambda folder: write_model_dir(model, tok, folder, weights=False)  # noqa: E731
-    result = fit(objective, list(objective.parameters()), BatchStream(dataset, 4, seed=0), OPTIM, run, save, {}, resume_from, parallel)
+    result = fit(objective, list(objective.parameters()), BatchStream(dataset, 4, seed=0), OPTIM, run, save, config={}, resume_from=resume_from, parallel=parallel)
     return result, model
 
 

@@ -63,7 +63,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     sched.step()
     torch.manual_seed(123)
     for step in (2, 4, 6):
-        save_checkpoint(tmp_path, step, lambda d: (d / "weights.txt").write_text("w"), opt, sched, {"position": {"epoch": 0, "batch": step}}, {"a": 1}, keep=2)
+        save_checkpoint(tmp_path, step, lambda d: (d / "weights.txt").write_text("w"), opt, sched, {"position": {"epoch": 0, "batch": step}}, config={"a": 1}, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000004", "step_00000006"]
     expected_rand = torch.rand(3)  # drawn from the RNG state the checkpoints saved
     opt2, sched2 = make_optimizer(list(trainer_llama(seed=1).parameters()), OptimSettings(), 10)
@@ -88,7 +88,7 @@ def test_accumulation_equals_one_large_batch(tmp_path, shards):
         model = trainer_llama()
         objective = DistillObjective(model, LossWeights(ce=1.0, chunk_size=5))
         res = fit(objective, list(model.parameters()), BatchStream(shards, bs, seed=3), OptimSettings(accum_steps=accum, warmup_steps=1),
-                  run_settings(tmp_path / name, steps=1), lambda d: None, {})
+                  run_settings(tmp_path / name, steps=1), lambda d: None, config={})
         results[name] = (res.history[0], model.lm_head.weight.detach().clone())
     (big, w_big), (acc, w_acc) = results["big"], results["accum"]
     assert acc["tokens"] == big["tokens"]
@@ -101,7 +101,7 @@ def test_bf16_autocast_step_is_close_to_fp32(tmp_path, shards):
     for precision in ("fp32", "bf16"):
         model = trainer_llama()
         res = fit(DistillObjective(model, LossWeights(ce=1.0)), list(model.parameters()), BatchStream(shards, 4, seed=0),
-                  OptimSettings(), run_settings(tmp_path / precision, steps=1, precision=precision), lambda d: None, {})
+                  OptimSettings(), run_settings(tmp_path / precision, steps=1, precision=precision), lambda d: None, config={})
         first[precision] = res.history[0]["ce"]
     assert first["bf16"] != first["fp32"] and first["bf16"] == pytest.approx(first["fp32"], rel=2e-2)
 
@@ -112,14 +112,14 @@ def test_non_finite_loss_stops_without_saving(tmp_path, shards):
         model.lm_head.weight[0, 0] = float("nan")
     objective = DistillObjective(model, LossWeights(ce=1.0))
     with pytest.raises(NonFiniteLossError, match="the loss is nan at step 1.*stopped without saving"):
-        fit(objective, list(model.parameters()), BatchStream(shards, 2, seed=0), OptimSettings(), run_settings(tmp_path), lambda d: None, {})
+        fit(objective, list(model.parameters()), BatchStream(shards, 2, seed=0), OptimSettings(), run_settings(tmp_path), lambda d: None, config={})
     assert list_checkpoints(tmp_path) == []
 
 
 def test_max_minutes_checkpoints_and_stops(tmp_path, shards):
     model = trainer_llama()
     res = fit(DistillObjective(model, LossWeights(ce=1.0)), list(model.parameters()), BatchStream(shards, 2, seed=0), OptimSettings(),
-              run_settings(tmp_path, steps=5, ckpt_every=10, max_minutes=1e-9), lambda d: None, {})
+              run_settings(tmp_path, steps=5, ckpt_every=10, max_minutes=1e-9), lambda d: None, config={})
     assert res.step == 1 and not res.finished
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000001"]
 
@@ -128,7 +128,7 @@ def test_resume_point_refuses_to_overwrite(tmp_path):
     assert resume_point(run_settings(tmp_path, resume=True)) is None
     model = trainer_llama()
     opt, sched = make_optimizer(list(model.parameters()), OptimSettings(), 10)
-    save_checkpoint(tmp_path, 3, lambda d: None, opt, sched, {}, {})
+    save_checkpoint(tmp_path, 3, lambda d: None, opt, sched, {}, config={})
     with pytest.raises(ValueError, match="already holds checkpoints.*--train.resume"):
         resume_point(run_settings(tmp_path))
     assert resume_point(run_settings(tmp_path, resume=True)).name == "step_00000003"

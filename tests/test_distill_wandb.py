@@ -17,7 +17,7 @@ def train(shards, out, **run):
     model = trainer_llama()
     settings = RunSettings(out=str(out), steps=3, ckpt_every=10, tensorboard=False, **run)
     return fit(DistillObjective(model, LossWeights(ce=1.0)), list(model.parameters()), BatchStream(shards, 4, seed=0),
-               OptimSettings(), settings, lambda d: None, {"loss": {"ce_weight": 1.0}})
+               OptimSettings(), settings, lambda d: None, config={"loss": {"ce_weight": 1.0}})
 
 
 def test_offline_wandb_run_holds_the_logged_metrics(shards, tmp_path, monkeypatch):

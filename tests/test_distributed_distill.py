@@ -41,7 +41,7 @@ def ws(tmp_path_factory):
     tok, layout = train_bpe_tokenizer(["tom went to the park and found a red ball"] * 10, vocab_size=60, n_hu=32, n_pi=4, n_st=4)
     speech_shards(root / "shards", tok, layout, n_docs=40, n_units=32, seq_len=32)
     torch.manual_seed(0)
-    teacher = new_llama(len(tok), 4, 32, 4, 2, 64, 64, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    teacher = new_llama(len(tok), 4, 32, 4, 2, 64, max_positions=64, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
     write_model_dir(teacher, tok, root / "teacher")
     n = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -93,7 +93,7 @@ def test_generative_metrics_end_to_end_with_a_fixed_transcript(lm, tmp_path):
     asr = FixedASR()
     text_lm = TextLM(tiny_gpt2_dir(tmp_path / "gpt2"))
     settings = GenSettings(prompt_seconds=0.5, new_tokens=10, batch_size=2, max_files=2)
-    report = generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), files, sine_vocoder, asr, text_lm, settings)
+    report = generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), files, sine_vocoder, asr, text_lm=text_lm, settings=settings)
     assert report.samples == 2 and report.empty == 0 and [r["transcript"] for r in report.transcripts] == TRANSCRIPTS
     prompt_units = len(split_tokens(EnergyTokenizer().encode_string(read_wav(files[0])[:8000])))
     assert len(asr.wavs[0]) == 640 * (prompt_units + 10)  # the vocoded prompt + continuation reached the ASR
@@ -102,7 +102,7 @@ def test_generative_metrics_end_to_end_with_a_fixed_transcript(lm, tmp_path):
     assert math.isfinite(report.genppl) and report.genppl == pytest.approx(math.exp(sum(nlls) / 2), rel=1e-5)
     assert report.auto_bleu == pytest.approx((4 / 5 + 0.0) / 2)
     with pytest.raises(ValueError, match="no prompt audio files"):
-        generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), [], sine_vocoder, asr, text_lm, settings)
+        generative_metrics(model, SequenceBuilder(tok), EnergyTokenizer(), [], sine_vocoder, asr, text_lm=text_lm, settings=settings)
 
 
 def test_transcriber_gives_one_normalized_text_per_wav(tmp_path):

@@ -26,7 +26,7 @@ def run(tmp_path_factory):
     tok, layout = train_bpe_tokenizer(["tom went to the park and found a red ball"] * 10, vocab_size=60, n_hu=16, n_pi=2, n_st=2)
     speech_shards(root / "shards", tok, layout, n_docs=24, n_units=16, seq_len=32)
     torch.manual_seed(0)
-    teacher = new_llama(len(tok), 4, 32, 4, 2, 64, 64, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    teacher = new_llama(len(tok), 4, 32, 4, 2, 64, max_positions=64, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
     write_model_dir(teacher, tok, root / "assets" / "teacher")
     (root / "assets" / "provenance.json").write_text(json.dumps({"format": "tinywave-demo-assets/1", "teacher_steps": 10}))
     n = torch.get_num_threads()

@@ -23,7 +23,7 @@ def model_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("hubmodel")
     tok, _ = train_bpe_tokenizer(["the cat sat on the mat"] * 5, vocab_size=40, n_hu=4, n_pi=2, n_st=2)
     torch.manual_seed(0)
-    write_model_dir(new_llama(len(tok), 1, 16, 2, 1, 32, 32), tok, root / "model")
+    write_model_dir(new_llama(len(tok), 1, 16, 2, 1, 32, max_positions=32), tok, root / "model")
     return root / "model"
 
 

@@ -145,7 +145,7 @@ def test_modality_tail_puts_the_rest_mass_only_on_the_top1_modality(cache_shards
     targets = torch.randint(0, VOCAB, (len(real),), generator=g)
     results = []
     for teacher in (lambda r: tb.logits(real[r]), lambda r: tb.vocab_targets(real[r])):
-        total, _, kl = fused_vocab_losses(hidden, weight, targets, teacher, None, 2.0, 5, None, 0.5, 1.0)
+        total, _, kl = fused_vocab_losses(hidden, weight, targets, teacher, None, 2.0, chunk_size=5, normalizer=None, ce_weight=0.5, kl_weight=1.0)
         total.backward()
         results.append((kl, hidden.grad.clone(), weight.grad.clone()))
         hidden.grad = weight.grad = None
@@ -211,7 +211,7 @@ def test_mismatched_cache_is_refused(cache_shards, full_cache, tmp_path):
     with pytest.raises(ValueError, match="dtype differ"):
         open_cache(full_cache, cache_teacher().to(torch.bfloat16), ds, 2.0)
     docs = [[1, 5, 6, 7, 2]] * 12
-    write_shards(tmp_path / "other", docs, SEQ, "fp", VOCAB, 3, 1, 2)
+    write_shards(tmp_path / "other", docs, SEQ, "fp", VOCAB, 3, bos_id=1, eos_id=2)
     with pytest.raises(ValueError, match="other shards"):
         open_cache(full_cache, cache_teacher(), ShardDataset(tmp_path / "other"), 2.0)
     with pytest.raises(ValueError, match=r"queries and keys of layers \[0, 2\], not \[1\].*attn_layers=\[0, 1, 2\]"):
@@ -253,7 +253,7 @@ def test_cli_cache_then_distill_reproduces_the_online_run(tmp_path):
     tok, layout = train_bpe_tokenizer(["tom went to the park"] * 10, vocab_size=50, n_hu=24, n_pi=4, n_st=4)
     speech_shards(tmp_path / "shards", tok, layout, n_docs=24, n_units=24, seq_len=32, seed=1)
     torch.manual_seed(0)
-    write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, 64), tok, tmp_path / "teacher")
+    write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, max_positions=64), tok, tmp_path / "teacher")
     common = [f"teacher.dir={tmp_path / 'teacher'}", f"data.shards={tmp_path / 'shards'}", "student.n_layers=2",
               "data.batch_size=4", "loss.attn_weight=1", "loss.chunk_size=16", "train.steps=3", "train.tensorboard=false"]
     assert main(["teacher-cache", "--teacher", str(tmp_path / "teacher"), "--shards", str(tmp_path / "shards"),

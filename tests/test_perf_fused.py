@@ -46,7 +46,7 @@ def test_fused_vocab_losses_equal_plain_losses_and_gradients(n, vocab, chunk, te
     normalizer = n + 3.0  # as when other micro-batches or ranks hold more tokens
     rows = torch.arange(n).flip(0)  # the callback gets the rows it is asked for, whatever their order
     callback = (lambda r: teacher[r]) if with_teacher else None
-    total, ce, kl = fused_vocab_losses(hidden, weight, targets, callback, rows.flip(0), temperature, chunk, normalizer, w_ce, w_kl)
+    total, ce, kl = fused_vocab_losses(hidden, weight, targets, callback, rows.flip(0), temperature, chunk_size=chunk, normalizer=normalizer, ce_weight=w_ce, kl_weight=w_kl)
     (total * 1.7).backward()
     got = (hidden.grad.clone(), weight.grad.clone())
     hidden.grad = weight.grad = None
@@ -69,8 +69,8 @@ def test_fused_vocab_losses_refuse_a_bad_chunk_size():
 
 def pair_of_models(s_heads, s_kv, t_heads, t_kv):
     torch.manual_seed(0)
-    teacher = new_llama(30, 3, 16, t_heads, t_kv, 32, 64).eval().requires_grad_(False)
-    student = new_llama(30, 2, 16, s_heads, s_kv, 32, 64)
+    teacher = new_llama(30, 3, 16, t_heads, t_kv, 32, max_positions=64).eval().requires_grad_(False)
+    student = new_llama(30, 2, 16, s_heads, s_kv, 32, max_positions=64)
     with torch.no_grad():
         for layer in [*decoder_layers(teacher), *decoder_layers(student)]:
             layer.self_attn.q_proj.weight.mul_(8.0)  # peaked maps, like trained models
@@ -129,7 +129,7 @@ def test_record_qk_needs_the_qk_attention():
 
 def test_distill_objective_equals_a_step_written_with_the_reference_losses():
     torch.manual_seed(0)
-    teacher = new_llama(40, 5, 16, 4, 2, 32, 64).eval().requires_grad_(False)
+    teacher = new_llama(40, 5, 16, 4, 2, 32, max_positions=64).eval().requires_grad_(False)
     student = build_student(teacher, 3, [1, 3, 4])  # pairs avoid the last layers (HF applies the final norm there)
     with torch.no_grad():
         for p in student.parameters():
@@ -183,7 +183,7 @@ def test_sparse_topk_teacher_equals_its_dense_distribution(n, vocab, k_frac, tem
     targets = torch.randint(0, vocab, (n,), generator=g)
     results = []
     for teacher in (lambda r: dense[r] * temperature, lambda r: TopKTargets(ids[r], top.log()[r], fill[r])):
-        total, ce, kl = fused_vocab_losses(hidden, weight, targets, teacher, None, temperature, 4, None, 0.5, 1.0)
+        total, ce, kl = fused_vocab_losses(hidden, weight, targets, teacher, None, temperature, chunk_size=4, normalizer=None, ce_weight=0.5, kl_weight=1.0)
         total.backward()
         results.append((kl, hidden.grad.clone(), weight.grad.clone()))
         hidden.grad = weight.grad = None

@@ -33,6 +33,7 @@ from support.workspace import lm_workspace, train_args
 from tinywave.cli import main
 from tinywave.training.checkpoint import latest_checkpoint, read_state
 from tinywave.files import load_jsonl, read_jsonl
+from tinywave.training.runlog import CLOCK_FIELDS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +197,7 @@ def lm(tmp_path_factory) -> dict[str, Path]:
 
 def curve(run: Path) -> list[dict]:
     """The logged loss curve without the wall-clock fields."""
-    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in load_jsonl(run / "train_log.jsonl")]
+    return [{k: v for k, v in r.items() if k not in CLOCK_FIELDS} for r in load_jsonl(run / "train_log.jsonl")]
 
 
 def check_same_run(run: Path, reference: Path) -> None:

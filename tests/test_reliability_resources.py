@@ -231,7 +231,7 @@ def run_fit(out: Path, shards, faults: dict[int, float], **kw):
     model = trainer_llama()
     objective = FaultyLoss(model, faults)
     save = lambda d: torch.save({k: v.clone() for k, v in model.state_dict().items()}, d / "weights.pt")  # noqa: E731
-    result = fit(objective, list(model.parameters()), BatchStream(shards, 2, seed=0), OptimSettings(warmup_steps=1), settings(out, **kw), save, {})
+    result = fit(objective, list(model.parameters()), BatchStream(shards, 2, seed=0), OptimSettings(warmup_steps=1), settings(out, **kw), save, config={})
     return model, result
 
 

@@ -160,9 +160,9 @@ def test_numpy_object_array_payload(tmp_path):
 
 
 def test_poisoned_optimizer_state_is_refused_on_resume(tmp_path):
-    model = new_llama(20, 1, 8, 2, 1, 16, 16)
+    model = new_llama(20, 1, 8, 2, 1, 16, max_positions=16)
     opt, sched = make_optimizer(list(model.parameters()), OptimSettings(), 4)
-    folder = save_checkpoint(tmp_path, 1, lambda d: None, opt, sched, {"step": 1}, {})
+    folder = save_checkpoint(tmp_path, 1, lambda d: None, opt, sched, {"step": 1}, config={})
     marker = tmp_path / "PWNED"
     state = torch.load(folder / "optimizer.pt", weights_only=True)
     state["param_groups"][0]["hook"] = SystemPayload(marker)
@@ -172,7 +172,7 @@ def test_poisoned_optimizer_state_is_refused_on_resume(tmp_path):
 
 
 def test_model_folder_with_pickled_weights(tmp_path):
-    model = new_llama(20, 1, 8, 2, 1, 16, 16)
+    model = new_llama(20, 1, 8, 2, 1, 16, max_positions=16)
     folder = tmp_path / "teacher"
     model.config.save_pretrained(folder)
     marker = tmp_path / "PWNED"

@@ -32,7 +32,7 @@ def test_shipped_yaml_loads_and_plans_its_growth():
 def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from tinywave.sfm.synth import synth_corpus, synth_probes
+    from support.sfm_corpus import synth_corpus, synth_probes
 
     root = tmp_path_factory.mktemp("sfm")
     manifest = synth_corpus(root / "corpus", 6, voices=("en-us+f2", "en-us+m3"), words=(2, 4))

@@ -21,7 +21,7 @@ def token_docs(n_docs: int, vocab: int, *, min_len: int = 3, max_len: int = 20, 
 
 def tiny_shards(out: Path, *, n_docs: int = 40, vocab: int = VOCAB, seq_len: int = 16, max_len: int = 20, seed: int = 0) -> ShardDataset:
     """Shards of ``token_docs`` (BOS 1, EOS 2, PAD 3) at ``out``; returns the opened ShardDataset."""
-    write_shards(out, token_docs(n_docs, vocab, max_len=max_len, seed=seed), seq_len, "fp", vocab, 3, 1, 2)
+    write_shards(out, token_docs(n_docs, vocab, max_len=max_len, seed=seed), seq_len, "fp", vocab, 3, bos_id=1, eos_id=2)
     return ShardDataset(out)
 
 
@@ -31,5 +31,5 @@ def speech_shards(out: Path, tok: Any, layout: Any, *, n_docs: int, n_units: int
     rng = random.Random(seed)
     docs = [[tok.bos_token_id] + [rng.randrange(layout.hu_offset, layout.hu_offset + n_units) for _ in range(rng.randint(5, max_len))]
             + [tok.eos_token_id] for _ in range(n_docs)]
-    write_shards(out, docs, seq_len, vocab_fingerprint(tok), len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    write_shards(out, docs, seq_len, vocab_fingerprint(tok), len(tok), tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
     return docs

@@ -246,7 +246,7 @@ def worker_pool(workers: int) -> Iterator[Any]:
 
 
 def run_jobs(jobs: list[Job], root: str | Path, journal: str, workers: int = 2, chunk: int = 4, desc: str = "synth",
-             pool: Any = None) -> RunStats:
+             *, pool: Any = None) -> RunStats:
     """Render every unfinished job of ``jobs`` (the whole plan, in its fixed order).
 
     ``pool`` (from ``worker_pool``) is used when given; otherwise ``workers`` processes

@@ -106,7 +106,7 @@ def build_documents(
     mixture: dict[str, float],
     switch_prob: float,
     seed: int,
-    passes: int = 1,
+    *, passes: int = 1,
     counts: dict[str, int] | None = None,
 ) -> Iterator[list[int]]:
     """Documents in a seeded order: ``passes`` passes over the records, each shuffled."""

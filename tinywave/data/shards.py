@@ -119,7 +119,7 @@ def write_shards(
     vocab_fingerprint: str,
     vocab_size: int,
     pad_id: int,
-    bos_id: int,
+    *, bos_id: int,
     eos_id: int,
     rows_per_shard: int = 4096,
     meta: dict[str, Any] | None = None,

@@ -142,7 +142,7 @@ def _previous(out: Path, errors: Path, fingerprint: str) -> tuple[set[str], list
 
 
 def tokenize_corpus(manifest: str | Path, tokenizer_dir: str | Path, out: str | Path, workers: int = 2,
-                    chunk_seconds: float = 100.0, min_seconds: float = 0.08, resume: bool = True,
+                    chunk_seconds: float = 100.0, min_seconds: float = 0.08, *, resume: bool = True,
                     retry_errors: bool = False, rank: int = 0, world_size: int = 1, trust_pickle: bool = False) -> JobSummary:
     """Tokenize this rank's share of a manifest into a token corpus; see the module docstring."""
     if world_size < 1 or not 0 <= rank < world_size:

@@ -61,7 +61,7 @@ def heldout_spoken(corpus: Path, heldout_tokens: Path, limit: int) -> list[Any]:
 
 
 def measure_listening(out: Path, corpus: Path, heldout_tokens: Path, train_tokens: Path, tokenizer_dir: Path,
-                      vocoder_dir: Path, items: int) -> dict[str, Any]:
+                      vocoder_dir: Path, *, items: int) -> dict[str, Any]:
     """Resynthesis WER of ``items`` held-out utterances through the HiFi-GAN of ``vocoder_dir`` and its Griffin-Lim
     baseline (``vocoder_dir/griffinlim``), and the samples' transcripts -> ``out/listening.json``."""
     from tinywave.eval.resynthesis import resynthesis_wer

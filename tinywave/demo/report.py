@@ -375,7 +375,7 @@ _SAMPLE_VOCODER = {
 
 
 def write_demo_report(out: Path, models: dict[str, dict[str, Any]], results: dict[str, Any], runs: Path,
-                      stages: dict[str, Any], seeds: list[int], precision: dict[str, Any]) -> dict[str, Any]:
+                      stages: dict[str, Any], seeds: list[int], *, precision: dict[str, Any]) -> dict[str, Any]:
     """Assemble report.json / report.md and collect the plots under ``out/plots``."""
     report = build_report(out, models, results, stages, seeds, precision)
     plots = out / "plots"

@@ -102,7 +102,7 @@ def _topk_kl(log_q: torch.Tensor, t: TopKTargets) -> tuple[torch.Tensor, torch.T
 
 
 def _chunk(h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | TopKTargets | None,
-           temperature: float, w_ce: float, w_kl: float) -> tuple[float, float, torch.Tensor]:
+           temperature: float, w_ce: float, *, w_kl: float) -> tuple[float, float, torch.Tensor]:
     """(CE sum, KL sum, weighted d loss / d logits (n, V)) of one chunk; h: (n, D), y: (n,)."""
     z = F.linear(h, weight).float()  # (n, V)
     log_sm = torch.log_softmax(z, dim=-1)  # (n, V)
@@ -132,7 +132,7 @@ class _FusedVocab(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size]
             t = teacher_logits(rows[start : start + chunk_size]) if teacher_logits is not None else None  # (n, V)
-            ce, kl, g = _chunk(h, weight, targets[start : start + chunk_size], t, temperature, w_ce, w_kl)
+            ce, kl, g = _chunk(h, weight, targets[start : start + chunk_size], t, temperature, w_ce, w_kl=w_kl)
             g.mul_(scale)
             ce_sum, kl_sum = ce_sum + ce, kl_sum + kl
             grad_h[start : start + chunk_size] = g @ weight.float()  # (n, D)
@@ -158,7 +158,7 @@ def fused_vocab_losses(
     teacher_logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
     rows: torch.Tensor | None = None,
     temperature: float = 1.0,
-    chunk_size: int = 1024,
+    *, chunk_size: int = 1024,
     normalizer: float | None = None,
     ce_weight: float = 1.0,
     kl_weight: float = 1.0,
@@ -180,7 +180,7 @@ def fused_vocab_losses(
 
 # --- recording queries and keys ------------------------------------------------------------
 
-def qk_attention_forward(module: nn.Module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kwargs):
+def qk_attention_forward(module: nn.Module, query, key, value, attention_mask, scaling=None, *, dropout: float = 0.0, **kwargs):
     """SDPA, recording (query, key, scale) of layers inside :func:`record_qk` (AttentionInterface signature)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -235,7 +235,7 @@ def _head_mean(logp: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logp, dim=1, keepdim=True) - math.log(logp.shape[1])  # (B, 1, n, m)
 
 
-def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int, segments=None) -> torch.Tensor:
+def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int, segments=None) -> torch.Tensor:  # positional: torch checkpoint
     """Sum over the block's real query rows of the head-mean KL(teacher row || student row)."""
     n, m = sq.shape[2], sk.shape[2]  # the block's queries are positions start..start+n-1 of keys 0..m-1
     causal = torch.arange(m, device=sq.device)[None, :] <= torch.arange(start, start + n, device=sq.device)[:, None]  # (n, m)
@@ -258,7 +258,7 @@ def attention_kl_from_qk(
     key_mask: torch.Tensor,
     normalizer: float | None = None,
     block: int = 128,
-    segments: torch.Tensor | None = None,
+    *, segments: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``losses.attention_loss`` of one layer pair from recorded (query, key, scale) of both models.
 

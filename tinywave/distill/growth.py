@@ -159,7 +159,7 @@ def plan_student_growth(
     total_steps: int,
     final_pairs: Pairs,
     keep: list[int],
-    explicit: bool = False,
+    *, explicit: bool = False,
     every: int = 0,
     n: int = 0,
     optimizer: str = "copy",

@@ -75,7 +75,7 @@ def chunked_vocab_losses(
     teacher_logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
     rows: torch.Tensor | None = None,
     temperature: float = 1.0,
-    chunk_size: int = 1024,
+    *, chunk_size: int = 1024,
     normalizer: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """CE and KL from hidden states and the LM-head weight, ``chunk_size`` rows at a time.

@@ -111,7 +111,7 @@ class DistillObjective(nn.Module):
         # CE and KL in one fused pass (tinywave.distill.fused; reference: losses.chunked_vocab_losses)
         vocab, ce, kl = fused_vocab_losses(
             hidden, head, labels.flatten()[rows], teacher.vocab_targets if w.kl > 0 else None, rows,
-            w.temperature, w.chunk_size, normalizer, w.ce, w.kl,
+            w.temperature, chunk_size=w.chunk_size, normalizer=normalizer, ce_weight=w.ce, kl_weight=w.kl,
         )
         losses = {"ce": ce}
         if w.kl > 0:

@@ -119,7 +119,7 @@ def shards_fingerprint(dataset) -> str:
 
 # --- arrays -------------------------------------------------------------------------------
 
-def _specs(n: int, t: int, k: int, n_temps: int, logit_dtype: str, hidden: list[int], width: int, hidden_dtype: str,
+def _specs(n: int, t: int, k: int, n_temps: int, logit_dtype: str, hidden: list[int], *, width: int, hidden_dtype: str,
            attn: list[int] = (), heads: tuple[int, int, int] = (0, 0, 0), attn_dtype: str = "float16", full: bool = False) -> dict[str, dict]:
     specs = {
         **({} if full else {"topk_ids": {"dtype": "int32", "shape": [n, t, k]}}),
@@ -226,7 +226,7 @@ def _index(settings: CacheSettings, dataset, teacher: nn.Module, teacher_fp: dic
         "hidden_size": teacher.config.hidden_size, "block_rows": settings.block_rows,
         "attn_layers": attn, "attn_dtype": attn_dtype, "attn_scale": {},  # scale per layer, filled by the first batch
         "arrays": _specs(len(dataset), dataset.seq_len, k, len(settings.temperatures), logit_dtype, hidden,
-                         teacher.config.hidden_size, hidden_dtype, attn, attention_shape(teacher.config), attn_dtype,
+                         width=teacher.config.hidden_size, hidden_dtype=hidden_dtype, attn=attn, heads=attention_shape(teacher.config), attn_dtype=attn_dtype,
                          full=k == vocab),
     }
 
@@ -310,7 +310,7 @@ def _prepare_partial(out: Path, index: dict[str, Any]) -> Path:
 
 def build_cache(
     teacher: nn.Module, dataset, out: str | Path, settings: CacheSettings, device: torch.device = torch.device("cpu"),
-    rank: int = 0, world_size: int = 1, stop_after_blocks: int = 0,
+    rank: int = 0, *, world_size: int = 1, stop_after_blocks: int = 0,
 ) -> dict[str, Any]:
     """Write (or finish) the cache of ``teacher`` over ``dataset`` into ``out``; returns a summary.
 
@@ -391,7 +391,7 @@ class CachedBatch(TeacherBatch):
     """Teacher targets read from a cache; ``logits(rows)`` rebuilds the softened distribution over V."""
 
     def __init__(self, hidden: dict[int, torch.Tensor], ids: torch.Tensor, logp: torch.Tensor, fill: torch.Tensor,
-                 vocab_size: int, temperature: float, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None):
+                 vocab_size: int, *, temperature: float, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None):
         super().__init__(hidden=hidden)
         self.ids, self.logp, self.fill = ids, logp, fill  # (B*T, k) long, (B*T, k) and (B*T,) float32
         self.lo, self.hi = lo, hi  # (B*T,) long tail range of each position, None: the whole vocabulary
@@ -443,7 +443,7 @@ class CachedTeacher:
     """The :class:`~tinywave.distill.teacher.OnlineTeacher` interface, served from a cache folder."""
 
     def __init__(self, folder: str | Path, temperature: float, hidden_layers=(), logits: bool = True,
-                 tail: str = "uniform", ranges: list[tuple[int, int]] | None = None, attn_layers=()):
+                 *, tail: str = "uniform", ranges: list[tuple[int, int]] | None = None, attn_layers=()):
         if tail not in TAILS:
             raise ValueError(f"teacher cache tail {tail!r} is not known; choose one of {list(TAILS)}")
         if tail == "modality" and not ranges:
@@ -511,17 +511,17 @@ class CachedTeacher:
             logz = self._read("logz", r)[..., self.temp_slot].flatten().to(device)  # (B*T,)
             rest = self._read("rest", r)[..., self.temp_slot].flatten().to(device)  # (B*T,)
         if k == vocab:
-            return CachedBatch(hidden, ids, z - logz[:, None], torch.full_like(rest, _FLOOR), vocab, self.temperature)
+            return CachedBatch(hidden, ids, z - logz[:, None], torch.full_like(rest, _FLOOR), vocab, temperature=self.temperature)
         if self.tail == "uniform":  # the rest mass spread over every id outside the top k
             fill = (rest - math.log(vocab - k)).clamp(min=_FLOOR)
-            return CachedBatch(hidden, ids, z - logz[:, None], fill, vocab, self.temperature)
+            return CachedBatch(hidden, ids, z - logz[:, None], fill, vocab, temperature=self.temperature)
         lo, hi, count = tail_ranges(ids[:, 0], ids, self.ranges, vocab)  # over the top-1 id's modality only
         fill = (rest - count.float().log()).clamp(min=_FLOOR)
-        return CachedBatch(hidden, ids, z - logz[:, None], fill, vocab, self.temperature, lo, hi)
+        return CachedBatch(hidden, ids, z - logz[:, None], fill, vocab, temperature=self.temperature, lo=lo, hi=hi)
 
 
 def open_cache(folder: str | Path, teacher: nn.Module, dataset, temperature: float, hidden_layers=(), logits: bool = True,
-               attn_layers=(), tail: str = "uniform", ranges: list[tuple[int, int]] | None = None) -> CachedTeacher:
+               *, attn_layers=(), tail: str = "uniform", ranges: list[tuple[int, int]] | None = None) -> CachedTeacher:
     """A :class:`CachedTeacher` after checking that the cache was built from ``dataset`` by ``teacher``."""
     index = read_index(folder)
     fp = teacher_fingerprint(teacher)
@@ -534,4 +534,4 @@ def open_cache(folder: str | Path, teacher: nn.Module, dataset, temperature: flo
     if index["shards"]["fingerprint"] != shards:
         raise ValueError(f"teacher cache {folder} was built from other shards ({index['shards']['folder']}, fingerprint "
                          f"{index['shards']['fingerprint']}) than {dataset.folder} ({shards}); rebuild it over data.shards or drop teacher.cache")
-    return CachedTeacher(folder, temperature, hidden_layers, logits, tail, ranges, attn_layers)
+    return CachedTeacher(folder, temperature, hidden_layers, logits, tail=tail, ranges=ranges, attn_layers=attn_layers)

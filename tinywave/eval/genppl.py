@@ -178,7 +178,7 @@ def prompt_ids(files: Sequence[Path], tokenizer: SpeechTokenizerLike, builder: S
 
 def generative_metrics(model: torch.nn.Module, builder: SequenceBuilder, tokenizer: SpeechTokenizerLike, files: Sequence[Path],
                        vocode: Callable[[str], np.ndarray], transcribe: Callable[[Sequence[np.ndarray]], list[str]],
-                       text_lm: TextLM, settings: GenSettings) -> GenReport:
+                       *, text_lm: TextLM, settings: GenSettings) -> GenReport:
     """GenPPL and Auto-BLEU of continuations of ``files``; see the module docstring."""
     files = list(files)[: settings.max_files]
     if not files:

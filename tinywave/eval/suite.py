@@ -177,7 +177,7 @@ def score_tasks(model: torch.nn.Module, builder: SequenceBuilder, tasks: Sequenc
     return out
 
 
-def record_task(report: dict[str, Any], out: Path, model_name: str, task: Task, pos: list[float], neg: list[float], submission: bool) -> None:
+def record_task(report: dict[str, Any], out: Path, model_name: str, task: Task, pos: list[float], neg: list[float], *, submission: bool) -> None:
     """Summary and breakdown rows into ``report``; per-item scores (and submission files) under ``out``."""
     outcomes = pair_outcomes(pos, neg)
     summary = summarize(task.bench.kind, task.bench.items, outcomes)
@@ -198,14 +198,14 @@ def record_task(report: dict[str, Any], out: Path, model_name: str, task: Task, 
 
 
 def evaluate_model(name: str, folder: Path, tasks: Sequence[Task], tokenizer: SpeechTokenizerLike, cache: TokenCache,
-                   corpora: dict[str, list[dict[str, Any]]], generation: GenerationSetup | None,
+                   corpora: dict[str, list[dict[str, Any]]], *, generation: GenerationSetup | None,
                    settings: EvalSettings, out: Path, report: dict[str, Any]) -> None:
     """Everything for one model, recorded into ``report``."""
     strings = tokenize_clips([c for t in tasks for c in t.clips()], tokenizer, cache, desc=f"tokenizing for {name}")
     model, builder = load_model(folder, settings)
     scores = score_tasks(model, builder, tasks, strings, settings, desc=f"scoring {name}")
     for t in tasks:
-        record_task(report, out, name, t, *scores[t.name], settings.submission)
+        record_task(report, out, name, t, *scores[t.name], submission=settings.submission)
     for corpus, records in corpora.items():
         check_tokenizer(records, tokenizer.fingerprint, f"token corpus {corpus}")
         ppl = normalized_perplexity(model, records, builder, settings.batch_tokens, desc=f"perplexity {name}")
@@ -213,7 +213,7 @@ def evaluate_model(name: str, folder: Path, tasks: Sequence[Task], tokenizer: Sp
         lines = [{"id": u.id, "nll": u.nll, "tokens": u.tokens} for u in ppl.per_utterance]
         atomic_write_text(scores_path(out / "scores", ppl_task(corpus), name), "".join(json.dumps(x) + "\n" for x in lines))
     if generation is not None:
-        g = generative_metrics(model, builder, tokenizer, generation.prompts, generation.vocode, generation.transcribe, generation.text_lm, generation.settings)
+        g = generative_metrics(model, builder, tokenizer, generation.prompts, generation.vocode, generation.transcribe, text_lm=generation.text_lm, settings=generation.settings)
         report["generation"][name] = g.to_json()
     report["models"][name] = {"dir": str(folder), "speech_tokenizer": tokenizer.fingerprint,
                               "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": builder.layout.size}
@@ -254,7 +254,7 @@ def evaluate(models: dict[str, Path], benches: dict[str, Path], out: Path, *, re
         folder = resolve_model_dir(folder)  # a directory, or a hub id in the local HF cache
         tokenizer = override or load_speech_tokenizer(folder)
         cache = caches.setdefault(tokenizer.fingerprint, TokenCache(settings.cache_dir or out / "cache", tokenizer.fingerprint))
-        evaluate_model(name, folder, tasks, tokenizer, cache, corpora, generation, settings, out, report)
+        evaluate_model(name, folder, tasks, tokenizer, cache, corpora, generation=generation, settings=settings, out=out, report=report)
         if resynthesis is not None:
             report["resynthesis"][name] = record_resynthesis(name, folder, tokenizer, resynthesis, heard, out)
     report["models"] = {n: report["models"][n] for n in models}

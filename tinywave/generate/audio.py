@@ -81,7 +81,7 @@ class ChunkedVocoder:
     """Feed speech tokens as they come; get audio chunks out. ``flush()`` emits the rest."""
 
     def __init__(self, vocoder: Any, speaker: int | str = 0, prefix: str = "", chunk_units: int = 25,
-                 context: int | None = None, lookahead: int = 4, seed: int = 0):
+                 *, context: int | None = None, lookahead: int = 4, seed: int = 0):
         self.vocoder, self.speaker, self.seed = vocoder, speaker, seed
         self.chunk_units, self.lookahead = max(1, chunk_units), max(0, lookahead)
         model = getattr(vocoder, "model", None)

@@ -100,7 +100,7 @@ class Subject:
 
 
 def _result(s: Subject, precision: str, batch: int, prompt: list[int], new_tokens: int, runs: list[tuple[float, float, list[list[int]]]],
-            unit_rate: float, quality: tuple[float, float]) -> Latency:
+            *, unit_rate: float, quality: tuple[float, float]) -> Latency:
     ttft = statistics.median(r[0] for r in runs)
     rest = statistics.median(r[1] for r in runs)
     speech_s, vocoder_s = batch * new_tokens / unit_rate, 0.0
@@ -113,7 +113,7 @@ def _result(s: Subject, precision: str, batch: int, prompt: list[int], new_token
 
 
 def measure(subjects: Sequence[Subject], precisions: Sequence[str], batches: Sequence[int], prompt_tokens: int,
-            new_tokens: int, repeats: int, unit_rate: float = 25.0) -> list[Latency]:
+            new_tokens: int, repeats: int, *, unit_rate: float = 25.0) -> list[Latency]:
     """Every subject x precision x batch. Within a setting the subjects' timed runs alternate
     (A, B, A, B, ...) and medians are taken, so a load change on a shared machine hits all alike.
 
@@ -138,7 +138,7 @@ def measure(subjects: Sequence[Subject], precisions: Sequence[str], batches: Seq
             for _ in range(repeats):
                 for s in subjects:
                     runs[s.name].append(time_decode(variants[s.name], [prompts[s.name]] * batch, new_tokens, s.processor, s.pad_id))
-            results += [_result(s, precision, batch, prompts[s.name], new_tokens, runs[s.name], unit_rate, quality[s.name])
+            results += [_result(s, precision, batch, prompts[s.name], new_tokens, runs[s.name], unit_rate=unit_rate, quality=quality[s.name])
                         for s in subjects]
         del variants
     return results

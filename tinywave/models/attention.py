@@ -76,7 +76,7 @@ def mapped_attention_forward(
     value: torch.Tensor,
     attention_mask: torch.Tensor | None,
     scaling: float | None = None,
-    dropout: float = 0.0,
+    *, dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The ``"tinywave_mapped"`` attention function (transformers' AttentionInterface signature)."""

@@ -84,7 +84,7 @@ def model_from_config(path: str | Path) -> nn.Module:
 
 
 def new_llama(
-    vocab_size: int, n_layers: int, width: int, heads: int, kv_heads: int = 0, ffn: int = 0, max_positions: int = 2048,
+    vocab_size: int, n_layers: int, width: int, heads: int, kv_heads: int = 0, ffn: int = 0, *, max_positions: int = 2048,
     rope_theta: float = 10000.0, bos_id: int | None = None, eos_id: int | None = None, pad_id: int | None = None,
 ) -> nn.Module:
     """A freshly initialised LlamaForCausalLM (untied embeddings, like SpiritLM); random parts follow torch's seed.

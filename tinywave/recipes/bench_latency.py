@@ -97,7 +97,7 @@ def run(cfg: Config) -> int:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         subjects.append(Subject(name, load_causal_lm(path, "fp32"), layout, tok.bos_token_id, pad, vocode, n_units))
     log.info("timing %s, interleaved", ", ".join(f"{s.name} ({s.model.config.num_hidden_layers} layers)" for s in subjects))
-    results = measure(subjects, cfg.precision, cfg.batch_size, cfg.prompt_tokens, cfg.new_tokens, cfg.repeats, cfg.unit_rate)
+    results = measure(subjects, cfg.precision, cfg.batch_size, cfg.prompt_tokens, cfg.new_tokens, cfg.repeats, unit_rate=cfg.unit_rate)
     print(format_table(results))
     report: dict[str, Any] = {"results": [r.to_json() for r in results], "threads": torch.get_num_threads()}
     if len(models) >= 2:

@@ -51,11 +51,11 @@ def run(cfg: Config) -> int:
     ids = DocIds(bos=tok.bos_token_id, eos=tok.eos_token_id, layout=layout)
     # 2. documents -> packed rows -> shards
     counts: dict[str, int] = {}
-    docs = build_documents(records, tok, ids, cfg.mixture, cfg.switch_prob, cfg.seed, cfg.passes, counts)
+    docs = build_documents(records, tok, ids, cfg.mixture, cfg.switch_prob, cfg.seed, passes=cfg.passes, counts=counts)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     index = write_shards(
-        cfg.out, docs, cfg.seq_len, vocab_fingerprint(tok), len(tok), pad, tok.bos_token_id, tok.eos_token_id,
-        cfg.rows_per_shard, packing=cfg.packing, meta={"mixture": cfg.mixture, "switch_prob": cfg.switch_prob, "seed": cfg.seed,
+        cfg.out, docs, cfg.seq_len, vocab_fingerprint(tok), len(tok), pad, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id,
+        rows_per_shard=cfg.rows_per_shard, packing=cfg.packing, meta={"mixture": cfg.mixture, "switch_prob": cfg.switch_prob, "seed": cfg.seed,
                                   "passes": cfg.passes, "documents": counts, "source": cfg.tokens},
     )
     log.info("shards -> %s: %d rows x %d, %d tokens (%.0f%% filled), documents %s",

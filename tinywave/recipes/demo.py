@@ -298,7 +298,7 @@ def _teacher_cache(cfg: Config, teacher_dir: Path, shards: Path, out: Path) -> d
     return {"layers": layers, "gigabytes": round(size / 1e9, 2)}
 
 
-def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, teacher_dir: Path, precision: str,
+def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, teacher_dir: Path, *, precision: str,
                  cache: Path | None = None) -> None:
     s = cfg.student
     none = {"kl_weight": 0.0, "hidden_weight": 0.0, "attn_weight": 0.0}
@@ -394,7 +394,7 @@ def _listening(cfg: Config, out: Path, tokens: Path, corpus: Path, tokenizer: Pa
     from tinywave.demo.listening import measure_listening
 
     return measure_listening(out, corpus, tokens / "heldout.jsonl", tokens / "train.jsonl", tokenizer,
-                             out / "vocoder", cfg.listening_items)
+                             out / "vocoder", items=cfg.listening_items)
 
 
 def sample_vocoder(folder: Path) -> Path:
@@ -464,7 +464,7 @@ def run(cfg: Config) -> int:
         for name in STUDENTS:
             key = run_name(name, seed)
             stages.run(f"students:{key}", lambda name=name, seed=seed: _student_run(
-                cfg, runs, name, seed, shards / "student", models / "teacher", precision.name, cache), clear=[runs / key])
+                cfg, runs, name, seed, shards / "student", models / "teacher", precision=precision.name, cache=cache), clear=[runs / key])
             stages.run(f"export:{key}", lambda key=key: call("export", checkpoint=str(runs / key), out=str(models / key)))
             trained.append(key)
     stages.run("students_first_seed", lambda: first_seed_models(models, cfg.student.seeds[0]))

@@ -117,7 +117,7 @@ def _dry_run(cfg: Config) -> int:
     student = build_student(teacher, cfg.student.n_layers, keep, width, cfg.student.init)
     pairs = _layer_pairs(cfg, keep, cfg.student.n_layers, shape.layers)
     online = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, cache=""))  # the scaled teacher runs online
-    objective, _ = _objective(online, student, teacher, None, pairs, None, torch.device("cpu"))
+    objective, _ = _objective(online, student, teacher, None, pairs, None, device=torch.device("cpu"))
     ids = torch.randint(0, shape.vocab, (2, 16))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels_from_batch(ids, torch.ones_like(ids))}
     losses = objective(batch, float((batch["labels"] != -100).sum()))
@@ -174,7 +174,7 @@ def _growth_plan(cfg: Config, keep: list[int], n_teacher: int, parallel):
         raise ValueError(f"growth.op={g.op} grows the student in one process only; run without torchrun and with "
                          f"train.parallel=none (or auto), or set growth.op=none (train.parallel={cfg.train.parallel})")
     final = _layer_pairs(cfg, keep, len(keep), n_teacher)
-    plan = plan_student_growth(g.op, g.stages, g.schedule, cfg.train.steps, final, keep, bool(cfg.layer_map), g.every, g.n, g.optimizer)
+    plan = plan_student_growth(g.op, g.stages, g.schedule, cfg.train.steps, final, keep, explicit=bool(cfg.layer_map), every=g.every, n=g.n, optimizer=g.optimizer)
     log.info("%s", describe(plan))
     return plan
 
@@ -238,12 +238,12 @@ def _teacher_targets(cfg: Config, teacher, dataset, mapped: list[int], device):
     hidden, attn = (mapped if w > 0 else [] for w in (loss.hidden_weight, loss.attn_weight))
     if cfg.teacher.cache:
         ranges = _modality_ranges(cfg.teacher.dir) if cfg.teacher.cache_tail == "modality" else None
-        return open_cache(cfg.teacher.cache, teacher, dataset, loss.temperature, hidden, loss.kl_weight > 0, attn,
-                          cfg.teacher.cache_tail, ranges)
+        return open_cache(cfg.teacher.cache, teacher, dataset, loss.temperature, hidden, loss.kl_weight > 0, attn_layers=attn,
+                          tail=cfg.teacher.cache_tail, ranges=ranges)
     return OnlineTeacher(teacher.to(device), hidden, attn, logits=loss.kl_weight > 0)
 
 
-def _objective(cfg: Config, student, teacher, dataset, pairs, resume_from: Path | None, device):
+def _objective(cfg: Config, student, teacher, dataset, pairs, resume_from: Path | None, *, device):
     """(DistillObjective on ``device``, projections or None) for the configured loss weights."""
     import torch
 
@@ -310,7 +310,7 @@ def run(cfg: Config) -> int:
     stream = BatchStream(dataset, cfg.data.batch_size, cfg.train.seed, rank=parallel.rank, world_size=parallel.world_size)
 
     # 5. objective: the teacher runs only when a teacher-dependent loss is on (or is read from its cache)
-    objective, projections = _objective(cfg, student, teacher, dataset, pairs, resume_from, device)
+    objective, projections = _objective(cfg, student, teacher, dataset, pairs, resume_from, device=device)
     model = parallel.wrap(objective, decoder_layers(student))  # ddp / fsdp under torchrun, else unchanged
     params = [p for p in model.parameters() if p.requires_grad]
     teacher_kind = ("cached" if cfg.teacher.cache else "online") if objective.teacher else "not run (CE only)"
@@ -331,7 +331,7 @@ def run(cfg: Config) -> int:
         if grow is not None:
             grow.save(folder)  # growth.json: depth, layer map and growth history
 
-    result = fit(model, params, stream, cfg.optim, cfg.train, save_model, to_dict(cfg), resume_from, parallel, grow)
+    result = fit(model, params, stream, cfg.optim, cfg.train, save_model, config=to_dict(cfg), resume_from=resume_from, parallel=parallel, growth=grow)
 
     # 7. the student as a plain HF folder (from a sharded checkpoint: gathered here, in one process)
     if result.finished and result.checkpoint is not None and parallel.is_main:

@@ -184,7 +184,7 @@ def run(cfg: Config) -> int:
     # 3. train, growing at the planned steps
     share = cfg.student.freeze_front_end and same_front_end(teacher, student.encoder)  # run the CNN once for both
     targets = TeacherTargets(teacher, cfg.student.teacher_layers, share_front_end=share)
-    summary = distill(student, targets, bank, plan, loop_settings(cfg), out, resume_from, parallel, to_dict(cfg))
+    summary = distill(student, targets, bank, plan, loop_settings(cfg), out, resume_from=resume_from, parallel=parallel, config=to_dict(cfg))
     if parallel.is_main:  # rank 0 writes the plot, the student and the summary
         _write_outputs(out, plan, student, summary, cfg.train.steps)
     parallel.close()

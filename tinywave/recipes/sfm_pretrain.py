@@ -134,7 +134,7 @@ def run(cfg: Config) -> int:
                                 lr=cfg.optim.lr, warmup_steps=cfg.optim.warmup_steps, mask_prob=cfg.mask.prob, mask_span=cfg.mask.span,
                                 seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every, keep_checkpoints=t.keep_checkpoints,
                                 stop_after_steps=t.stop_after_steps, wandb=t.wandb)
-    summary = pretrain(model, bank, labels, settings, out, resume_from, to_dict(cfg))
+    summary = pretrain(model, bank, labels, settings, out, resume_from, config=to_dict(cfg))
     if not summary["finished"]:
         log.info("stopped at step %d of %d; rerun with train.resume=true to continue", summary["step"], t.steps)
         return 0

@@ -46,7 +46,7 @@ def run(cfg: Config) -> int:
     if not cfg.tokenizer:
         raise ValueError("--tokenizer DIR is required: a directory written by `tinywave units train`")
     s = tokenize_corpus(cfg.manifest, cfg.tokenizer, cfg.out, cfg.workers, cfg.chunk_seconds, cfg.min_seconds,
-                        cfg.resume, cfg.retry_errors, cfg.rank, cfg.world_size, cfg.trust_pickle)
+                        resume=cfg.resume, retry_errors=cfg.retry_errors, rank=cfg.rank, world_size=cfg.world_size, trust_pickle=cfg.trust_pickle)
     if s.multichannel:
         log.warning("%d files had more than one channel; they were averaged to mono", s.multichannel)
     speed = s.audio_seconds / s.wall_seconds if s.wall_seconds else 0.0

@@ -71,8 +71,8 @@ def _pretrain_model(cfg: Config, resume_from: Path | None):
     if resume_from is not None:
         return load_causal_lm(resume_from), tok, cfg.speech_tokenizer or cfg.tokenizer
     m = cfg.model
-    model = new_llama(len(tok), m.n_layers, m.width, m.heads, m.kv_heads, m.ffn, m.max_positions, m.rope_theta,
-                      tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    model = new_llama(len(tok), m.n_layers, m.width, m.heads, m.kv_heads, m.ffn, max_positions=m.max_positions, rope_theta=m.rope_theta,
+                      bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
     return model, tok, cfg.speech_tokenizer or cfg.tokenizer
 
 
@@ -146,7 +146,7 @@ def run(cfg: Config) -> int:
         else:
             write_model_dir(model, tokenizer, folder, speech_src=speech_src)
 
-    result = fit(objective, params, stream, cfg.optim, cfg.train, save_model, to_dict(cfg), resume_from)
+    result = fit(objective, params, stream, cfg.optim, cfg.train, save_model, config=to_dict(cfg), resume_from=resume_from)
 
     # 5. the model as a plain HF folder (adapters merged)
     if result.finished and result.checkpoint is not None:

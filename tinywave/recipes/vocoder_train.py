@@ -221,7 +221,7 @@ def run(cfg: Config) -> int:
     report = {"steps": last, "train_seconds": round(train_s, 1), "heldout": [u.id for u in held],
               "mcd_db": {k: round(v, 3) for k, v in mcd.items()}, "unit_accuracy": {k: round(v, 4) for k, v in units.items()}}
     if recognizer is not None and held:
-        report["intelligibility"] = heldout_wer(cfg, out, recognizer, items, train, held, vocoders)
+        report["intelligibility"] = heldout_wer(cfg, out, recognizer, items, train, held, vocoders=vocoders)
     if mcd:
         report["lower_mcd"] = min(vocoders, key=lambda k: mcd[k])
         if report["lower_mcd"] != "hifigan":
@@ -270,8 +270,8 @@ def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int, r
     schedule = schedule_named("cosine", optim.warmup_steps, cfg.train.steps, optim.min_lr_ratio, spent=budget)
     # 3. the loop
     objective = T.GeneratorObjective(model, T.VocoderLoss(cfg.loss.mel_weight, cfg.loss.stft_weight), adversary, cfg.loss.adversarial_start)
-    result = fit(objective, list(model.parameters()), stream, optim, run, lambda folder: T.save_weights(folder, modules), to_dict(cfg),
-                 resume_from, schedule=schedule, side_optimizers={"disc": opt_d})
+    result = fit(objective, list(model.parameters()), stream, optim, run, lambda folder: T.save_weights(folder, modules), config=to_dict(cfg),
+                 resume_from=resume_from, schedule=schedule, side_optimizers={"disc": opt_d})
     return result.step, result.elapsed_s
 
 
@@ -285,7 +285,7 @@ def run_settings(cfg: Config, out: Path) -> Any:
 
 
 def heldout_wer(cfg: Config, out: Path, recognizer: Any, items: list[Any], train: list[Any], held: list[Any],
-                vocoders: dict[str, Any]) -> dict[str, Any]:
+                *, vocoders: dict[str, Any]) -> dict[str, Any]:
     """WER / CER of the held-out originals and of each vocoder's resynthesis (raw frames and with predicted durations)."""
     from tinywave.eval.asr import PocketSphinxRecognizer, build_language_model
     from tinywave.eval.resynthesis import Spoken, intelligibility

@@ -97,7 +97,7 @@ class CropStream:
     """
 
     def __init__(self, bank: WaveBank, batch_size: int, crop_samples: int, seed: int, stride: int,
-                 frames: Callable[[torch.Tensor], torch.Tensor], rank: int = 0, world_size: int = 1):
+                 frames: Callable[[torch.Tensor], torch.Tensor], *, rank: int = 0, world_size: int = 1):
         self.bank, self.batch_size, self.crop, self.seed, self.stride = bank, batch_size, crop_samples, seed, stride
         self.frames, self.rank, self.world_size = frames, rank, world_size
         self.step = 0

@@ -160,7 +160,7 @@ class StudentObjective:
 
 
 def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: GrowthPlan, cfg: LoopSettings,
-            out: str | Path, resume_from: Path | None = None, parallel: Parallel = SINGLE,
+            out: str | Path, *, resume_from: Path | None = None, parallel: Parallel = SINGLE,
             config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``student`` for ``cfg.steps`` steps in all (continuing ``resume_from``, a checkpoint folder).
 
@@ -170,13 +170,13 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
     """
     encoder_config = student.encoder.config
     stream = CropStream(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, downsample_rate(encoder_config),
-                        lambda lengths: frame_lengths(encoder_config, lengths), parallel.rank, parallel.world_size)
+                        lambda lengths: frame_lengths(encoder_config, lengths), rank=parallel.rank, world_size=parallel.world_size)
     objective = StudentObjective(student, teacher, cfg.intermediate_weight, parallel)
     optim = cfg.optim()
     growth = StudentGrowth(plan, objective, optim, cfg.steps) if plan.steps else None
     student.train()
     result = fit(objective, [p for p in student.parameters() if p.requires_grad], stream, optim, cfg.run(out), student.save,
-                 config if config is not None else asdict(cfg), resume_from, parallel, growth, describe=lambda: {"depth": student.depth})
+                 config=config if config is not None else asdict(cfg), resume_from=resume_from, parallel=parallel, growth=growth, describe=lambda: {"depth": student.depth})
     last = result.history[-1] if result.history else {}
     parts = {k: v for k, v in last.items() if "/" in k}  # mse/3, l1/1, cos/2 ...
     return {"step": result.step, "loss": last.get("loss", float("nan")), "parts": parts, "depth": student.depth,

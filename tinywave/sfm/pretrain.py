@@ -134,7 +134,7 @@ class MaskedUnitObjective:
 
 
 def pretrain(model: MaskedUnitModel, bank: WaveBank, labels: list[np.ndarray], cfg: PretrainSettings,
-             out: str | Path, resume_from: Path | None = None, config: dict | None = None) -> dict[str, float]:
+             out: str | Path, resume_from: Path | None = None, *, config: dict | None = None) -> dict[str, float]:
     """Masked-prediction training for ``cfg.steps`` steps in all (continuing ``resume_from``, a checkpoint folder);
     checkpoints in ``out/checkpoints``; the run log (``out/train_log.jsonl``, TensorBoard, W&B with ``cfg.wandb``)."""
     config_hf = model.encoder.config
@@ -146,7 +146,7 @@ def pretrain(model: MaskedUnitModel, bank: WaveBank, labels: list[np.ndarray], c
                       keep_checkpoints=cfg.keep_checkpoints, stop_after_steps=cfg.stop_after_steps, wandb=cfg.wandb)
     model.train()
     result = fit(MaskedUnitObjective(model, labels, cfg), [p for p in model.parameters() if p.requires_grad], stream, optim, run,
-                 model.save, config if config is not None else asdict(cfg), resume_from)
+                 model.save, config=config if config is not None else asdict(cfg), resume_from=resume_from)
     last = result.history[-1] if result.history else {}
     log.info("pretrain: step %d of %d, loss %.3f, masked accuracy %.3f", result.step, cfg.steps, last.get("loss", float("nan")),
              last.get("masked_acc", float("nan")))

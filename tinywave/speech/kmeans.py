@@ -67,7 +67,7 @@ class Codebook:
 
     @classmethod
     def fit(cls, x: np.ndarray, k: int, seed: int, max_points: int = 100_000, standardize: bool = False,
-            max_iter: int = 100, what: str = "vectors") -> "Codebook":
+            max_iter: int = 100, *, what: str = "vectors") -> "Codebook":
         """k-means++ then Lloyd (scikit-learn KMeans, one init) on at most ``max_points`` rows."""
         from sklearn.cluster import KMeans
 

@@ -86,7 +86,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     state: dict[str, Any],
-    config: dict[str, Any],
+    *, config: dict[str, Any],
     keep: int = 2,
     optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
@@ -123,8 +123,8 @@ def save_sharded_checkpoint(
     write_shards: Callable[[Path], None],
     scheduler: Any,
     state: dict[str, Any],
-    config: dict[str, Any],
     *,
+    config: dict[str, Any],
     keep: int = 2,
     group: Group,
 ) -> Path:

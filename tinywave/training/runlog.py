@@ -24,6 +24,7 @@ from tinywave.progress import bar
 
 LOG_NAME = "train_log.jsonl"
 PLOT_NAME = "loss_curves.png"
+CLOCK_FIELDS = ("tokens_per_s", "train_seconds", "cpu_seconds")  # record fields measured by the clock: differ between runs
 NOT_LOSSES = {"step", "lr", "grad_norm", "tokens", "tokens_per_s", "tokens_seen", "elapsed_s", "depth", "train_seconds", "cpu_seconds"}
 
 

@@ -206,11 +206,11 @@ def fit(
     optim: OptimSettings,
     run: RunSettings,
     save_model: Callable[[Path], None],
+    *,
     config: dict[str, Any],
     resume_from: Path | None = None,
     parallel: Parallel = SINGLE,
     growth: GrowthHook | None = None,
-    *,
     schedule: Schedule | None = None,
     side_optimizers: dict[str, torch.optim.Optimizer] | None = None,
     describe: Callable[[], dict[str, Any]] | None = None,
@@ -260,11 +260,11 @@ def fit(
         state.update(step=step, position=stream.state(), history_tail=result.history[-20:])
         if parallel.sharded:  # every rank writes its own shards (a collective)
             save_sharded_checkpoint(run.out, step, save_all, lambda folder: parallel.save_sharded(folder, opt), sched,
-                                    state, config, keep=run.keep_checkpoints, group=parallel)
+                                    state, config=config, keep=run.keep_checkpoints, group=parallel)
         else:
             optim_state = parallel.gather(opt)  # a collective under FSDP: every rank takes part
             if parallel.is_main:
-                save_checkpoint(run.out, step, save_all, opt, sched, state, config, run.keep_checkpoints, optim_state)
+                save_checkpoint(run.out, step, save_all, opt, sched, state, config=config, keep=run.keep_checkpoints, optimizer_state=optim_state)
         parallel.barrier()
         return checkpoint_root(run.out) / f"step_{step:08d}"
 

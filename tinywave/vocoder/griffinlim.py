@@ -62,7 +62,7 @@ def fit_unit_mels(items: Iterable[tuple[np.ndarray, np.ndarray, int]], num_units
 
 
 def griffin_lim(magnitude: torch.Tensor, n_fft: int, hop: int, win: int, n_iter: int = 32, length: int | None = None,
-                seed: int = 0, momentum: float = 0.99) -> torch.Tensor:
+                *, seed: int = 0, momentum: float = 0.99) -> torch.Tensor:
     """Waveform (T,) from a magnitude spectrogram (F, frames) by fast Griffin-Lim (Perraudin et al. 2013)."""
     window = torch.hann_window(win)
     if length is not None:  # a centred STFT of `length` samples has length // hop + 1 frames

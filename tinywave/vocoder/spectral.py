@@ -44,7 +44,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 class MelSpec(torch.nn.Module):
     """Log-mel spectrogram: (B, T) waveform -> (B, n_mels, frames), natural log of mel amplitude."""
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop: int = 160, win: int = 640, n_mels: int = 80,
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop: int = 160, win: int = 640, n_mels: int = 80, *,
                  fmin: float = 0.0, fmax: float | None = 8000.0):
         super().__init__()
         self.n_fft, self.hop, self.win = n_fft, hop, win

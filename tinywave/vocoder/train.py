@@ -189,7 +189,7 @@ def generator_losses(model: UnitHiFiGAN, loss_fn: VocoderLoss, batch: dict[str, 
 
 
 def train_step(model: UnitHiFiGAN, opt: torch.optim.Optimizer, loss_fn: VocoderLoss, batch: dict[str, torch.Tensor | None],
-               dur: tuple[torch.Tensor, ...] | None, grad_clip: float, adversary: Adversary | None = None) -> dict[str, float]:
+               dur: tuple[torch.Tensor, ...] | None, grad_clip: float, *, adversary: Adversary | None = None) -> dict[str, float]:
     """One generator update outside the training loop (tests, notebooks): :func:`generator_losses`, backward, clip, step."""
     losses = generator_losses(model, loss_fn, batch, dur, adversary)
     opt.zero_grad(set_to_none=True)

@@ -136,12 +136,12 @@ def read_hf_dataset(opts: ImportOptions) -> list[ManifestItem | BadItem]:
     for i, row in enumerate(ds):
         uid = str(row[opts.id_column]) if opts.id_column in row else (f"{split}-{i:06d}" if split else f"{i:06d}")
         where = f"{opts.src}[{split}][{i}]" if split else f"{opts.src}[{i}]"
-        out.append(row_item(row, uid, where, split, wav_dir, names, opts))
+        out.append(row_item(row, uid, where, split, wav_dir, names, opts=opts))
     return out
 
 
 def row_item(row: dict[str, Any], uid: str, where: str, split: str, wav_dir: Path, names: dict[str, str],
-             opts: ImportOptions) -> ManifestItem | BadItem:
+             *, opts: ImportOptions) -> ManifestItem | BadItem:
     """One row -> an item (writing its wav when the audio is bytes or an array) or a bad item."""
     try:
         audio = decode_value(row[opts.audio_column], where)

@@ -1,8 +1,8 @@
 """A small spoken corpus and SUPERB-style probe sets made with the espeak-ng CLI.
 
-For development, tests and benchmarks of the SFM branch (the embedded corpus proper is
-``tinywave corpus synth`` / ``tinywave corpus benchmarks``). Writes the documented
-layouts (docs/FORMATS.md):
+A test helper of the SFM tests (the toolkit's one corpus builder is ``tinywave corpus
+synth`` / ``tinywave corpus benchmarks``, tinywave/corpus/; its probe sets come from
+tinywave/corpus/probe_sets.py). Writes the documented layouts (docs/FORMATS.md):
 
 - ``DIR/manifest.jsonl`` + ``DIR/wavs/*.wav`` (16 kHz): sentences from several voices;
 - ``DIR/probes/<task>/<split>.jsonl`` for ``ks`` (label = keyword), ``sid`` (label =
