@@ -168,3 +168,27 @@ def test_istft_head_config_errors_name_the_fields():
         small_config(10, 320, istft_hop=48)
     plain = HifiGanConfig.from_json(SPIRIT_BASE)  # SpiritLM configs have no head: unchanged behaviour
     assert not plain.istft and "gen_istft_n_fft" not in plain.to_json()
+
+
+def test_pitch_and_style_codes_follow_the_tokenizers_rates_also_at_fractional_ratios():
+    from tinywave.vocoder.hifigan import code_index
+    from tinywave.vocoder.units import Units, deduplicate
+
+    # SpiritLM: 25 Hz units, 12.5 Hz pitch, 1 Hz style (2 and 25 frames per code); the demo's: 12.5 Hz units, 12.5 Hz pitch, 1 Hz style
+    spirit = small_config(10, 640, channels=16, embedding_dim=4, num_f0_tokens=5, num_style_tokens=3)
+    demo = small_config(10, 1280, channels=16, embedding_dim=4, num_f0_tokens=5, num_style_tokens=3, f0_hop_size=1280, style_hop_size=16000)
+    assert (spirit.hubert_to_f0, spirit.hubert_to_style) == (2, 25) and (demo.hubert_to_f0, demo.hubert_to_style) == (1, 12.5)
+    assert HifiGanConfig.from_json(dataclasses.asdict(demo)).hubert_to_style == 12.5  # config.json keeps the hops
+    assert code_index(30, 12.5, 3).tolist() == [0] * 13 + [1] * 12 + [2] * 5  # frame t hears code floor(t / 12.5)
+    model = UnitHiFiGAN(demo).eval()
+    code, f0, style = torch.randint(0, 10, (1, 25)), torch.randint(0, 5, (1, 25)), torch.tensor([[0, 2]])
+    x = model.embed(code, f0, style)  # (1, 3 * 4, 25): units, pitch, style tables
+    assert torch.equal(x[0, 4:8], model.f0_dict(f0)[0].T)  # one pitch code per unit frame
+    assert torch.equal(x[0, 8:12, :13], model.style_dict(torch.tensor([0]))[0][:, None].expand(4, 13))
+    assert torch.equal(x[0, 8:12, 13:], model.style_dict(torch.tensor([2]))[0][:, None].expand(4, 12))
+    with pytest.raises(ValueError, match="not aligned"):
+        model.embed(code, f0[:, :20], style)  # 20 pitch codes under 25 frames at 1 per frame
+    # deduplicated units take the code under each kept unit's first frame
+    units = Units((1, 1, 2, 2, 2, 3), pitch=(4, 4, 0, 1, 1, 2), style=(7,))
+    dedup, runs = deduplicate(units, demo.hubert_to_f0, demo.hubert_to_style)
+    assert dedup.hubert == (1, 2, 3) and dedup.pitch == (4, 0, 2) and dedup.style == (7, 7, 7) and runs.tolist() == [2, 3, 1]

@@ -198,10 +198,12 @@ def run(cfg: Config) -> int:
     # 2. model: SpiritLM's architecture, scaled down
     sizes = table_sizes(tokenizer, utts, cfg.model.num_units)
     hop = int(round(16000 / float(tokenizer.rates["hubert"])))
+    stream_hops = {f"{k}_hop_size": int(round(16000 / float(tokenizer.rates[s]))) for k, s in (("f0", "pitch"), ("style", "style"))
+                   if sizes[s] and s in tokenizer.rates}  # samples per pitch / style code, from the tokenizer
     model_cfg = small_config(int(sizes["hubert"] or 1), hop, channels=cfg.model.channels, embedding_dim=cfg.model.embedding_dim,
                              num_speakers=len(speakers) if len(speakers) > 1 else 0, num_f0_tokens=sizes["pitch"],
                              num_style_tokens=sizes["style"], kernels=tuple(cfg.model.kernels),
-                             istft_hop=cfg.model.istft_hop, istft_n_fft=cfg.model.istft_n_fft)
+                             istft_hop=cfg.model.istft_hop, istft_n_fft=cfg.model.istft_n_fft, **stream_hops)
     model = UnitHiFiGAN(model_cfg).train()
     log.info("vocoder: %d units, hop %d, upsampling %s, %.2fM parameters, %d train / %d held-out utterances",
              model_cfg.num_embeddings, hop, model_cfg.upsample_rates, sum(p.numel() for p in model.parameters()) / 1e6,
@@ -305,7 +307,7 @@ def heldout_wer(cfg: Config, out: Path, recognizer: Any, items: list[Any], train
     resyntheses: dict[str, list[Any]] = {}
     for name, voc in vocoders.items():
         resyntheses[name] = [voc.vocode(u.units, u.speaker) for u in kept]
-        resyntheses[f"{name}+durations"] = [voc.vocode(deduplicate(u.units)[0], u.speaker) for u in kept]
+        resyntheses[f"{name}+durations"] = [voc.vocode(deduplicate(u.units, voc.f0_ratio, voc.style_ratio)[0], u.speaker) for u in kept]
     report = intelligibility(spoken, resyntheses, recognizer)
     log.info("held-out WER (%s): original %.3f; %s", report["asr"], report["original"]["wer"],
              ", ".join(f"{k} {v['wer']:.3f}" for k, v in report["vocoders"].items()))

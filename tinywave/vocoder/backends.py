@@ -35,8 +35,8 @@ class UnitVocoder:
     hop: int = 640
     speakers: list[str]
     limits: dict[str, int | None]
-    f0_ratio: int = 2
-    style_ratio: int = 25
+    f0_ratio: float = 2  # unit frames per pitch / style code
+    style_ratio: float = 25
 
     @property
     def unit_rate(self) -> float:

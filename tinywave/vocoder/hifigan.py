@@ -77,12 +77,14 @@ class HifiGanConfig:
         return 1 + (self.num_f0_tokens is not None) + (self.num_style_tokens is not None) + self.multispkr + self.multistyle
 
     @property
-    def hubert_to_f0(self) -> int:
-        return round((self.f0_hop_size or self.code_hop_size) / self.code_hop_size)
+    def hubert_to_f0(self) -> float:
+        """Unit frames per pitch code (SpiritLM: 2; 1 for pitch at the unit rate)."""
+        return (self.f0_hop_size or self.code_hop_size) / self.code_hop_size
 
     @property
-    def hubert_to_style(self) -> int:
-        return round((self.style_hop_size or self.code_hop_size) / self.code_hop_size)
+    def hubert_to_style(self) -> float:
+        """Unit frames per style code (SpiritLM: 25; 12.5 for 1 Hz style over 12.5 Hz units)."""
+        return (self.style_hop_size or self.code_hop_size) / self.code_hop_size
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str = "config.json") -> "HifiGanConfig":
@@ -148,8 +150,12 @@ def upsample_plan(hop: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 def small_config(num_embeddings: int, code_hop_size: int, *, channels: int = 128, embedding_dim: int = 64,
                  num_speakers: int = 0, num_f0_tokens: int | None = None, num_style_tokens: int | None = None,
                  kernels: tuple[int, ...] = (3, 7, 11), dur_hidden: int = 64, istft_hop: int = 0,
-                 istft_n_fft: int = 0) -> HifiGanConfig:
-    """A scaled-down configuration for CPU training (SpiritLM's architecture; ``istft_hop`` > 0 adds the iSTFT head)."""
+                 istft_n_fft: int = 0, f0_hop_size: int = 0, style_hop_size: int = 0) -> HifiGanConfig:
+    """A scaled-down configuration for CPU training (SpiritLM's architecture; ``istft_hop`` > 0 adds the iSTFT head).
+
+    ``f0_hop_size`` / ``style_hop_size``: samples per pitch / style code (the speech tokenizer's
+    rates); 0 keeps SpiritLM's 2 and 25 unit frames per code.
+    """
     if istft_hop and code_hop_size % istft_hop:
         raise ValueError(f"istft_hop={istft_hop} must divide the unit hop of {code_hop_size} samples; pass a divisor "
                          f"(160 suits 12.5, 25 and 50 Hz units) or istft_hop=0 for the plain generator")
@@ -158,8 +164,8 @@ def small_config(num_embeddings: int, code_hop_size: int, *, channels: int = 128
         upsample_rates=rates, upsample_kernel_sizes=ks, upsample_initial_channel=channels,
         resblock_kernel_sizes=tuple(kernels), resblock_dilation_sizes=tuple((1, 3, 5) for _ in kernels),
         num_embeddings=num_embeddings, embedding_dim=embedding_dim, model_in_dim=0, code_hop_size=code_hop_size,
-        num_f0_tokens=num_f0_tokens, f0_hop_size=2 * code_hop_size if num_f0_tokens else None,
-        num_style_tokens=num_style_tokens, style_hop_size=25 * code_hop_size if num_style_tokens else None,
+        num_f0_tokens=num_f0_tokens, f0_hop_size=(f0_hop_size or 2 * code_hop_size) if num_f0_tokens else None,
+        num_style_tokens=num_style_tokens, style_hop_size=(style_hop_size or 25 * code_hop_size) if num_style_tokens else None,
         multispkr=num_speakers > 0, num_speakers=max(num_speakers, 1),
         dur_predictor_params={"encoder_embed_dim": embedding_dim, "var_pred_hidden_dim": dur_hidden,
                               "var_pred_kernel_size": 3, "var_pred_dropout": 0.5},
@@ -342,12 +348,14 @@ class UnitHiFiGAN(nn.Module):
         return int(math.ceil(side))
 
 
-def _stretch(emb: torch.Tensor, ratio: int, n: int) -> torch.Tensor:
-    """Repeat (B, E, K) codes ``ratio`` times, then crop or pad with the last value to ``n`` frames."""
+def code_index(n: int, ratio: float, k: int) -> torch.Tensor:
+    """(n,) index of the code under each of ``n`` unit frames, ``ratio`` frames per code (may be fractional), clamped to k - 1."""
+    return torch.clamp(torch.floor(torch.arange(n, dtype=torch.float64) / ratio).long(), max=max(k - 1, 0))
+
+
+def _stretch(emb: torch.Tensor, ratio: float, n: int) -> torch.Tensor:
+    """(B, E, K) codes -> (B, E, n): code ``floor(t / ratio)`` under frame t (the last one past the end)."""
     k = emb.shape[-1]
     if abs(k * ratio - n) / ratio > 1:
-        raise ValueError(f"{k} codes at {ratio} units each do not match {n} units; the streams are not aligned")
-    emb = torch.repeat_interleave(emb, ratio, dim=2)
-    if emb.shape[-1] >= n:
-        return emb[..., :n]
-    return torch.cat([emb, emb[..., -1:].expand(-1, -1, n - emb.shape[-1])], dim=2)
+        raise ValueError(f"{k} codes at {ratio:g} units each do not match {n} units; the streams are not aligned")
+    return emb[..., code_index(n, ratio, k)]

@@ -79,7 +79,7 @@ def _opt(values: list[int] | None) -> tuple[int, ...] | None:
 class SegmentSampler:
     """Random fixed-length (units, audio) segments; pitch/style are expanded to one code per unit frame."""
 
-    def __init__(self, utts: list[Utterance], segment_units: int, hop: int, f0_ratio: int, style_ratio: int, seed: int):
+    def __init__(self, utts: list[Utterance], segment_units: int, hop: int, f0_ratio: float, style_ratio: float, seed: int):
         self.utts = [u for u in utts if len(u.units) >= 2]
         if not self.utts:
             raise ValueError("no utterance has at least 2 unit frames; the corpus is empty or the audio too short")
@@ -94,8 +94,8 @@ class SegmentSampler:
         chunk = utt.wav[start * self.hop : (start + self.segment) * self.hop]
         audio[: len(chunk)] = chunk
 
-        def expand(stream: tuple[int, ...] | None, ratio: int) -> list[int] | None:
-            return None if stream is None else [stream[min(i // ratio, len(stream) - 1)] for i in idx]
+        def expand(stream: tuple[int, ...] | None, ratio: float) -> list[int] | None:  # the code under each frame, as at inference
+            return None if stream is None else [stream[min(int(i // ratio), len(stream) - 1)] for i in idx]
 
         return [utt.units.hubert[i] for i in idx], expand(utt.units.pitch, self.f0_ratio), expand(utt.units.style, self.style_ratio), audio
 
@@ -274,12 +274,11 @@ def evaluate_mcd(vocoders: dict[str, Any], utts: list[Utterance], with_durations
     """Mean MCD (dB) against ground truth per vocoder: from raw frames, and from deduplicated units + durations."""
     scores: dict[str, list[float]] = {}
     for utt in utts:
-        dedup, _ = deduplicate(utt.units)
         for name, voc in vocoders.items():
             ref = utt.wav[: len(utt.units) * voc.hop]
             scores.setdefault(name, []).append(mel_cepstral_distortion(ref, voc.vocode(utt.units, utt.speaker)))
             if with_durations:
-                syn = voc.vocode(dedup, utt.speaker)
+                syn = voc.vocode(deduplicate(utt.units, voc.f0_ratio, voc.style_ratio)[0], utt.speaker)
                 scores.setdefault(f"{name}+durations", []).append(mel_cepstral_distortion(ref, syn))
     return {k: float(np.mean(v)) for k, v in scores.items()}
 

@@ -60,7 +60,7 @@ def as_units(units: "Units | str | dict[str, Sequence[int] | str]", deduplicated
     raise ValueError(f"units must be a speech string or a dict of streams, got {type(units).__name__}")
 
 
-def deduplicate(units: Units, f0_ratio: int = 2, style_ratio: int = 25) -> tuple[Units, np.ndarray]:
+def deduplicate(units: Units, f0_ratio: float = 2, style_ratio: float = 25) -> tuple[Units, np.ndarray]:
     """Collapse runs of raw hubert frames: (deduplicated units, run lengths (N,)).
 
     Pitch and style (``f0_ratio`` / ``style_ratio`` hubert frames per code) are re-aligned
@@ -74,11 +74,11 @@ def deduplicate(units: Units, f0_ratio: int = 2, style_ratio: int = 25) -> tuple
     starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]]))  # (N,) first frame of each run
     runs = np.diff(np.concatenate([starts, [len(h)]]))
 
-    def at(stream: tuple[int, ...] | None, ratio: int) -> tuple[int, ...] | None:
+    def at(stream: tuple[int, ...] | None, ratio: float) -> tuple[int, ...] | None:
         if stream is None:
             return None
         s = np.asarray(stream)
-        return tuple(int(s[min(i // ratio, len(s) - 1)]) for i in starts)
+        return tuple(int(s[min(int(i // ratio), len(s) - 1)]) for i in starts)
 
     return Units(tuple(int(v) for v in h[starts]), at(units.pitch, f0_ratio), at(units.style, style_ratio), True), runs
 
