@@ -58,3 +58,13 @@ def write_results(script: str, figures: list[dict[str, Any]], conditions: dict[s
     path.write_text(json.dumps({"script": script, "figures": figures, "conditions": conditions, **extra}, indent=1) + "\n")
     print(f"results -> {path}")
     return path
+
+
+def write_report(script: str, figures: list[dict[str, Any]], conditions: dict[str, Any], out: str | Path | None,
+                 result: dict[str, Any], markdown: Any) -> Path:
+    """:func:`write_results` with ``result`` as the extra fields, then ``markdown(result + conditions)`` beside it (.md), printed."""
+    path = write_results(script, figures, conditions, out, **result)
+    text = markdown({**result, "conditions": conditions})
+    path.with_suffix(".md").write_text(text, encoding="utf-8")
+    print(text)
+    return path

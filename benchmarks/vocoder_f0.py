@@ -170,7 +170,7 @@ def main() -> int:
     import torch
 
     from conditions import conditions
-    from record import figure, write_results
+    from record import figure, write_report
 
     torch.set_num_threads(args.threads)
     tok, voc = build(args)
@@ -181,11 +181,7 @@ def main() -> int:
     figures = [figure("log-F0 correlation, own pitch codes", round(own["mean"], 4), "", note=f"95% CI {own['ci95']}"),
                figure("log-F0 correlation, own - another utterance's pitch codes", round(other["difference"], 4), "",
                       note=f"95% CI {other['ci95']}, paired p={other['p']:.4f}")]
-    conds = conditions("fp32", threads=args.threads)
-    out = write_results("vocoder_f0", figures, conds, out=args.out, **result)
-    result["conditions"] = conds
-    out.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
-    print(markdown(result))
+    write_report("vocoder_f0", figures, conditions("fp32", threads=args.threads), args.out, result, markdown)
     return 0
 
 

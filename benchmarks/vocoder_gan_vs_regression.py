@@ -165,7 +165,7 @@ def main() -> int:
     import torch
 
     from conditions import conditions
-    from record import figure, write_results
+    from record import figure, write_report
     from tinywave.demo.vocoder_asset import real_time_factor
 
     torch.set_num_threads(args.threads)
@@ -203,11 +203,7 @@ def main() -> int:
                figure("WER GAN - regression (paired)", round(w["difference"], 4), "", note=f"95% CI {w['ci95']}, p={w['p']:.4f}"),
                figure("WER GAN / original", round(w["wer_a"] / result["wer"]["original"], 3), "x", target=("<=", 1.3),
                       note="issue target: resynthesis WER at most 1.3x the original's")]
-    conds = result.pop("conditions")
-    out = write_results("vocoder_gan_vs_regression", figures, conds, out=args.out, **result)
-    result["conditions"] = conds
-    out.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
-    print(markdown(result))
+    write_report("vocoder_gan_vs_regression", figures, result.pop("conditions"), args.out, result, markdown)
     return 0
 
 

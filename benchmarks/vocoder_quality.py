@@ -13,7 +13,8 @@ vocoder: steps reached, held-out mel-cepstral distortion (dB, lower is better), 
 of units the speech tokenizer finds again in the resynthesis, the recognizer's word error
 rate on the resynthesis of the held-out utterances (``--asr``; PocketSphinx with a
 trigram model of the training transcripts; the original audio's WER is the floor), and
-synthesis speed (x real time, 1 thread); MCD and unit-accuracy ratios are against Griffin-Lim, WER ratios against the original audio (/orig). Runs resume from --work; nothing is asserted. Writes the
+synthesis speed (x real time, 1 thread); MCD and unit-accuracy ratios are against Griffin-Lim,
+WER ratios against the original audio (/orig). Runs resume from --work; nothing is asserted. Writes the
 figures and the conditions to ``benchmarks/results/vocoder_quality.json`` (or ``--out``).
 """
 

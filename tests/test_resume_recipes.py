@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from support.shards import speech_shards
+from support.workspace import lm_workspace
 from tinywave.cli import main
 from tinywave.training.checkpoint import list_checkpoints
 
@@ -23,15 +23,9 @@ def ws(tmp_path_factory) -> Path:
     from transformers import HubertModel
 
     from tinywave.sfm.models import teacher_config
-    from tinywave.text.vocab import train_bpe_tokenizer
 
     root = tmp_path_factory.mktemp("resume")
-    words = "tom went to the park and found a red ball under the old tree".split()
-    tok, layout = train_bpe_tokenizer([" ".join(words)] * 10, vocab_size=60, n_hu=32, n_pi=4, n_st=4)
-    tok.save_pretrained(root / "vocab")
-    (root / "vocab" / "speech_tokenizer").mkdir()
-    (root / "vocab" / "speech_tokenizer" / "speech_tokenizer.json").write_text(json.dumps({"kind": "test"}))
-    speech_shards(root / "shards", tok, layout, n_docs=40, n_units=32, seq_len=32)
+    lm_workspace(root, n_docs=40)  # root/vocab (+ speech_tokenizer stub), root/shards
     assert main(["train", *RECIPES["train"](root, root / "teacher"), "train.steps=2"]) == 0
     rng = np.random.default_rng(0)
     lines = []
