@@ -62,7 +62,7 @@ def test_help_lists_keys(capsys, command, key):
 @pytest.mark.parametrize("name", ["distill-tiny.yaml", "spiritlm-base-2b.yaml", "spiritlm-expressive-2b.yaml"])
 def test_distillation_loss_is_one_default_everywhere(name):
     """`tinywave distill` with no config, the demo's student and the shipped configs use the same loss."""
-    from tinywave.distill.objective import DISTILL_LOSS
+    from tinywave.distill.defaults import DISTILL_LOSS
     from tinywave.recipes import demo
 
     bare = distill.Config().loss

@@ -107,3 +107,17 @@ def test_each_module_imports_on_its_own():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT.parent, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     assert len(modules) > 100
+
+
+def test_the_cli_and_every_recipe_config_load_without_torch():
+    """Recipe modules keep torch/transformers inside ``run`` (tinywave/recipes/__init__.py): ``tinywave --help`` stays light."""
+    script = (
+        "import importlib, pkgutil, sys\n"
+        "import tinywave.cli, tinywave.recipes as r\n"
+        "for m in pkgutil.iter_modules(r.__path__):\n"
+        "    importlib.import_module('tinywave.recipes.' + m.name)\n"
+        "print(sorted(k for k in ('torch', 'transformers', 'peft', 'gradio') if k in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT.parent, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]", f"importing the recipe modules loaded {run.stdout.strip()}"

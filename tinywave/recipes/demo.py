@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from tinywave.config import apply_fast, field, to_dict
 from tinywave.demo.stages import Stages, call
-from tinywave.distill.objective import DISTILL_LOSS
+from tinywave.distill.defaults import DISTILL_LOSS
 
 log = logging.getLogger(__name__)
 

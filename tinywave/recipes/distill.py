@@ -23,7 +23,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 from tinywave.config import field, to_dict
-from tinywave.distill.objective import DISTILL_LOSS
+from tinywave.distill.defaults import DISTILL_LOSS
 from tinywave.training.settings import DataSettings, OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
