@@ -199,7 +199,7 @@ def load_training_state(
     scheduler.load_state_dict(load_torch(folder / "scheduler.pt", what="scheduler state"))
     rng = load_torch(folder / "rng.pt", what="RNG state")
     torch.set_rng_state(rng["torch"])
-    random.setstate(_as_random_state(rng["python"]))
+    random.setstate(as_random_state(rng["python"]))
     return json.loads((folder / "state.json").read_text())
 
 
@@ -221,7 +221,8 @@ def load_side_optimizers(folder: str | Path, optimizers: dict[str, torch.optim.O
             target.load_state_dict(load_torch(path, what=f"{name} {what} state"))
 
 
-def _as_random_state(state: Any) -> tuple:
+def as_random_state(state: Any) -> tuple:
+    """A ``random.Random`` state read back from a checkpoint (JSON or a pickle-free torch file turned its tuples into lists)."""
     version, internal, gauss = state
     return version, tuple(internal), gauss
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tinywave.training.checkpoint import as_random_state
 from tinywave.vocoder.adversarial import Adversary
 from tinywave.vocoder.hifigan import UnitHiFiGAN
 from tinywave.vocoder.spectral import MelSpec, mel_cepstral_distortion, multi_resolution_stft_loss
@@ -227,14 +228,8 @@ class SegmentStream:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
-        self.sampler.rng.setstate(json_to_state(state["sampler_rng"]))
-        self.duration_rng.setstate(json_to_state(state["duration_rng"]))
-
-
-def json_to_state(value: list[Any]) -> tuple[Any, ...]:
-    """A ``random.Random`` state read back from JSON (tuples became lists)."""
-    version, internal, gauss = value
-    return version, tuple(internal), gauss
+        self.sampler.rng.setstate(as_random_state(state["sampler_rng"]))
+        self.duration_rng.setstate(as_random_state(state["duration_rng"]))
 
 
 class GeneratorObjective:
