@@ -165,7 +165,7 @@ def write_order_probes(root: Path, rng: np.random.Generator) -> Path:
     return root
 
 
-def train_order_upstream(folder: Path, rng: np.random.Generator, steps: int = 300) -> Path:
+def train_order_upstream(folder: Path, rng: np.random.Generator, steps: int = 500) -> Path:
     """A tiny HuBERT trained (mean-pooled last layer + linear head) on fresh clips of the order task."""
     from transformers import HubertModel
 
@@ -174,13 +174,18 @@ def train_order_upstream(folder: Path, rng: np.random.Generator, steps: int = 30
     torch.manual_seed(0)
     encoder, head = HubertModel(teacher_config(32, 2, 2, 64, conv_channels=16, pos_conv_kernel=8)), torch.nn.Linear(32, 2)
     opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=2e-3)
-    for _ in range(steps):
-        labels = torch.randint(0, 2, (16,))
-        wav = torch.from_numpy(np.stack([order_clip(("up", "down")[int(y)], rng) for y in labels]))  # (B, T)
-        loss = torch.nn.functional.cross_entropy(head(hidden_states(encoder.train(), wav)[-1].mean(1)), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same float path on every machine and load (one fresh-clone run trained it to only 0.75)
+    try:
+        for _ in range(steps):
+            labels = torch.randint(0, 2, (16,))
+            wav = torch.from_numpy(np.stack([order_clip(("up", "down")[int(y)], rng) for y in labels]))  # (B, T)
+            loss = torch.nn.functional.cross_entropy(head(hidden_states(encoder.train(), wav)[-1].mean(1)), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     encoder.eval().save_pretrained(str(folder))
     return folder
 
