@@ -11,7 +11,7 @@ from tinywave.vocoder.hifigan import HifiGanConfig, UnitHiFiGAN, small_config, u
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on one torch thread (support/fixtures.py)
 
-# A SpiritLM-like base vocoder config.json (reference 2.6; speech-resynthesis' expresso config)
+# A SpiritLM-like base vocoder config.json (the release's hifigan_spiritlm_base; speech-resynthesis' expresso config)
 SPIRIT_BASE = {
     "resblock": "1", "upsample_rates": [5, 4, 4, 2, 2, 2], "upsample_kernel_sizes": [11, 8, 8, 4, 4, 4],
     "upsample_initial_channel": 512, "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5]] * 3,
@@ -22,7 +22,7 @@ SPIRIT_BASE = {
 
 
 def reference_keys(cfg: dict) -> dict[str, tuple[int, ...]]:
-    """Key -> shape, written out from the reference's list (spiritlm.md 2.6), independently of the module."""
+    """Key -> shape, written out from the release's state-dict key list, independently of the module."""
     e, c, hd = cfg["embedding_dim"], cfg["upsample_initial_channel"], cfg["dur_predictor_params"]["var_pred_hidden_dim"]
     keys = {"dict.weight": (cfg["num_embeddings"], e)}
     if cfg.get("num_f0_tokens"):

@@ -42,8 +42,9 @@ def looks_like_hub_id(name: str) -> bool:
 
 def cached_snapshot(repo_id: str, revision: str = "main") -> Path | None:
     """The cached snapshot folder of ``repo_id`` at ``revision``, or None when it is not in the cache."""
+    # lazy: huggingface_hub costs ~0.2 s (httpx, its API client); only a hub-id lookup needs it, and light modules import hub.py
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError  # lazy: as above
 
     try:
         return Path(snapshot_download(repo_id, revision=revision, cache_dir=str(hub_cache_dir()), local_files_only=True))

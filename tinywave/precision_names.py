@@ -45,6 +45,6 @@ def same_precision(a: Any, b: Any) -> bool:
 
 def torch_dtype(name: str, allowed: Iterable[str] = PRECISIONS, key: str = "dtype") -> Any:
     """The ``torch.dtype`` of a precision in either spelling (``fp32`` / ``float32`` -> ``torch.float32``)."""
-    import torch
+    import torch  # lazy: keeps this module importable without torch (models.estimate's arithmetic uses the names only)
 
     return getattr(torch, LONG_NAMES[canonical(name, allowed, key)])

@@ -108,7 +108,7 @@ def torch_file_imports(path: Path) -> list[str]:
     and the user's ``add_safe_globals``. Legacy-format files and raw pickles, which that
     function does not read, get the opcode scan of :func:`foreign_imports`.
     """
-    import torch
+    import torch  # lazy: keeps safeload importable without torch (load_numpy/load_json serve speech/ and numpy-only readers)
 
     if zipfile.is_zipfile(path):
         try:
@@ -125,7 +125,7 @@ def _need_file(path: Path, what: str) -> None:
 
 def load_torch(path: str | Path, allow_pickle: bool = False, map_location: str = "cpu", what: str = "checkpoint") -> Any:
     """``torch.load`` of tensors and plain containers; anything else needs ``allow_pickle``."""
-    import torch
+    import torch  # lazy: keeps safeload importable without torch (load_numpy/load_json serve speech/ and numpy-only readers)
 
     path = Path(path)
     _need_file(path, what)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from tinywave.generate.prompt import PromptItem
+
 SAMPLE_RATE = 16000
 
 
@@ -101,8 +103,6 @@ class _Turns:
 
 def prompt_items(text: str | None, audio: str | None) -> list[Any]:
     """The app's prompt: the recording or audio file (if any), then the text (if any)."""
-    from tinywave.generate.prompt import PromptItem
-
     items = [PromptItem("audio", str(audio))] if audio else []
     if text and text.strip():
         items.append(PromptItem("text", (" " if items else "") + text.strip()))

@@ -21,8 +21,12 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from gradio import audio_stream_encoder
 
 from tinywave.app.compare import SAMPLE_RATE, Panel, prompt_items, side_by_side
+from tinywave.audio.io import save_wav
+from tinywave.generate.decode import Sampling
+from tinywave.generate.speechlm import GenerationOptions
 
 TEXT_EVERY = 8  # rounds of turns without new audio before the page's text is refreshed anyway
 TIMING_HELP = ("Timing counts each model's own compute: the models take turns token by token, so the figures are what "
@@ -47,9 +51,6 @@ class Controls:
 
 
 def generation_options(controls: Controls) -> Any:
-    from tinywave.generate.decode import Sampling
-    from tinywave.generate.speechlm import GenerationOptions
-
     sampling = Sampling(controls.greedy, float(controls.temperature), int(controls.top_k), float(controls.top_p), int(controls.seed))
     return GenerationOptions(max_new_tokens=int(controls.max_new_tokens), max_seconds=float(controls.max_seconds),
                              allow_eos=bool(controls.allow_eos), sampling=sampling, chunk_units=controls.chunk_units)
@@ -102,8 +103,6 @@ class Generator:
         return values
 
     def _wav(self, name: str, audio: np.ndarray | None, request: int) -> str | None:
-        from tinywave.audio.io import save_wav
-
         if audio is None or not len(audio):
             return None
         path = self.wav_dir / f"{request:04d}-{name}.wav"
@@ -149,8 +148,6 @@ def wait_for_first_audio_frames(seconds: float = 5.0) -> None:
     a stream whose playlist is still empty, and its player logs errors until it recovers.
     The wait ends as soon as the first frames are out, so an idle machine loses nothing.
     """
-    from gradio import audio_stream_encoder
-
     if hasattr(audio_stream_encoder, "STARTUP_WAIT"):
         audio_stream_encoder.STARTUP_WAIT = max(audio_stream_encoder.STARTUP_WAIT, seconds)
 

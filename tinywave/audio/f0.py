@@ -45,7 +45,7 @@ class F0Settings:
 def _pyworld():
     with warnings.catch_warnings():  # pyworld imports the deprecated pkg_resources
         warnings.simplefilter("ignore")
-        import pyworld
+        import pyworld  # lazy: pulls in pkg_resources (~0.1 s, a DeprecationWarning silenced here); only F0 extraction needs it
 
     return pyworld
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from tinywave.audio.f0 import extract_f0
+
 SAMPLE_RATE = 16000
 HOP = 160  # 10 ms: 100 frames per second
 WIN = 400  # 25 ms
@@ -162,6 +164,4 @@ class Analysis:
 
     def f0(self, settings: Any) -> np.ndarray:
         """(T200,) F0 in Hz (0 = unvoiced) for ``tinywave.audio.f0.F0Settings``."""
-        from tinywave.audio.f0 import extract_f0
-
         return self.memo(("f0", settings), lambda: extract_f0(self.wav, settings))

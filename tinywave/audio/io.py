@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import struct
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from tinywave.files import atomic_write_bytes
 
 SAMPLE_RATE = 16000
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ def resample(wav: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarra
     """Band-limited resampling (soxr, high quality) of a 1-D float signal."""
     if rate == target:
         return wav.astype(np.float32, copy=False)
+    # lazy: audio.io loads with the CLI; a missing soxr must reach `tinywave doctor`'s message, not break every command
     import soxr
 
     return soxr.resample(wav.astype(np.float32, copy=False), rate, target, quality="HQ").astype(np.float32)
@@ -103,10 +107,6 @@ def load_audio(path: str | Path, min_seconds: float = 0.08, target_rate: int = S
 
 def save_wav(path: str | Path, wav: np.ndarray, rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV atomically (temporary name, then rename)."""
-    import io
-
-    from tinywave.files import atomic_write_bytes
-
     buf = io.BytesIO()
     sf.write(buf, np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
     atomic_write_bytes(path, buf.getvalue())

@@ -266,6 +266,7 @@ def make_story(kind: StoryType, values: dict[str, Any], key: str, wrong_kind: st
     return Story(key, kind.name, values["hero"], prompt, kind.ending(values), wrong, wrong_kind, bool(values["ok"]))
 
 
+# entity_share: entity swaps stayed at chance in calibration; docs/DISTILLATION.md, "How the demo was sized"
 def story_at(seed: int, stream: str, index: int, entity_share: float = 0.25) -> Story:
     """The ``index``-th story of a named stream (e.g. "train", "bench"), a pure function of its arguments."""
     rng = random.Random(f"tinywave-story/{seed}/{stream}/{index}")

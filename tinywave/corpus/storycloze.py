@@ -14,6 +14,7 @@ wav reuses the same prompt samples, so a pair differs only in its ending.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,6 @@ RENDERERS = {"storycloze": Renderer(_requests, _render)}
 
 def write_items(root: Path, jobs: list[Job], metas: dict[str, dict[str, Any]], rate: float = 1.0) -> None:
     """``sSC/items.jsonl`` and ``tSC/items.jsonl``: one line per pair, in plan order (``rate``: the plan's factor)."""
-    import json
-
     lines: dict[str, list[str]] = {"sSC": [], "tSC": []}
     for job in jobs:
         if job.id not in metas:

@@ -9,12 +9,13 @@ are optional; extra keys (voice, pitch, rate, ...) are kept untouched.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinywave.files import read_jsonl
+from tinywave.files import atomic_write_text, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,5 @@ def read_manifest(path: str | Path) -> tuple[list[ManifestItem], list[BadItem]]:
 
 
 def write_manifest(path: str | Path, items: list[ManifestItem]) -> None:
-    from tinywave.files import atomic_write_text
-    import json
-
     root = Path(path).parent
     atomic_write_text(path, "".join(json.dumps(it.to_json(root), ensure_ascii=False) + "\n" for it in items))

@@ -25,6 +25,7 @@ its waveform, not on what was decoded before.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,8 @@ import torch
 
 from tinywave.audio.io import SAMPLE_RATE
 from tinywave.eval.wer import normalize_text
+from tinywave.files import atomic_write_text
+from tinywave.hub import local_path, resolve_model_dir
 
 INSTALL_HINT = "pip install 'tinywave[asr]' (PocketSphinx 5 with its English model, and jiwer)"
 
@@ -52,7 +55,7 @@ class PocketSphinxRecognizer:
 
     def __init__(self, lm: str | Path | None = None, dither_db: float = 50.0, pad_seconds: float = 0.2, seed: int = 0):
         try:
-            import pocketsphinx
+            import pocketsphinx  # lazy: optional extra (pip install 'tinywave[asr]')
         except ImportError:
             raise ValueError(f"the PocketSphinx recognizer needs the pocketsphinx package: {INSTALL_HINT}") from None
         kw: dict[str, Any] = {"samprate": SAMPLE_RATE, "loglevel": "FATAL"}
@@ -87,8 +90,6 @@ class PocketSphinxRecognizer:
 
 def _hf_folder(folder: str | Path | None, kind: str) -> Path:
     """A local directory, or a hub id (``openai/whisper-small``) already in the local HF cache (``tinywave.hub``)."""
-    from tinywave.hub import resolve_model_dir
-
     if not folder:
         raise ValueError(f"asr={kind} needs a local model directory: write asr={kind}:DIR")
     folder = resolve_model_dir(folder, f"ASR model (asr={kind})")
@@ -104,7 +105,7 @@ class WhisperRecognizer:
     name = "whisper"
 
     def __init__(self, folder: str | Path | None, device: str = "cpu", max_new_tokens: int = 128):
-        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor  # lazy: transformers is heavy (~3 s); PocketSphinx does not need it
 
         folder = _hf_folder(folder, "whisper")
         self.processor = WhisperProcessor.from_pretrained(str(folder), local_files_only=True)
@@ -129,7 +130,7 @@ class CtcRecognizer:
     name = "ctc"
 
     def __init__(self, folder: str | Path | None, device: str = "cpu"):
-        from transformers import AutoModelForCTC, AutoProcessor
+        from transformers import AutoModelForCTC, AutoProcessor  # lazy: transformers is heavy (~3 s); PocketSphinx does not need it
 
         folder = _hf_folder(folder, "ctc")
         self.processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
@@ -167,8 +168,6 @@ def detect_hf_kind(folder: Path) -> str:
 
 def load_recognizer(spec: str, device: str = "cpu") -> Recognizer:
     """A recognizer from ``name``, ``name:ARG`` (see ``ASR_BACKENDS``), a model directory or a cached hub id."""
-    from tinywave.hub import local_path
-
     name, sep, arg = spec.partition(":")
     if name in ASR_BACKENDS:
         return ASR_BACKENDS[name](arg if sep else None, device)
@@ -186,14 +185,11 @@ def build_language_model(texts: Sequence[str], path: str | Path) -> Path:
     Words missing from PocketSphinx's dictionary are left out of the texts: the decoder
     could not spell them anyway.
     """
-    import io
-
     try:
-        import pocketsphinx
-        from pocketsphinx.lm import ArpaBoLM
+        import pocketsphinx  # lazy: optional extra (pip install 'tinywave[asr]')
+        from pocketsphinx.lm import ArpaBoLM  # lazy: optional extra (pip install 'tinywave[asr]')
     except ImportError:
         raise ValueError(f"building a PocketSphinx language model needs the pocketsphinx package: {INSTALL_HINT}") from None
-    from tinywave.files import atomic_write_text
 
     known = _dictionary_words(Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict")
     lines = [" ".join(w for w in normalize_text(t).split() if w in known) for t in texts]

@@ -31,6 +31,7 @@ from tinywave.eval.asr import WhisperRecognizer as Transcriber  # noqa: F401 (Ge
 from tinywave.eval.token_cache import SpeechTokenizerLike
 from tinywave.eval.scoring import ScoreRequest, SequenceBuilder, log_likelihoods
 from tinywave.eval.wer import normalize_text  # noqa: F401 (re-exported)
+from tinywave.hub import resolve_model_dir
 from tinywave.progress import bar
 from tinywave.text.vocab import VocabLayout
 
@@ -140,9 +141,8 @@ class TextLM:
     """A local causal text LM directory; mean token NLL of texts (the first token is context)."""
 
     def __init__(self, folder: str | Path, device: str = "cpu"):
+        # lazy: transformers is heavy (~3 s) and only the text LM of GenPPL needs it
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from tinywave.hub import resolve_model_dir
 
         folder = resolve_model_dir(folder, "text LM")  # a directory, or a hub id in the local HF cache
         if not (folder / "config.json").is_file():

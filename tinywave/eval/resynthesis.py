@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tinywave.audio.io import AudioError, load_audio
+from tinywave.data.manifest import read_manifest
 from tinywave.eval.asr import Recognizer
 from tinywave.eval.wer import error_rates, normalize_text
 from tinywave.progress import bar
@@ -60,9 +62,6 @@ def read_spoken(manifest: str | Path, max_items: int = 0, exclude: set[str] | No
 
     Items without text, those in ``exclude`` and unreadable audio are skipped (logged).
     """
-    from tinywave.audio.io import AudioError, load_audio
-    from tinywave.data.manifest import read_manifest
-
     items, bad = read_manifest(manifest)
     out: list[Spoken] = []
     skipped = len(bad)

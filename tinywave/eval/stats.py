@@ -261,7 +261,7 @@ def t_interval(values_per_seed: Sequence[float] | np.ndarray, level: float = 0.9
     x = summarize(values_per_seed)
     if x["n"] < 2:
         return None
-    from scipy.stats import t
+    from scipy.stats import t  # lazy: scipy.stats is heavy (~1 s); the rest of this module is numpy only
 
     half = float(t.ppf(0.5 + level / 2.0, x["n"] - 1)) * x["std"] / np.sqrt(x["n"])
     return x["mean"] - half, x["mean"] + half

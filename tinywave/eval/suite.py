@@ -38,6 +38,8 @@ from tinywave.files import atomic_write_text
 from tinywave.precision_names import torch_dtype
 from tinywave.hub import resolve_model_dir
 from tinywave.progress import bar
+from tinywave.speech.tokenizer import SpeechTokenizer
+from tinywave.text.vocab import load_tokenizer
 
 log = logging.getLogger(__name__)
 SUBMISSION_TASK = {"swuggy": "lexical", "sblimp": "syntactic"}
@@ -133,22 +135,18 @@ def plan_tasks(benches: Sequence[Benchmark], cross_modal: bool) -> list[Task]:
 
 def load_speech_tokenizer(folder: str | Path) -> SpeechTokenizerLike:
     """``SpeechTokenizer.load`` of a tokenizer directory or a model directory holding ``speech_tokenizer/``."""
-    from tinywave.speech.tokenizer import SpeechTokenizer
-
     return SpeechTokenizer.load(folder)
 
 
 def load_model(folder: Path, settings: EvalSettings) -> tuple[torch.nn.Module, SequenceBuilder]:
     """A causal LM and its text+speech tokenizer from a plain Hugging Face directory."""
-    from transformers import AutoModelForCausalLM
-
-    from tinywave.text.vocab import load_tokenizer
+    from transformers import AutoModelForCausalLM  # lazy: transformers is heavy (~3 s); only loading a model needs it
 
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model directory {folder} has no config.json; pass a Hugging Face model folder "
                                 "(config.json, model.safetensors, tokenizer files)")
     dtype = torch_dtype(settings.dtype)
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: transformers is heavy (~3 s); only loading a model needs it
 
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # our own bars are enough

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from tinywave.generate.int8 import quantize_linears
+from tinywave.hub import resolve_model_dir
 from tinywave.precision_names import torch_dtype
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,6 @@ def check_dtype(dtype: str) -> torch.dtype:
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization of all ``nn.Linear`` layers, in place (fp32 models only)."""
-    from tinywave.generate.int8 import quantize_linears
-
     if next(model.parameters()).dtype != torch.float32:
         raise ValueError("int8 dynamic quantization needs an fp32 model; use dtype=fp32 with int8")
     return quantize_linears(model)
@@ -41,9 +41,7 @@ def prepare(model: torch.nn.Module, dtype: str = "fp32", int8: bool = False) -> 
 
 def load_causal_lm(path: str | Path, dtype: str = "fp32", int8: bool = False) -> torch.nn.Module:
     """A plain Hugging Face causal-LM directory (or a hub id in the local HF cache), ready for CPU decoding."""
-    from transformers import AutoModelForCausalLM
-
-    from tinywave.hub import resolve_model_dir
+    from transformers import AutoModelForCausalLM  # lazy: transformers is heavy (~3 s); prepare() and int8 work on any torch model
 
     path = resolve_model_dir(path)
     if not (path / "config.json").is_file():

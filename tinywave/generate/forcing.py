@@ -1,6 +1,6 @@
 """Forcing the output modality, and the end conditions of speech generation.
 
-As in SpiritLM (reference 4.2) forcing bans ids, but through a
+As in SpiritLM (its ``get_forbidden_tokens``) forcing bans ids, but through a
 ``transformers.LogitsProcessor`` so it works with plain ``model.generate()`` too:
 
 - ``text``: ban ``[Text]``/``[Speech]`` and every Hu/Pi/St id;

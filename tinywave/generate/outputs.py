@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tinywave.audio.io import save_wav
+from tinywave.files import atomic_write_text
+
 SAMPLE_RATE = 16000
 
 
@@ -24,9 +27,6 @@ def generation_rows(results: Sequence[Any], prompt_ids: Sequence[str]) -> list[d
 
 def write_outputs(out: Path, rows: list[dict[str, Any]], results: Sequence[Any]) -> None:
     """``out/<i>.txt`` (+ ``<i>.wav`` when there is audio), ``generations.jsonl`` and ``index.md``."""
-    from tinywave.audio.io import save_wav
-    from tinywave.files import atomic_write_text
-
     out.mkdir(parents=True, exist_ok=True)
     for i, (row, res) in enumerate(zip(rows, results)):
         atomic_write_text(out / f"{i}.txt", res.transcript + "\n")

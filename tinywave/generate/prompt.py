@@ -2,7 +2,7 @@
 
 Content types: ``text`` (a string), ``audio`` (a path, or a 16 kHz mono float array,
 tokenized by the model's speech tokenizer) and ``tokens`` (a ready speech-token string).
-Following SpiritLM's ``_build_prompt`` (reference 4.3): a ``[Speech]`` marker only when
+Following SpiritLM's ``_build_prompt`` (docs/GENERATION.md): a ``[Speech]`` marker only when
 the previous item was not speech, ``[Text]`` only when it was not text, items joined with
 nothing in between, and the marker of the requested output modality appended when the
 last item is of the other modality (none for ``arbitrary``). BOS comes first.
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tinywave.audio.io import load_audio
 from tinywave.generate.forcing import check_modality
 from tinywave.speech.format import SPEECH_MARKER, TEXT_MARKER
 from tinywave.text.vocab import VocabLayout, encode_text
@@ -48,8 +49,6 @@ def parse_input(spec: str) -> PromptItem:
 
 def read_audio(items: Sequence[PromptItem]) -> list[PromptItem]:
     """Audio paths -> 16 kHz arrays (checked first, so an unreadable file is named before anything else)."""
-    from tinywave.audio.io import load_audio
-
     out = []
     for item in items:
         if item.kind == "audio" and not isinstance(item.content, np.ndarray):

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinywave.files import atomic_write_json, atomic_write_text
 from tinywave.generate.outputs import generation_rows, table_cell, write_outputs
 from tinywave.generate.prompt import PromptItem
+from tinywave.generate.speechlm import GenerationOptions, SpeechLM
 
 log = logging.getLogger(__name__)
 SAMPLES_INDEX_FORMAT = "tinywave-samples/1"
@@ -54,8 +56,6 @@ def default_specs(texts: Sequence[str], audios: Sequence[str | Path]) -> list[Sa
 def generate_samples(models: Mapping[str, str | Path], specs: Sequence[SampleSpec], options: Any,
                      vocoder: str | Path | None = None) -> dict[str, tuple[list[dict[str, Any]], list[Any]]]:
     """model name -> (rows, generations) for every spec, in order (nothing written)."""
-    from tinywave.generate.speechlm import SpeechLM
-
     out = {}
     for name, path in models.items():
         lm = SpeechLM.load(path, vocoder)
@@ -72,9 +72,6 @@ def write_samples(models: Mapping[str, str | Path], out: Path, specs: Sequence[S
 
     ``out/index.json`` is written too, its paths relative to ``root`` (default ``out``'s parent).
     """
-    from tinywave.files import atomic_write_json, atomic_write_text
-    from tinywave.generate.speechlm import GenerationOptions
-
     generated = generate_samples(models, specs, options or GenerationOptions(max_new_tokens=150, max_seconds=6.0), vocoder)
     for name, (rows, results) in generated.items():
         write_outputs(out / name, rows, results)

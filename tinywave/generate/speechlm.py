@@ -24,9 +24,12 @@ import torch
 
 from tinywave.generate.audio import ChunkedVocoder, classify, split_output
 from tinywave.generate.decode import Sampling, Step, decode_steps
+from tinywave.generate.deploy import load_causal_lm
 from tinywave.generate.forcing import ModalityLogitsProcessor, SpeechDurationCriteria, check_modality
 from tinywave.generate.prompt import PromptItem, last_speech_run, prompt_ids, prompt_segments, prompt_text, resolve
-from tinywave.text.vocab import layout_from_tokenizer
+from tinywave.speech.tokenizer import SpeechTokenizer
+from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer
+from tinywave.vocoder.backends import load_vocoder
 
 log = logging.getLogger(__name__)
 DEFAULT_UNIT_RATE = 25.0
@@ -99,9 +102,6 @@ class SpeechLM:
 
         ``vocoder``: a directory, None for ``<model>/vocoder``, or "none" for no audio output.
         """
-        from tinywave.generate.deploy import load_causal_lm
-        from tinywave.text.vocab import load_tokenizer
-
         model_dir = Path(model_dir)
         model = load_causal_lm(model_dir, dtype, int8)
         tokenizer = load_tokenizer(model_dir)
@@ -274,14 +274,10 @@ def load_speech_tokenizer(path: Path) -> Any:
     if not path.is_dir():
         raise FileNotFoundError(f"speech tokenizer directory {path} not found; audio prompts need the model's "
                                 f"speech_tokenizer/ (copy the `tinywave units train` output there)")
-    from tinywave.speech.tokenizer import SpeechTokenizer
-
     return SpeechTokenizer.load(path)
 
 
 def _load_vocoder(path: Path) -> Any:
-    from tinywave.vocoder.backends import load_vocoder
-
     if not path.is_dir():
         raise FileNotFoundError(f"vocoder directory {path} not found; train one with `tinywave vocoder train --out {path}`, "
                                 f"pass --vocoder DIR, or --vocoder none for token transcripts only")

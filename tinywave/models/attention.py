@@ -80,6 +80,7 @@ def mapped_attention_forward(
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The ``"tinywave_mapped"`` attention function (transformers' AttentionInterface signature)."""
+    # lazy: transformers is heavy (~3 s); this module serves distill/ and models.student on any torch model without it
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     record = getattr(module, _RECORD_ATTR, None)
@@ -98,8 +99,8 @@ def mapped_attention_forward(
 
 def register_mapped_attention() -> str:
     """Register the mapped attention function and its mask builder (idempotent); returns its name."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers import AttentionInterface  # lazy: transformers is heavy (~3 s); only registering with it needs it
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask  # lazy: as above
 
     AttentionInterface.register(MAPPED_ATTENTION, mapped_attention_forward)
     AttentionMaskInterface.register(MAPPED_ATTENTION, sdpa_mask)

@@ -29,6 +29,9 @@ from typing import Any
 
 import yaml
 
+from tinywave.hub import local_path
+from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer, speech_tokens_location
+
 CARD_NAME = "README.md"
 SPIRITLM_LICENSE = {"license": "other", "license_name": "fair-noncommercial-research-license",
                     "license_link": "https://github.com/facebookresearch/spiritlm/blob/main/LICENSE"}
@@ -77,8 +80,6 @@ def read_front_matter(path: str | Path) -> dict[str, Any]:
 
 def _vocabulary_is_spiritlm(folder: Path) -> str:
     """Why the folder's tokenizer is SpiritLM's ("" if it is not)."""
-    from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer, speech_tokens_location
-
     try:
         where = speech_tokens_location(folder)
         if where != "tokenizer.json":  # speech tokens inside SentencePiece's files: the release's own layout
@@ -93,8 +94,6 @@ def _vocabulary_is_spiritlm(folder: Path) -> str:
 
 def teacher_lineage(teacher: str | Path) -> Lineage:
     """Where a teacher comes from: its card, a demo provenance.json beside it, SpiritLM's vocabulary or name."""
-    from tinywave.hub import local_path
-
     folder = local_path(teacher) if str(teacher) else Path()
     front = read_front_matter(folder / CARD_NAME) if str(teacher) else {}
     tags = set(front.get("tags") or [])
@@ -146,7 +145,7 @@ def _run_role(config: dict[str, Any]) -> tuple[str, str]:
 
 
 def _kept_layers(config: dict[str, Any], n_layers: int, teacher_layers: int) -> list[int]:
-    from tinywave.models.student import uniform_layer_map
+    from tinywave.models.student import uniform_layer_map  # lazy: models.student imports torch; card and push stay torch-free
 
     keep = (config.get("student") or {}).get("keep_layers") or []
     if keep or not teacher_layers or n_layers > teacher_layers:
@@ -187,8 +186,6 @@ def gather_facts(source: Path, model: Any, name: str, scores: dict[str, float] |
 
 
 def _local(name: str) -> Path:
-    from tinywave.hub import local_path
-
     return local_path(name)
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tinywave.hub import local_path
 from tinywave.precision_names import canonical
 
 PRESETS: dict[str, "LlamaShape"] = {}
@@ -191,8 +192,6 @@ def suggest_layout(mem: dict[str, float], gpu_gb: float = 80, gpus_per_node: int
 
 def teacher_shape(teacher_dir: str) -> tuple[LlamaShape, str]:
     """(shape, where it came from): ``teacher_dir/config.json`` if present, else a preset named by the folder."""
-    from tinywave.hub import local_path
-
     path = local_path(teacher_dir) if teacher_dir else Path("spirit-lm-base-7b")
     if (path / "config.json").is_file():
         return LlamaShape.from_config(json.loads((path / "config.json").read_text(encoding="utf-8"))), str(path / "config.json")
@@ -204,7 +203,7 @@ def teacher_shape(teacher_dir: str) -> tuple[LlamaShape, str]:
 
 def scaled_config(shape: LlamaShape, width: int = 64, head_dim: int = 16):
     """A LlamaConfig of the same family (layers, vocabulary, query groups) ``width`` wide, for validation runs."""
-    from transformers import LlamaConfig
+    from transformers import LlamaConfig  # lazy: transformers is heavy (~3 s); the rest of this module is arithmetic
 
     groups = shape.heads // shape.kv_heads
     heads = max(width // head_dim // groups, 1) * groups

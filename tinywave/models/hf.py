@@ -17,9 +17,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers.utils import logging as hf_logging
 
 from tinywave import precision_names
+from tinywave.hub import local_path, resolve_model_dir
 from tinywave.models.attention import decoder_layers
+from tinywave.safeload import refuse_pickled_weights
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +33,6 @@ SPEECH_TOKENIZER_DIR = "speech_tokenizer"
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Hide transformers' per-file progress bars while loading/saving small folders."""
-    from transformers.utils import logging as hf_logging
-
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -47,8 +49,6 @@ def torch_dtype(name: str) -> torch.dtype:
 
 def check_model_dir(path: str | Path) -> Path:
     """A model folder with a config.json: ``path``, or the cached snapshot of a hub id (``org/name[@rev]``)."""
-    from tinywave.hub import resolve_model_dir
-
     path = resolve_model_dir(path)
     if not (path / "config.json").is_file():
         what = "does not exist" if not path.exists() else "holds no config.json"
@@ -61,10 +61,6 @@ def check_model_dir(path: str | Path) -> Path:
 
 def load_causal_lm(path: str | Path, dtype: str = "fp32") -> nn.Module:
     """A Llama-family causal LM from a local directory, on CPU, SDPA attention."""
-    from transformers import AutoModelForCausalLM
-
-    from tinywave.safeload import refuse_pickled_weights
-
     path = check_model_dir(path)
     with quiet_transformers(), refuse_pickled_weights(path):
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype), local_files_only=True, attn_implementation="sdpa")
@@ -74,8 +70,6 @@ def load_causal_lm(path: str | Path, dtype: str = "fp32") -> nn.Module:
 
 def model_from_config(path: str | Path) -> nn.Module:
     """A causal LM built from a folder's ``config.json`` alone (freshly initialised), on CPU, SDPA attention."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     path = check_model_dir(path)
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
@@ -91,8 +85,6 @@ def new_llama(
 
     kv_heads 0 means as many as ``heads``; ffn 0 means Llama's 8/3 x width rounded up to 64.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     if width % heads:
         raise ValueError(f"model.width={width} is not a multiple of model.heads={heads}")
     kv_heads = kv_heads or heads
@@ -110,8 +102,6 @@ def new_llama(
 
 def copy_speech_tokenizer(src_dir: str | Path | None, dst_dir: str | Path) -> bool:
     """Copy ``src_dir/speech_tokenizer/`` (or ``src_dir`` itself if it is one) into ``dst_dir``."""
-    from tinywave.hub import local_path
-
     if not src_dir:
         return False
     src = local_path(src_dir)

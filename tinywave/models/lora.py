@@ -17,6 +17,7 @@ def lora_targets(mlp: bool) -> list[str]:
 
 def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: list[str], base_dir: str | Path) -> nn.Module:
     """Wrap ``model`` with fresh LoRA adapters on ``targets``; only the adapters train."""
+    # lazy: peft is heavy (~2 s); models.export imports this module for merge_lora/is_adapter_dir on models without adapters
     from peft import LoraConfig, get_peft_model
 
     if r < 1:
@@ -32,7 +33,7 @@ def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: 
 
 def load_lora(model: nn.Module, adapter_dir: str | Path, trainable: bool) -> nn.Module:
     """Put the adapter saved in ``adapter_dir`` back onto the base ``model``."""
-    from peft import PeftModel
+    from peft import PeftModel  # lazy: peft is heavy (~2 s); only loading an adapter needs it
 
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 

@@ -66,7 +66,7 @@ def push(plan: PushPlan, dry_run: bool = False) -> str:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise ValueError("HF_HUB_OFFLINE is set, so nothing can be pushed; unset it on a machine with network, "
                          "or use push_dry_run=true to see what would be uploaded")
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # lazy: only a real upload needs huggingface_hub (dry runs and checks do not)
 
     api = HfApi()
     try:

@@ -48,6 +48,7 @@ class CorpusSection:
 
 @dataclass
 class TokenizerSection:
+    # 12.5 Hz halves story length against 25 Hz (measured): docs/DISTILLATION.md, "How the demo was sized"
     rate: float = field(12.5, help="unit rate in Hz")
     n_units: int = field(128, help="k-means units")
     text_vocab: int = field(512, help="BPE text vocabulary")

@@ -68,6 +68,7 @@ class OptimSection:
 
 @dataclass
 class LossSection:
+    # w = 0.5: the interleaved-stacking paper's best value (docs/SFM.md, "Benchmark: the stacking study")
     intermediate_weight: float = field(0.5, help="w in MSE(output) + w * MSE(intermediate) (layer2layer)")
 
 

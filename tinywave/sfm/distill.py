@@ -185,10 +185,10 @@ def distill(student: Student, teacher: TeacherTargets, bank: WaveBank, plan: Gro
 
 def plot_losses(log_path: str | Path, growth_steps: list[int], png: str | Path, title: str = "") -> None:
     """Loss curve (and per-part curves) with the growth steps marked."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy (~0.4 s) and only the plot needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy, and must come after matplotlib.use("Agg")
 
     rows = load_jsonl(log_path)
     if not rows:

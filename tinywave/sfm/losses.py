@@ -36,6 +36,7 @@ def distilhubert_loss(preds: dict[int, torch.Tensor], targets: dict[int, torch.T
     return total, parts
 
 
+# intermediate_weight 0.5: the interleaved-stacking paper's best w (docs/SFM.md, "Benchmark: the stacking study")
 def layer_to_layer_loss(preds: dict[int, torch.Tensor], targets: dict[int, torch.Tensor], output_layer: int,
                         mask: torch.Tensor, intermediate_weight: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
     """MSE at the output pair + ``intermediate_weight`` x mean MSE over the other pairs.

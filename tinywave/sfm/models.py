@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from transformers import HubertConfig, HubertModel, PreTrainedModel, Wav2Vec2Model, WavLMModel
 
+from tinywave.hub import resolve_model_dir
+
 FAMILIES: dict[str, type[PreTrainedModel]] = {"hubert": HubertModel, "wavlm": WavLMModel, "wav2vec2": Wav2Vec2Model}
 # the HuBERT-Base CNN: 400-sample receptive field, 320-sample (20 ms) stride
 BASE_CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
@@ -29,8 +31,6 @@ _NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout
 
 def load_encoder(path: str | Path) -> PreTrainedModel:
     """A HuBERT-family model from a local Hugging Face directory (or a hub id in the local HF cache), in eval mode."""
-    from tinywave.hub import resolve_model_dir
-
     path = resolve_model_dir(path, "encoder")
     cfg_file = path / "config.json"
     if not cfg_file.is_file():

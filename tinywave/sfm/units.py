@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from tinywave.speech.tokenizer import SpeechTokenizer  # another stage's public API (docs/FORMATS.md)
+
 
 class UnitLabeler(Protocol):
     rate: float
@@ -33,8 +35,6 @@ class SharedUnits:
     """The ``hubert`` stream of a ``tinywave units train`` speech tokenizer directory."""
 
     def __init__(self, path: str | Path):
-        from tinywave.speech.tokenizer import SpeechTokenizer  # another stage's public API (docs/FORMATS.md)
-
         self.tok = SpeechTokenizer.load(path)
         self.rate = float(self.tok.rates["hubert"])
         self.n_units = int(self.tok.n_units)

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from tinywave.audio.features import SAMPLE_RATE, Analysis
+from tinywave.safeload import load_numpy, load_torch, refuse_pickled_weights
+from tinywave.speech.kmeans import Codebook
 
 LINEAR_KEYS = ("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias")
 MODEL_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json")
@@ -88,10 +90,8 @@ class HubertFeatures:
     @property
     def model(self):
         if self._model is None:
-            import torch
-            from transformers import HubertModel
-
-            from tinywave.safeload import refuse_pickled_weights
+            import torch  # lazy: keeps tinywave.speech importable without torch (units train's MFCC workers); only HuBERT streams need it
+            from transformers import HubertModel  # lazy: transformers is heavy (~3 s); only loading the model needs it
 
             with refuse_pickled_weights(self.model_dir):
                 model = HubertModel.from_pretrained(str(self.model_dir)).eval()
@@ -110,7 +110,7 @@ class HubertFeatures:
 
     def hidden(self, wav: np.ndarray):
         """(1, T, D) torch hidden states of ``layer`` for a 16 kHz waveform."""
-        import torch
+        import torch  # lazy: keeps tinywave.speech importable without torch (units train's MFCC workers); only HuBERT streams need it
 
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]  # (1, N)
         if self.normalize:
@@ -157,7 +157,7 @@ class LinearQuantizer:
     """SpiritLM's quantizer head: MLP -> argmax over V + 1 classes; the blank V takes its left neighbour."""
 
     def __init__(self, vocab_size: int, dim: int, upstream_dim: int, state: dict[str, Any]):
-        import torch
+        import torch  # lazy: keeps tinywave.speech importable without torch (units train's MFCC workers); only HuBERT streams need it
 
         self.vocab_size, self.dim, self.upstream_dim = int(vocab_size), int(dim), int(upstream_dim)
         out = self.vocab_size + 1
@@ -174,7 +174,7 @@ class LinearQuantizer:
         return self.vocab_size + 1  # codes are 0..V-1, or V when every frame is blank
 
     def assign(self, x: np.ndarray) -> np.ndarray:
-        import torch
+        import torch  # lazy: keeps tinywave.speech importable without torch (units train's MFCC workers); only HuBERT streams need it
 
         if len(x) == 0:
             return np.zeros(0, np.int64)
@@ -195,8 +195,6 @@ class LinearQuantizer:
     @classmethod
     def from_file(cls, path: str | Path, allow_pickle: bool = False) -> "LinearQuantizer":
         """Read SpiritLM's ``L11_quantizer_500.pt`` ({model_cfg, model_weight}); tensors only unless ``allow_pickle``."""
-        from tinywave.safeload import load_torch
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"linear quantizer {path} not found; pass SpiritLM's L11_quantizer_500.pt or k-means centroids (.npy)")
@@ -220,9 +218,6 @@ def load_quantizer(path: str | Path, allow_pickle: bool = False):
 
     Pickled content (object arrays, non-tensor objects) is refused unless ``allow_pickle``.
     """
-    from tinywave.safeload import load_numpy
-    from tinywave.speech.kmeans import Codebook
-
     path = Path(path)
     if path.suffix == ".npy":
         centroids = np.asarray(load_numpy(path, allow_pickle, what="centroids file"))

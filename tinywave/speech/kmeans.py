@@ -69,7 +69,7 @@ class Codebook:
     def fit(cls, x: np.ndarray, k: int, seed: int, max_points: int = 100_000, standardize: bool = False,
             max_iter: int = 100, *, what: str = "vectors") -> "Codebook":
         """k-means++ then Lloyd (scikit-learn KMeans, one init) on at most ``max_points`` rows."""
-        from sklearn.cluster import KMeans
+        from sklearn.cluster import KMeans  # lazy: scikit-learn is heavy (~2 s); only fitting a codebook needs it, not encoding
 
         if k < 1:
             raise ValueError(f"the number of {what} codes must be at least 1, got {k}")

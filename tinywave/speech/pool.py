@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 _WORKER: Callable[[Any], Any] | None = None
 _INIT_ERROR: BaseException | None = None
 _LIMITS: Any = None
@@ -35,8 +37,6 @@ def _set_torch_threads() -> None:
 
 def _init(factory: Callable[[], Callable[[Any], Any]], log_level: int) -> None:
     global _WORKER, _INIT_ERROR, _LIMITS
-    from threadpoolctl import threadpool_limits
-
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     _LIMITS = threadpool_limits(1)  # kept alive for the worker's lifetime
     try:
@@ -57,8 +57,6 @@ def _call(item: Any) -> Any:
 def ordered_map(factory: Callable[[], Callable[[Any], Any]], items: Iterable[Any], workers: int) -> Iterator[Any]:
     """``factory()(item)`` for every item, in order, on ``workers`` spawned processes."""
     if workers <= 1:
-        from threadpoolctl import threadpool_limits
-
         fn = factory()
         with threadpool_limits(1):
             yield from map(fn, items)

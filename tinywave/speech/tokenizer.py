@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 from tinywave.audio.features import SAMPLE_RATE, Analysis
+from tinywave.files import atomic_dir
 from tinywave.plugins import load_plugins
 from tinywave.speech.builtin import FrameFeatures
 from tinywave.speech.extractor import Features, QuantizedExtractor, Quantizer
 from tinywave.speech.format import units_to_string
+from tinywave.speech.hubert import HubertFeatures, LinearQuantizer
 from tinywave.speech.kmeans import Codebook
 from tinywave.speech.pitch import PitchFeatures
 from tinywave.speech.style import StyleFeatures
@@ -41,14 +44,10 @@ MAX_CODES = {"hubert": 501, "pitch": 64, "style": 100}  # SpiritLM's [Hu], [Pi],
 
 
 def _hubert_features(spec: dict[str, Any], folder: Path) -> Features:
-    from tinywave.speech.hubert import HubertFeatures
-
     return HubertFeatures.from_spec(spec["features"], folder / spec.get("model_dir", "hubert"))
 
 
 def _linear_quantizer(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> Quantizer:
-    from tinywave.speech.hubert import LinearQuantizer
-
     return LinearQuantizer.from_spec(spec, arrays)
 
 
@@ -162,10 +161,6 @@ class SpeechTokenizer:
 
     def save(self, folder: str | Path) -> Path:
         """Write the directory atomically (a reader never sees half of it)."""
-        from safetensors.numpy import save_file
-
-        from tinywave.files import atomic_dir
-
         folder = Path(folder)
         with atomic_dir(folder) as tmp:
             spec = self.spec()
@@ -183,8 +178,6 @@ class SpeechTokenizer:
         """A tokenizer directory, or ``spiritlm-base:ROOT`` / ``spiritlm-expressive:ROOT`` (SpiritLM's release).
 
         ``trust_pickle`` lets a release's pickled ``model.pt`` (the F0 VQ-VAE) be fully unpickled."""
-        from safetensors.numpy import load_file
-
         kind, sep, root = str(folder).partition(":")
         if sep:
             load_plugins()

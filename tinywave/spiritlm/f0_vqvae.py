@@ -21,6 +21,7 @@ wherever the two F0 trackers disagree; the chosen method is part of the tokenize
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import logging
@@ -31,6 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tinywave.audio.f0 import F0_HOP, F0_RATE, F0Settings, extract_f0, frame_count
@@ -82,8 +85,6 @@ class VQVAEConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "VQVAEConfig":
-        import yaml
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"VQ-VAE config {path} not found; it sits beside model.pt in vqvae_f0_quantizer/")
@@ -201,8 +202,6 @@ class F0VQVAE(nn.Module):
 
 def load_state(folder: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """``model.safetensors`` if present (a converted copy), else ``model.pt``'s ``"model"`` dict."""
-    from safetensors.torch import load_file
-
     if (folder / SAFE_FILE).is_file():
         return load_file(str(folder / SAFE_FILE))
     ckpt = load_torch(folder / MODEL_FILE, allow_pickle, what="VQ-VAE checkpoint (model.pt)")
@@ -230,8 +229,6 @@ def load_f0_vqvae(folder: str | Path, allow_pickle: bool = False, with_decoder: 
 
 def convert_to_safetensors(folder: str | Path, allow_pickle: bool = False) -> Path:
     """Write ``model.safetensors`` (the strict-checked state dict) beside ``model.pt``; later loads need no pickle."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     model = load_f0_vqvae(folder, allow_pickle)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / SAFE_FILE))
@@ -241,6 +238,7 @@ def convert_to_safetensors(folder: str | Path, allow_pickle: bool = False) -> Pa
 # --- F0 ----------------------------------------------------------------------------------
 def _fcpe_available() -> bool:
     try:
+        # lazy: optional package (needs torchaudio); WORLD's DIO is used without it
         import torchfcpe  # noqa: F401
     except Exception:
         return False
@@ -257,7 +255,7 @@ def interpolate_hz(f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _fcpe_model():
-    from torchfcpe import spawn_bundled_infer_model
+    from torchfcpe import spawn_bundled_infer_model  # lazy: optional package (needs torchaudio); WORLD's DIO is used without it
 
     return spawn_bundled_infer_model(device="cpu")
 
@@ -340,16 +338,12 @@ class F0VQVAEFeatures:
         return {"config": self.model.cfg.to_json(), "f0_method": self.f0_method, "hop": F0_HOP, "digest": h.hexdigest()}
 
     def copy_model(self, folder: Path, name: str = "f0_vqvae") -> str:
-        from safetensors.torch import save_file
-
         (folder / name).mkdir(parents=True, exist_ok=True)
         save_file(self.encoder_state(), str(folder / name / SAFE_FILE))
         return name
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], folder: Path) -> "F0VQVAEFeatures":
-        from safetensors.torch import load_file
-
         feats = spec["features"]
         model = F0VQVAE(VQVAEConfig.from_dict(feats["config"], str(folder)), with_decoder=False)
         model.load_state_dict(load_file(str(folder / spec.get("model_dir", "f0_vqvae") / SAFE_FILE)), strict=True)
@@ -358,8 +352,6 @@ class F0VQVAEFeatures:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tinywave.spiritlm.f0_vqvae --trust-pickle DIR``: convert model.pt to model.safetensors once."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("folder", help="the vqvae_f0_quantizer/ folder (config.yaml + model.pt)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow unpickling model.pt (runs code from the file)")

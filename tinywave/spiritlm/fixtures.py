@@ -20,9 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from sentencepiece import sentencepiece_model_pb2 as pb
 
+from tinywave.spiritlm.f0_vqvae import F0VQVAE, VQVAEConfig
+from tinywave.spiritlm.mhubert import parse_conv_layers
 from tinywave.spiritlm.release import COMPONENTS
 from tinywave.text.vocab import VocabLayout
+from tinywave.vocoder.hifigan import HifiGanConfig, UnitHiFiGAN, small_config
 
 CONV_LAYERS = "[(16,10,5)] + [(16,4,4)] * 2 + [(16,2,2)] * 3"  # hop 5*4*4*8 = 640: 25 Hz
 SPEAKERS = ("ex01", "ex02", "ex03", "ex04")
@@ -40,8 +45,6 @@ def mhubert_config(layers: int = 11, dim: int = 32, extractor_mode: str = "defau
 
 def mhubert_weights(cfg: dict[str, Any], seed: int = 0, post_extract_proj: bool = True) -> dict[str, torch.Tensor]:
     """Random weights under fairseq's key names (docs/SPIRITLM.md 2.1), built from the config alone."""
-    from tinywave.spiritlm.mhubert import parse_conv_layers
-
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape: int, scale: float = 0.2) -> torch.Tensor:
@@ -119,10 +122,6 @@ def vqvae_config(width: int = 8, emb: int = 8, levels: int = 1) -> dict[str, Any
 
 def write_f0_vqvae(folder: Path, config: dict[str, Any] | None = None, seed: int = 2, extra: dict[str, Any] | None = None) -> Path:
     """``config.yaml`` + ``model.pt`` = {"model": state_dict, **extra} (``extra`` may hold non-tensor objects)."""
-    import yaml
-
-    from tinywave.spiritlm.f0_vqvae import F0VQVAE, VQVAEConfig
-
     config = config or vqvae_config()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -137,6 +136,7 @@ def write_f0_vqvae(folder: Path, config: dict[str, Any] | None = None, seed: int
 
 def write_style_encoder(folder: Path, seed: int = 3, labels: int = 100) -> Path:
     """A ``Wav2Vec2ForSequenceClassification`` folder (config.json + pytorch_model.bin), 320-sample hop."""
+    # lazy: transformers is heavy (~3 s); the vocoder and VQ-VAE fixtures are used without it (tests/test_vocoder_backends.py)
     from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
     cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
@@ -152,8 +152,6 @@ def write_style_encoder(folder: Path, seed: int = 3, labels: int = 100) -> Path:
 
 def vocoder_config(expressive: bool) -> dict[str, Any]:
     """A SpiritLM-style ``config.json``: 640-sample hop, speaker table, base: global styles; expressive: f0/style codes."""
-    from tinywave.vocoder.hifigan import small_config
-
     cfg = small_config(501, 640, channels=16, embedding_dim=8, num_speakers=len(SPEAKERS), kernels=(3, 5), dur_hidden=8,
                        num_f0_tokens=64 if expressive else None, num_style_tokens=100 if expressive else None).to_json()
     cfg |= {"resblock": "1", "multispkr": "from_input_file", "segment_size": 8960, "sampling_rate": 16000, "num_gpus": 0}
@@ -163,8 +161,6 @@ def vocoder_config(expressive: bool) -> dict[str, Any]:
 
 
 def write_vocoder(folder: Path, expressive: bool, seed: int = 4) -> Path:
-    from tinywave.vocoder.hifigan import HifiGanConfig, UnitHiFiGAN
-
     cfg = vocoder_config(expressive)
     torch.manual_seed(seed)
     model = UnitHiFiGAN(HifiGanConfig.from_json(cfg))
@@ -180,8 +176,6 @@ def write_vocoder(folder: Path, expressive: bool, seed: int = 4) -> Path:
 def sentencepiece_model(path: Path, speech_tokens: list[str] = ()) -> Path:
     """A Llama-2-shaped BPE SentencePiece model: <unk> <s> </s>, 256 byte pieces, 31741 text pieces
     (32000 in all), then ``speech_tokens`` as user-defined pieces (ids 32000...)."""
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
     m = pb.ModelProto()
     m.trainer_spec.model_type, m.trainer_spec.byte_fallback, m.trainer_spec.vocab_size = pb.TrainerSpec.BPE, True, 32000
     m.normalizer_spec.name, m.normalizer_spec.add_dummy_prefix, m.normalizer_spec.remove_extra_whitespaces = "identity", True, False
@@ -212,6 +206,7 @@ def sentencepiece_model(path: Path, speech_tokens: list[str] = ()) -> Path:
 def write_lm(folder: Path, expressive: bool, tokens_in: str = "tokenizer.model", seed: int = 5) -> Path:
     """A SpiritLM LM folder: tiny Llama (pytorch_model.bin) + SentencePiece tokenizer with the speech tokens
     as pieces of ``tokenizer.model`` or as ``added_tokens_decoder`` entries of ``tokenizer_config.json``."""
+    # lazy: transformers is heavy (~3 s); the vocoder and VQ-VAE fixtures are used without it (tests/test_vocoder_backends.py)
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     layout = VocabLayout(32000, 501, 64 if expressive else 0, 100 if expressive else 0)

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transformers import LlamaTokenizer
+
+from tinywave.models.hf import load_causal_lm, quiet_transformers
 from tinywave.text.vocab import VocabLayout, layout_from_tokenizer, speech_tokens_location
 
 TEXT_SIZE = 32000
@@ -43,10 +46,6 @@ def check_spiritlm_ids(layout: VocabLayout, variant: str | None = None, where: s
 
 def load_lm_tokenizer(folder: str | Path, spiritlm_ids: bool = True):
     """(LlamaTokenizer with BOS and no EOS, LMInfo) of an LM folder; ``spiritlm_ids`` checks the id layout."""
-    from transformers import LlamaTokenizer
-
-    from tinywave.models.hf import quiet_transformers
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"LM folder {folder} not found; pass spiritlm_model/spirit-lm-base-7b (or -expressive-7b) of the release")
@@ -62,8 +61,6 @@ def load_lm_tokenizer(folder: str | Path, spiritlm_ids: bool = True):
 
 def load_lm(folder: str | Path, dtype: str = "bf16", spiritlm_ids: bool = True) -> tuple[Any, Any, LMInfo]:
     """(LlamaForCausalLM, tokenizer, LMInfo): the embedding rows must cover every speech id."""
-    from tinywave.models.hf import load_causal_lm
-
     tok, info = load_lm_tokenizer(folder, spiritlm_ids)
     model = load_causal_lm(folder, dtype)
     rows = model.get_input_embeddings().weight.shape[0]

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tinywave.audio.features import SAMPLE_RATE, Analysis
 from tinywave.safeload import load_torch
@@ -116,7 +117,7 @@ def parse_conv_layers(text: str) -> list[tuple[int, int, int]]:
 # --- config ------------------------------------------------------------------------------
 def hubert_config(model_cfg: dict[str, Any], where: str = "model_cfg"):
     """transformers ``HubertConfig`` equal to fairseq's ``model_cfg`` (inference settings, no dropout)."""
-    from transformers import HubertConfig
+    from transformers import HubertConfig  # lazy: transformers (~3 s); spiritlm.plugin loads this module on every tokenizer/vocoder load
 
     cfg = {**DEFAULTS, **{k: v for k, v in model_cfg.items() if k in DEFAULTS and v is not None}}
     unsupported = {"layer_type": cfg["layer_type"] != "transformer", "conv_pos_batch_norm": bool(cfg["conv_pos_batch_norm"]),
@@ -150,8 +151,6 @@ def _rename(key: str, names: dict[str, str]) -> str | None:
 
 def map_state_dict(state: dict[str, Any], target: dict[str, Any], where: str = "model_weight") -> dict[str, Any]:
     """fairseq keys -> the keys of ``target`` (a HubertModel state dict); strict, with shapes checked."""
-    import torch
-
     conv = "encoder.pos_conv_embed.conv"
     parametrized = f"{conv}.parametrizations.weight.original0" in target
     names = {"pos_g": f"{conv}.parametrizations.weight.original0" if parametrized else f"{conv}.weight_g",
@@ -190,7 +189,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_hubert_model(path: str | Path):
     """(transformers HubertModel in eval mode, model_cfg, task_cfg) from ``mhubert_base_25hz.pt``."""
-    from transformers import HubertModel
+    from transformers import HubertModel  # lazy: transformers (~3 s); spiritlm.plugin loads this module on every tokenizer/vocoder load
 
     ckpt = read_checkpoint(path)
     config = hubert_config(ckpt["model_cfg"], f"{path}: model_cfg")
@@ -252,12 +251,10 @@ class MHubertFeatures:
     def model(self):
         """The HubertModel with only the first ``layer`` blocks and no final layer norm (fairseq's output_layer)."""
         if self._model is None:
-            import torch
-
             if self.path.is_dir():
-                from transformers import HubertModel
+                from transformers import HubertModel  # lazy: transformers (~3 s); spiritlm.plugin loads this module on every tokenizer/vocoder load
 
-                from tinywave.models.hf import quiet_transformers
+                from tinywave.models.hf import quiet_transformers  # lazy: models.hf imports transformers (see above)
 
                 with quiet_transformers():
                     model = HubertModel.from_pretrained(str(self.path), local_files_only=True).eval()
@@ -276,8 +273,6 @@ class MHubertFeatures:
 
     def hidden(self, wav: np.ndarray):
         """(T, D) torch features of a 16 kHz waveform: normalize, 100 s chunks, concatenate."""
-        import torch
-
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]  # (1, N)
         if self.normalize:
             x = torch.nn.functional.layer_norm(x, x.shape[-1:])  # whole waveform, before chunking
@@ -304,9 +299,9 @@ class MHubertFeatures:
 
     def copy_model(self, folder: Path, name: str = "mhubert") -> str:
         """The full converted model as a transformers folder (config.json + safetensors)."""
-        from transformers import HubertModel
+        from transformers import HubertModel  # lazy: transformers (~3 s); spiritlm.plugin loads this module on every tokenizer/vocoder load
 
-        from tinywave.models.hf import quiet_transformers
+        from tinywave.models.hf import quiet_transformers  # lazy: models.hf imports transformers (see above)
 
         with quiet_transformers():  # the full model (self.model keeps only `layer` blocks)
             model = HubertModel.from_pretrained(str(self.path)) if self.path.is_dir() else load_hubert_model(self.path)[0]

@@ -24,6 +24,12 @@ from typing import Any
 
 from tinywave.speech.extractor import QuantizedExtractor
 from tinywave.speech.format import SPIRITLM_RATES
+from tinywave.speech.kmeans import Codebook
+from tinywave.speech.tokenizer import SpeechTokenizer
+from tinywave.spiritlm.f0_vqvae import F0VQVAEFeatures, load_f0_vqvae
+from tinywave.spiritlm.mhubert import MHubertFeatures
+from tinywave.spiritlm.quantizer import OUTPUT_LAYER, load_unit_quantizer
+from tinywave.spiritlm.style_encoder import ClassifierQuantizer, W2V2StyleFeatures, load_style_model
 
 ENV = "SPIRITLM_CHECKPOINTS_DIR"
 # component -> (path under the root, files it must hold; empty: the path is a file)
@@ -79,24 +85,16 @@ def component(root: str | Path | None, name: str) -> Path:
 
 
 def _unit_stream(root: Path) -> QuantizedExtractor:
-    from tinywave.spiritlm.mhubert import MHubertFeatures
-    from tinywave.spiritlm.quantizer import OUTPUT_LAYER, load_unit_quantizer
-
     feats = MHubertFeatures(component(root, "mhubert"), OUTPUT_LAYER)
     return QuantizedExtractor(feats, load_unit_quantizer(component(root, "unit_quantizer"), feats.dim))
 
 
 def _pitch_stream(root: Path, trust_pickle: bool, f0_method: str) -> QuantizedExtractor:
-    from tinywave.speech.kmeans import Codebook
-    from tinywave.spiritlm.f0_vqvae import F0VQVAEFeatures, load_f0_vqvae
-
     model = load_f0_vqvae(component(root, "f0_vqvae"), trust_pickle, with_decoder=True)
     return QuantizedExtractor(F0VQVAEFeatures(model, f0_method), Codebook(model.codebook.numpy().copy()))
 
 
 def _style_stream(root: Path) -> QuantizedExtractor:
-    from tinywave.spiritlm.style_encoder import ClassifierQuantizer, W2V2StyleFeatures, load_style_model
-
     folder = component(root, "style_encoder")
     model = load_style_model(folder)
     return QuantizedExtractor(W2V2StyleFeatures(folder, model), ClassifierQuantizer.from_model(model))
@@ -104,8 +102,6 @@ def _style_stream(root: Path) -> QuantizedExtractor:
 
 def speech_tokenizer(kind: str, root: str | Path | None = None, trust_pickle: bool = False, f0_method: str = "auto"):
     """SpiritLM's base or expressive speech tokenizer from a release root (see the module docstring)."""
-    from tinywave.speech.tokenizer import SpeechTokenizer
-
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"speech tokenizer kind {kind!r} is not known; choose one of {sorted(TOKENIZER_KINDS)}")
     base = resolve_root(root)
@@ -121,20 +117,14 @@ def speech_tokenizer(kind: str, root: str | Path | None = None, trust_pickle: bo
 
 
 def _mhubert(spec: dict[str, Any], folder: Path):
-    from tinywave.spiritlm.mhubert import MHubertFeatures
-
     return MHubertFeatures.from_spec(spec, folder)
 
 
 def _f0_vqvae(spec: dict[str, Any], folder: Path):
-    from tinywave.spiritlm.f0_vqvae import F0VQVAEFeatures
-
     return F0VQVAEFeatures.from_spec(spec, folder)
 
 
 def _w2v2_style(spec: dict[str, Any], folder: Path):
-    from tinywave.spiritlm.style_encoder import W2V2StyleFeatures
-
     return W2V2StyleFeatures.from_spec(spec, folder)
 
 
@@ -149,6 +139,4 @@ def load_features(spec: dict[str, Any], folder: Path):
 
 
 def load_classifier(spec: dict[str, Any], arrays: dict[str, Any]):
-    from tinywave.spiritlm.style_encoder import ClassifierQuantizer
-
     return ClassifierQuantizer.from_spec(spec, arrays)

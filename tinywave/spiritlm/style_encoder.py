@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tinywave.audio.features import SAMPLE_RATE, Analysis
+from tinywave.safeload import refuse_pickled_weights
+from tinywave.spiritlm.mhubert import file_digest
 
 POOL = 50  # wav2vec2 frames (50 Hz) per style code: 1 s
 WEIGHT_FILES = ("config.json", "pytorch_model.bin", "model.safetensors")
@@ -35,10 +38,9 @@ def normalize(wav: np.ndarray) -> np.ndarray:
 
 def load_style_model(folder: str | Path):
     """``Wav2Vec2ForSequenceClassification`` from a local folder; missing or unexpected weights are errors."""
-    from transformers import Wav2Vec2ForSequenceClassification
+    from transformers import Wav2Vec2ForSequenceClassification  # lazy: transformers (~3 s); spiritlm.plugin loads this module on every tokenizer/vocoder load
 
-    from tinywave.models.hf import quiet_transformers
-    from tinywave.safeload import refuse_pickled_weights
+    from tinywave.models.hf import quiet_transformers  # lazy: models.hf imports transformers (see above)
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -60,7 +62,7 @@ class W2V2StyleFeatures:
     kind = "spiritlm_w2v2_style"
 
     def __init__(self, folder: str | Path, model: Any = None, digests: dict[str, str] | None = None):
-        from transformers import Wav2Vec2Config
+        from transformers import Wav2Vec2Config  # lazy: transformers (~3 s); spiritlm.plugin loads this module on every tokenizer/vocoder load
 
         self.folder = Path(folder)
         self._model = model
@@ -92,8 +94,6 @@ class W2V2StyleFeatures:
 
     def pooled(self, wav: np.ndarray):
         """(ceil(T50 / 50), P) torch: projector outputs averaged over 1 s windows."""
-        import torch
-
         x = torch.from_numpy(normalize(wav))[None]  # (1, N)
         with torch.inference_mode():
             h = self.model.projector(self.model.wav2vec2(x).last_hidden_state)[0]  # (T50, P)
@@ -105,15 +105,13 @@ class W2V2StyleFeatures:
         return self.pooled(an.wav).float().numpy()
 
     def to_spec(self) -> dict[str, Any]:
-        from tinywave.spiritlm.mhubert import file_digest
-
         if self._digests is None:
             self._digests = {p.name: file_digest(p) for p in sorted(self.folder.iterdir()) if p.name in WEIGHT_FILES}
         return {"pool": POOL, "normalize": True, "files": self._digests}
 
     def copy_model(self, folder: Path, name: str = "style_encoder") -> str:
         """The model as a transformers folder with safetensors weights."""
-        from tinywave.models.hf import quiet_transformers
+        from tinywave.models.hf import quiet_transformers  # lazy: transformers (~3 s); spiritlm.plugin loads this module on every tokenizer/vocoder load
 
         with quiet_transformers():
             self.model.save_pretrained(str(folder / name), safe_serialization=True)
@@ -139,8 +137,6 @@ class ClassifierQuantizer:
         return int(self.weight.shape[1])
 
     def assign(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
         if len(x) == 0:
             return np.zeros(0, np.int64)
         logits = torch.nn.functional.linear(torch.from_numpy(np.ascontiguousarray(x, np.float32)),

@@ -17,6 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import sentencepiece as spm
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from tinywave.hub import resolve_model_dir
 from tinywave.speech.format import SPEECH_MARKER, TEXT_MARKER
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")  # ids 0..3 of the small BPE tokenizer
@@ -136,8 +140,6 @@ def vocab_fingerprint(tokenizer) -> str:
 
 
 def _add_speech_tokens(tokenizer, layout_counts: tuple[int, int, int]):
-    from tokenizers import AddedToken
-
     text_size = len(tokenizer)
     layout = VocabLayout(text_size, *layout_counts)
     added = [AddedToken(t, special=False, normalized=False, single_word=False, lstrip=False, rstrip=False) for t in layout.speech_tokens()]
@@ -153,8 +155,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000, n_hu: int 
     Returns (PreTrainedTokenizerFast, VocabLayout). Text ids come first, so the layout is
     SpiritLM's order shifted to the text vocabulary size.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # lazy: transformers (~3 s); torch-free modules (models.card, data.interleave) import this one
 
     core = Tokenizer(models.BPE(unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
@@ -172,7 +173,7 @@ def llama_tokenizer_with_speech(sentencepiece_model: str | Path, n_hu: int = 501
 
     With Llama-2's 32000 pieces this reproduces SpiritLM's ids exactly.
     """
-    from transformers import LlamaTokenizerFast
+    from transformers import LlamaTokenizerFast  # lazy: transformers (~3 s); torch-free modules (models.card, data.interleave) import this one
 
     path = Path(sentencepiece_model)
     if not path.is_file():
@@ -185,9 +186,7 @@ def llama_tokenizer_with_speech(sentencepiece_model: str | Path, n_hu: int = 501
 
 def load_tokenizer(path: str | Path):
     """``AutoTokenizer`` from a local directory (or a hub id in the local HF cache), with a clear error when it is not one."""
-    from transformers import AutoTokenizer
-
-    from tinywave.hub import resolve_model_dir
+    from transformers import AutoTokenizer  # lazy: transformers (~3 s); torch-free modules (models.card, data.interleave) import this one
 
     path = resolve_model_dir(path, "tokenizer")
     if not path.is_dir():
@@ -206,8 +205,6 @@ def speech_tokens_location(folder: Path) -> str:
     """Which file defines ``[Hu0]``: the SentencePiece model, the tokenizer config, or a tokenizer.json."""
     model = folder / "tokenizer.model"
     if model.is_file():
-        import sentencepiece as spm
-
         if spm.SentencePieceProcessor(model_file=str(model)).PieceToId("[Hu0]") not in (0, None):
             return "tokenizer.model"
     config = folder / "tokenizer_config.json"

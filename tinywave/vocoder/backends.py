@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save
 from torch.nn.utils import parametrize
 
+from tinywave.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tinywave.plugins import load_plugins
 from tinywave.vocoder.hifigan import HifiGanConfig, UnitHiFiGAN
 from tinywave.vocoder.units import Units, as_units, check_range
@@ -99,8 +101,6 @@ class HifiGanVocoder(UnitVocoder):
 
     @classmethod
     def load(cls, path: str | Path) -> "HifiGanVocoder":
-        from safetensors.torch import load_file
-
         path = Path(path)
         cfg = HifiGanConfig.from_json(json.loads((path / "config.json").read_text(encoding="utf-8")), str(path / "config.json"))
         model = UnitHiFiGAN(cfg)
@@ -129,10 +129,6 @@ def read_speakers(path: Path) -> list[str]:
 
 def save_hifigan(path: str | Path, model: UnitHiFiGAN, speakers: Sequence[str], extra: dict[str, Any] | None = None) -> None:
     """Write ``config.json`` (SpiritLM field names) + ``generator.safetensors`` + ``speakers.txt`` atomically."""
-    from safetensors.torch import save
-
-    from tinywave.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write_bytes(path / "generator.safetensors", save(state))
@@ -141,7 +137,7 @@ def save_hifigan(path: str | Path, model: UnitHiFiGAN, speakers: Sequence[str], 
 
 
 def _load_griffinlim(path: Path) -> UnitVocoder:
-    from tinywave.vocoder.griffinlim import GriffinLimVocoder
+    from tinywave.vocoder.griffinlim import GriffinLimVocoder  # lazy: griffinlim imports this module at its top (a cycle)
 
     return GriffinLimVocoder.load(path)
 

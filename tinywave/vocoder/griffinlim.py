@@ -8,6 +8,7 @@ is the reference point the unit HiFi-GAN must beat.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinywave.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tinywave.vocoder.backends import SAMPLE_RATE, UnitVocoder, read_speakers
 from tinywave.vocoder.spectral import MelSpec, mel_filterbank
 from tinywave.vocoder.units import Units
@@ -93,12 +95,8 @@ class GriffinLimVocoder(UnitVocoder):
         self.inverse = torch.from_numpy(np.linalg.pinv(fb)).float()  # (F, M)
 
     def save(self, path: str | Path) -> None:
-        from tinywave.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-
         path = Path(path)
         for name, arr in (("unit_mels.npy", self.table), ("unit_runs.npy", self.runs)):
-            import io
-
             buf = io.BytesIO()
             np.save(buf, arr, allow_pickle=False)
             atomic_write_bytes(path / name, buf.getvalue())

@@ -18,7 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
+from tinywave.audio.io import AudioError, load_audio
+from tinywave.files import JsonlAppender, load_jsonl
+from tinywave.progress import bar
 from tinywave.training.checkpoint import as_random_state
 from tinywave.vocoder.adversarial import Adversary
 from tinywave.vocoder.hifigan import UnitHiFiGAN
@@ -44,10 +48,6 @@ def extract_units(items: list[Any], tokenizer: Any, speakers: list[str], cache: 
 
     Items whose audio cannot be read are reported in ``errors`` and skipped.
     """
-    from tinywave.audio.io import AudioError, load_audio
-    from tinywave.files import JsonlAppender, load_jsonl
-    from tinywave.progress import bar
-
     cached = {o["id"]: o for o in load_jsonl(cache)} if cache is not None and cache.is_file() else {}
     out: list[Utterance] = []
     writer = JsonlAppender(cache) if cache is not None else None
@@ -248,16 +248,12 @@ class GeneratorObjective:
 
 def save_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
     """``<name>.safetensors`` per module (a checkpoint's generator and discriminators)."""
-    from safetensors.torch import save_file
-
     for name, module in modules.items():
         save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(Path(folder) / f"{name}.safetensors"))
 
 
 def load_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
     """Restore what :func:`save_weights` wrote (strict: a checkpoint of another shape is an error)."""
-    from safetensors.torch import load_file
-
     for name, module in modules.items():
         path = Path(folder) / f"{name}.safetensors"
         if not path.is_file():

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from tinywave.data.manifest import Word
+from tinywave.hub import resolve_model_dir
 
 NEG = -1e30
 
@@ -105,9 +106,8 @@ class CtcAligner:
     """A local CTC model folder; ``align(audio, words)`` -> the words with their times."""
 
     def __init__(self, folder: str | Path, device: str = "cpu"):
+        # lazy: transformers is heavy (~3 s) and only the aligner's model needs it; forced_path works without it
         from transformers import AutoModelForCTC, AutoProcessor
-
-        from tinywave.hub import resolve_model_dir
 
         folder = resolve_model_dir(folder, what="CTC model")
         self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,8 +34,6 @@ def choice(kind: str, value: str, choices: dict[str, object], example: str) -> s
     """``value`` when it is a key of ``choices``; else ValueError naming it, the choices and an example."""
     if value in choices:
         return value
-    import difflib
-
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     given = f"{value!r} is not a known {kind}{hint}" if value else f"{kind} is required"

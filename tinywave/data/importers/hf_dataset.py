@@ -32,7 +32,7 @@ class MissingPackageError(ValueError):
 
 def require_datasets() -> Any:
     try:
-        import datasets
+        import datasets  # lazy: optional package (pip install datasets, or the dev extra); only --format datasets needs it
     except ImportError:
         raise MissingPackageError("--format datasets needs the Hugging Face `datasets` package: pip install datasets "
                                   "(or pip install -e '.[dev]')") from None
