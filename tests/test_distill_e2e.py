@@ -48,7 +48,7 @@ def ws(tmp_path_factory):
 def distill(ws, out, *extra):
     base = [f"teacher.dir={ws / 'teacher' / 'model'}", f"data.shards={ws / 'shards'}", f"train.out={out}",
             "student.n_layers=2", "data.batch_size=4", "loss.chunk_size=16", "optim.lr=5e-3", "optim.warmup_steps=1",
-            "train.ckpt_every=2", "train.tensorboard=false",
+            "train.ckpt_every=2", "train.report_to=[]",
             "loss.hidden_kind=mse", "loss.hidden_weight=1.0", "loss.attn_weight=1.0"]  # the weights GOLDEN was recorded with
     return main(["distill", *base, *extra])
 
@@ -134,7 +134,7 @@ def test_lora_correction_resumes_and_merges_into_the_teacher(ws, tmp_path):
     out = tmp_path / "corrected"
     args = ["train", "mode=correct", f"teacher={ws / 'teacher' / 'model'}", "method=lora", "lora.r=4", "lora.mlp=true",
             f"data.shards={ws / 'shards'}", f"train.out={out}", "train.steps=2", "data.batch_size=4", "optim.lr=1e-2",
-            "optim.warmup_steps=1", "train.tensorboard=false"]
+            "optim.warmup_steps=1", "train.report_to=[]"]
     assert main([*args, "train.stop_after_steps=1"]) == 0
     assert main([*args, "train.resume=true"]) == 0  # the adapter comes back from the step-1 checkpoint
     assert [r["step"] for r in load_jsonl(out / "train_log.jsonl")] == [1, 2]

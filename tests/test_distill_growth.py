@@ -205,7 +205,7 @@ def test_reset_mode_starts_an_empty_optimizer_and_fit_grows_on_schedule(ws, tmp_
         return grown
 
     params = [p for p in objective.parameters() if p.requires_grad]
-    run = RunSettings(out=str(tmp_path), steps=4, ckpt_every=10, tensorboard=False)
+    run = RunSettings(out=str(tmp_path), steps=4, ckpt_every=10, report_to=[])
     result = fit(objective, params, stream, OptimSettings(lr=5e-3, warmup_steps=1), run, lambda d: None, config={}, growth=watch)
     assert result.finished and depths == [2, 4, 4, 4]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
@@ -219,7 +219,7 @@ def test_reset_mode_starts_an_empty_optimizer_and_fit_grows_on_schedule(ws, tmp_
 def distill(ws, out, *extra):
     base = [f"teacher.dir={ws / 'teacher'}", f"data.shards={ws / 'shards'}", f"train.out={out}", "student.n_layers=4",
             "growth.op=interleaved", "growth.stages=2", "train.steps=4", "data.batch_size=4", "loss.chunk_size=16",
-            "optim.lr=5e-3", "optim.warmup_steps=1", "train.ckpt_every=1", "train.tensorboard=false"]
+            "optim.lr=5e-3", "optim.warmup_steps=1", "train.ckpt_every=1", "train.report_to=[]"]
     return main(["distill", *base, *extra])
 
 

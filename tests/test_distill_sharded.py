@@ -45,7 +45,7 @@ def train(ws, out, resume_from=None, stop=0, model=None):
     model = model if model is not None else trainer_llama(vocab=len(tok))
     parallel = Parallel("none", ckpt_format="sharded")
     objective = parallel.wrap(DistillObjective(model, LossWeights(ce=1.0, chunk_size=8)))
-    run = RunSettings(out=str(out), steps=4, ckpt_every=2, tensorboard=False, stop_after_steps=stop)
+    run = RunSettings(out=str(out), steps=4, ckpt_every=2, report_to=[], stop_after_steps=stop)
     save = lambda folder: write_model_dir(model, tok, folder, weights=False)  # noqa: E731
     result = fit(objective, list(objective.parameters()), BatchStream(dataset, 4, seed=0), OPTIM, run, save, config={}, resume_from=resume_from, parallel=parallel)
     return result, model

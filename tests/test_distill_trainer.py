@@ -77,7 +77,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
 
 
 def run_settings(tmp_path, **kw):
-    base = dict(out=str(tmp_path), steps=2, log_every=1, ckpt_every=1, tensorboard=False)
+    base = dict(out=str(tmp_path), steps=2, log_every=1, ckpt_every=1, report_to=[])
     return RunSettings(**{**base, **kw})
 
 

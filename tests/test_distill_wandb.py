@@ -10,19 +10,20 @@ from tinywave.training.batches import BatchStream
 from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.training.settings import OptimSettings, RunSettings
 from tinywave.training.trainer import fit
+from tinywave.cli import main as cli
 from tinywave.files import load_jsonl
 
 
 def train(shards, out, **run):
     model = trainer_llama()
-    settings = RunSettings(out=str(out), steps=3, ckpt_every=10, tensorboard=False, **run)
+    settings = RunSettings(out=str(out), steps=3, ckpt_every=10, **run)
     return fit(DistillObjective(model, LossWeights(ce=1.0)), list(model.parameters()), BatchStream(shards, 4, seed=0),
                OptimSettings(), settings, lambda d: None, config={"loss": {"ce_weight": 1.0}})
 
 
 def test_offline_wandb_run_holds_the_logged_metrics(shards, tmp_path, monkeypatch):
     offline_wandb(tmp_path, monkeypatch)
-    result = train(shards, tmp_path / "run", wandb=True)
+    result = train(shards, tmp_path / "run", report_to=["wandb"])
     history = wandb_history(tmp_path / "run")
     logged = load_jsonl(tmp_path / "run" / "train_log.jsonl")
     assert sorted(history) == [r["step"] for r in logged] == [1, 2, 3]
@@ -34,6 +35,22 @@ def test_offline_wandb_run_holds_the_logged_metrics(shards, tmp_path, monkeypatc
 
 def test_missing_wandb_names_the_extra_before_training(shards, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError, as when it is not installed
-    with pytest.raises(ValueError, match=r"train.wandb=true needs the wandb package.*pip install 'tinywave\[wandb\]'"):
-        train(shards, tmp_path / "run", wandb=True)
+    with pytest.raises(ValueError, match=r"train.report_to with wandb needs the wandb package.*pip install 'tinywave\[wandb\]'"):
+        train(shards, tmp_path / "run", report_to=["wandb"])
     assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
+def test_report_to_names_its_trackers_and_refuses_the_old_switches(shards, tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"train.report_to=\['tensorboard', 'mlflow'\] names \['mlflow'\].*choose from \['tensorboard', 'wandb'\]"):
+        train(shards, tmp_path / "bad", report_to=["tensorboard", "mlflow"])
+    train(shards, tmp_path / "none", report_to=[])  # neither tracker: only the JSONL log
+    assert (tmp_path / "none" / "train_log.jsonl").is_file() and not (tmp_path / "none" / "tensorboard").exists()
+    train(shards, tmp_path / "tb", report_to=["tensorboard"])
+    assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+    # every training recipe takes the one key and refuses the two booleans it replaced, naming it
+    for argv in (["train"], ["distill"], ["sfm", "pretrain"], ["sfm", "distill"], ["vocoder", "train"]):
+        assert cli([*argv, "--print-config", "train.report_to=[tensorboard,wandb]"]) == 0
+        assert "- wandb" in capsys.readouterr().out
+        for old in ("train.wandb=true", "train.tensorboard=false"):
+            assert cli([*argv, "--print-config", old]) == 2
+            assert "was renamed 'train.report_to'" in capsys.readouterr().err

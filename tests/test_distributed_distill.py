@@ -55,7 +55,7 @@ def ws(tmp_path_factory):
 def distill_args(ws, out, batch_size, *extra):
     return ["distill", f"teacher.dir={ws / 'teacher'}", f"data.shards={ws / 'shards'}", f"train.out={out}",
             "student.n_layers=2", f"data.batch_size={batch_size}", "loss.chunk_size=16", "optim.lr=5e-3",
-            "optim.warmup_steps=1", "train.steps=4", "train.ckpt_every=2", "train.tensorboard=false", *extra]
+            "optim.warmup_steps=1", "train.steps=4", "train.ckpt_every=2", "train.report_to=[]", *extra]
 
 
 def torchrun(ws, out, parallel, *extra):

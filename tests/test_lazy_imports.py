@@ -1,7 +1,8 @@
 """Imports sit at the top of a module; one inside a function says why (issue 18, item 3).
 
 A function-level import is allowed only with a ``# lazy:`` comment, on its line or the
-line directly above, giving the reason: an optional extra (pocketsphinx, gradio, datasets,
+line directly above (a comment above a block of consecutive import lines covers the block),
+giving the reason: an optional extra (pocketsphinx, gradio, datasets,
 torchfcpe...), a heavy package a module must import without (torch, transformers, peft,
 scikit-learn, matplotlib...), or a real import cycle. Every ``tinywave/**/*.py`` is read
 with ``ast`` (methods and nested functions included), so an import nobody justified
@@ -61,13 +62,18 @@ PENDING: dict[str, int] = {
 }
 
 
-def function_level_imports(source: str) -> list[int]:
-    """Line numbers of the import statements inside function bodies (methods and nested functions too)."""
-    found = set()
+def _function_level_spans(source: str) -> dict[int, int]:
+    """{first line: last line} of every import statement inside a function body (methods and nested functions too)."""
+    found = {}
     for func in ast.walk(ast.parse(source)):
         if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            found.update(n.lineno for n in ast.walk(func) if isinstance(n, (ast.Import, ast.ImportFrom)))
-    return sorted(found)
+            found.update({n.lineno: n.end_lineno for n in ast.walk(func) if isinstance(n, (ast.Import, ast.ImportFrom))})
+    return found
+
+
+def function_level_imports(source: str) -> list[int]:
+    """Line numbers of the import statements inside function bodies (methods and nested functions too)."""
+    return sorted(_function_level_spans(source))
 
 
 def lazy_comment_lines(source: str) -> set[int]:
@@ -77,9 +83,17 @@ def lazy_comment_lines(source: str) -> set[int]:
 
 
 def unexplained_imports(source: str) -> list[int]:
-    """Function-level imports with no ``# lazy:`` comment on their line or the line directly above."""
+    """Function-level imports with no ``# lazy:`` comment on their line, on the line directly above, or above
+    the block of consecutive import lines they belong to."""
     lazy = lazy_comment_lines(source)
-    return [line for line in function_level_imports(source) if line not in lazy and line - 1 not in lazy]
+    spans = _function_level_spans(source)
+    ends = {end: start for start, end in spans.items()}  # last line -> first line of each import
+    explained: set[int] = set()
+    for start in sorted(spans):
+        previous = ends.get(start - 1)  # an import ending on the line just above continues a block
+        if start in lazy or start - 1 in lazy or (previous is not None and previous in explained):
+            explained.add(start)
+    return [line for line in sorted(spans) if line not in explained]
 
 
 def unexplained_by_file() -> dict[str, list[int]]:
@@ -132,6 +146,14 @@ def test_the_check_sees_methods_nested_functions_and_comments():
         "        import z\n"                                      # 14 a comment without a reason
         "if True:\n"
         "    import sys\n"                                        # 16 module level: fine
+        "def g():\n"
+        "    # lazy: heavy\n"
+        "    import a\n"                                         # 19 explained by the comment
+        "    from b import (c,\n"
+        "                   d)\n"                                # 20 the block goes on
+        "    import e\n"                                         # 22 still the block
+        "\n"
+        "    import f\n"                                         # 24 a blank line ends the block
     )
-    assert function_level_imports(source) == [3, 5, 6, 8, 12, 14]
-    assert unexplained_imports(source) == [3, 8, 12, 14]
+    assert function_level_imports(source) == [3, 5, 6, 8, 12, 14, 19, 20, 22, 24]
+    assert unexplained_imports(source) == [3, 8, 12, 14, 24]

@@ -34,7 +34,7 @@ def run(tmp_path_factory):
     try:
         assert main(["distill", f"teacher.dir={root / 'assets' / 'teacher'}", f"data.shards={root / 'shards'}",
                      f"train.out={root / 'run'}", "student.n_layers=2", "data.batch_size=4", "loss.chunk_size=16",
-                     "train.steps=2", "train.tensorboard=false", "loss.attn_weight=0"]) == 0
+                     "train.steps=2", "train.report_to=[]", "loss.attn_weight=0"]) == 0
     finally:
         torch.set_num_threads(n)
     return root

@@ -255,7 +255,7 @@ def test_cli_cache_then_distill_reproduces_the_online_run(tmp_path):
     torch.manual_seed(0)
     write_model_dir(new_llama(len(tok), 4, 32, 4, 2, 64, max_positions=64), tok, tmp_path / "teacher")
     common = [f"teacher.dir={tmp_path / 'teacher'}", f"data.shards={tmp_path / 'shards'}", "student.n_layers=2",
-              "data.batch_size=4", "loss.attn_weight=1", "loss.chunk_size=16", "train.steps=3", "train.tensorboard=false"]
+              "data.batch_size=4", "loss.attn_weight=1", "loss.chunk_size=16", "train.steps=3", "train.report_to=[]"]
     assert main(["teacher-cache", "--teacher", str(tmp_path / "teacher"), "--shards", str(tmp_path / "shards"),
                  "--out", str(tmp_path / "cache"), "top_k=0", "temperatures=[2.0]", "logit_dtype=float32",
                  "hidden_layers=[1,3]", "hidden_dtype=float32", "attn_layers=[1,3]", "attn_dtype=float32", "block_rows=8"]) == 0

@@ -256,7 +256,7 @@ def test_kill_distillation_and_resume(lm, tmp_path):
     def args(out: Path) -> list[str]:
         return ["distill", f"teacher.dir={lm['teacher']}", f"data.shards={lm['shards']}", f"train.out={out}", "train.steps=16",
                 "student.n_layers=1", "data.batch_size=4", "loss.chunk_size=16", "optim.lr=5e-3", "optim.warmup_steps=1",
-                "train.ckpt_every=1", "train.tensorboard=false", "train.resume=true"]
+                "train.ckpt_every=1", "train.report_to=[]", "train.resume=true"]
 
     assert run_cli(args(tmp_path / "reference"), tmp_path / "reference.log") == 0
     kill_training(args, tmp_path / "reference", "distill", tmp_path, seed=11)

@@ -45,14 +45,14 @@ def ws(tmp_path_factory) -> Path:
 def lm_train(ws: Path, out: Path) -> list[str]:
     return [f"tokenizer={ws / 'vocab'}", f"data.shards={ws / 'shards'}", f"train.out={out}", "model.n_layers=2", "model.width=32",
             "model.heads=4", "model.kv_heads=2", "model.max_positions=64", "data.batch_size=4", "optim.lr=1e-2",
-            "optim.warmup_steps=1", "train.tensorboard=false"]
+            "optim.warmup_steps=1", "train.report_to=[]"]
 
 
 RECIPES = {  # recipe -> (workspace, out) -> its arguments (without the step counts)
     "train": lambda ws, out: lm_train(ws, out),
     "distill": lambda ws, out: ["distill", f"teacher.dir={ws / 'teacher' / 'model'}", f"data.shards={ws / 'shards'}",
                                 f"train.out={out}", "student.n_layers=1", "data.batch_size=4", "loss.chunk_size=16",
-                                "optim.lr=5e-3", "optim.warmup_steps=1", "train.tensorboard=false"],
+                                "optim.lr=5e-3", "optim.warmup_steps=1", "train.report_to=[]"],
     "sfm pretrain": lambda ws, out: ["sfm", "pretrain", "--manifest", str(ws / "manifest.jsonl"), "--out", str(out),
                                      "--units", str(ws / "tok"), "model.width=32", "model.n_layers=2", "model.heads=2",
                                      "model.ffn=64", "model.conv_channels=16", "data.batch_size=2", "data.crop_seconds=0.4",

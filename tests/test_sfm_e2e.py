@@ -205,7 +205,7 @@ def test_probe_cli_ranks_a_trained_upstream_above_a_random_one(tmp_path):
 
 @pytest.mark.slow
 def test_sfm_runs_use_the_shared_run_log_with_tensorboard_and_wandb(corpus, tmp_path, monkeypatch):
-    """sfm distill logs like every trainer: train_log.jsonl, TensorBoard events and (train.wandb) an offline W&B run."""
+    """sfm distill logs like every trainer: train_log.jsonl, TensorBoard events and (train.report_to with wandb) an offline W&B run."""
     from support.tracking import offline_wandb, wandb_history
 
     offline_wandb(tmp_path, monkeypatch)
@@ -215,7 +215,7 @@ def test_sfm_runs_use_the_shared_run_log_with_tensorboard_and_wandb(corpus, tmp_
                  "--teacher", str(root / "t" / "teacher"), "--manifest", str(manifest), "--out", str(out),
                  "student.width=16", "student.ffn=32", "student.heads=2", "student.n_layers=4",
                  "student.teacher_layers=[1,2]", "growth.init_layers=2", "growth.stages=2", "train.steps=3",
-                 "train.ckpt_every=3", "train.log_every=1", "train.wandb=true", *TINY_TRAIN]) == 0
+                 "train.ckpt_every=3", "train.log_every=1", "train.report_to=[tensorboard,wandb]", *TINY_TRAIN]) == 0
     logged = load_jsonl(out / "train_log.jsonl")
     history = wandb_history(out)
     assert [r["step"] for r in logged] == sorted(history) == [1, 2, 3]

@@ -24,4 +24,4 @@ def train_args(ws: dict[str, Path], out: Path, steps: int) -> list[str]:
     """`tinywave train` (pretrain) of a 2-layer, 16-wide teacher, checkpointing every step."""
     return ["train", f"tokenizer={ws['vocab']}", f"data.shards={ws['shards']}", f"train.out={out}", f"train.steps={steps}",
             "model.n_layers=2", "model.width=16", "model.heads=2", "model.kv_heads=1", "model.max_positions=32",
-            "data.batch_size=4", "optim.lr=1e-2", "optim.warmup_steps=1", "train.ckpt_every=1", "train.tensorboard=false"]
+            "data.batch_size=4", "optim.lr=1e-2", "optim.warmup_steps=1", "train.ckpt_every=1", "train.report_to=[]"]

@@ -21,10 +21,11 @@ import logging
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
+from typing import ClassVar
 
 from tinywave.config import field, to_dict
 from tinywave.distill.defaults import DISTILL_LOSS
-from tinywave.training.settings import DataSettings, OptimSettings, RunSettings
+from tinywave.training.settings import TRACKER_RENAMES, DataSettings, OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
 PROJECTIONS_FILE = "projections.safetensors"
@@ -81,6 +82,7 @@ class GrowthSection:
 
 @dataclass
 class Config:
+    RENAMED: ClassVar[dict[str, str]] = dict(TRACKER_RENAMES)
     teacher: TeacherSection = dc_field(default_factory=TeacherSection, metadata={"help": "the teacher"})
     student: StudentSection = dc_field(default_factory=StudentSection, metadata={"help": "the student"})
     layer_map: list[list[int]] = field([], help="[[student, teacher], ...] pairs for the hidden/attn losses (empty: each student layer <-> its kept teacher layer)")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tinywave.config import field, to_dict
+from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class TrainSection:
     stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (a rerun with "
                                           "train.resume=true continues); 0: no limit")
     resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (required when there is one)")
-    wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
+    report_to: list[str] = field(["tensorboard"], help=REPORT_TO_HELP)
     parallel: str = field("auto", help="auto (ddp under torchrun), none or ddp; data.batch_size is per process")
 
 
@@ -94,6 +95,7 @@ class Config:
         "train.lr": "optim.lr", "train.warmup": "optim.warmup_steps", "train.weight_decay": "optim.weight_decay",
         "train.intermediate_weight": "loss.intermediate_weight", "train.save_every": "train.ckpt_every",
         "train.keep": "train.keep_checkpoints", "train.stop_at": "train.stop_after_steps",
+        **TRACKER_RENAMES,
     }
     teacher: str = field("", help="teacher directory (HubertModel / WavLMModel / Wav2Vec2Model, Hugging Face format)")
     manifest: str = field("", help="training manifest (JSON lines; docs/FORMATS.md)")
@@ -212,7 +214,7 @@ def loop_settings(cfg: Config):
                         warmup_steps=o.warmup_steps, weight_decay=o.weight_decay, seed=t.seed,
                         intermediate_weight=cfg.loss.intermediate_weight, log_every=t.log_every,
                         ckpt_every=t.ckpt_every, keep_checkpoints=t.keep_checkpoints, stop_after_steps=t.stop_after_steps,
-                        wandb=t.wandb)
+                        report_to=tuple(t.report_to))
 
 
 def _write_outputs(out: Path, plan, student, summary: dict, steps: int) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tinywave.config import field, to_dict
+from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class TrainSection:
     resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (required when there is one)")
     stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (a rerun with "
                                           "train.resume=true continues); 0: no limit")
-    wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
+    report_to: list[str] = field(["tensorboard"], help=REPORT_TO_HELP)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Config:
         "train.batch_size": "data.batch_size", "train.crop_seconds": "data.crop_seconds",
         "train.lr": "optim.lr", "train.warmup": "optim.warmup_steps",
         "train.mask_prob": "mask.prob", "train.mask_span": "mask.span", "train.save_every": "train.ckpt_every",
+        **TRACKER_RENAMES,
     }
     manifest: str = field("", help="training manifest (JSON lines with audio paths; docs/FORMATS.md)")
     out: str = field("", help="output directory (teacher/, units/, train_log.jsonl, checkpoints/)")
@@ -133,7 +135,7 @@ def run(cfg: Config) -> int:
     settings = PretrainSettings(steps=t.steps, batch_size=d.batch_size, crop_samples=int(d.crop_seconds * 16000),
                                 lr=cfg.optim.lr, warmup_steps=cfg.optim.warmup_steps, mask_prob=cfg.mask.prob, mask_span=cfg.mask.span,
                                 seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every, keep_checkpoints=t.keep_checkpoints,
-                                stop_after_steps=t.stop_after_steps, wandb=t.wandb)
+                                stop_after_steps=t.stop_after_steps, report_to=tuple(t.report_to))
     summary = pretrain(model, bank, labels, settings, out, resume_from, config=to_dict(cfg))
     if not summary["finished"]:
         log.info("stopped at step %d of %d; rerun with train.resume=true to continue", summary["step"], t.steps)

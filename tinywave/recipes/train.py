@@ -18,9 +18,10 @@ import logging
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
+from typing import ClassVar
 
 from tinywave.config import field, to_dict
-from tinywave.training.settings import DataSettings, OptimSettings, RunSettings
+from tinywave.training.settings import TRACKER_RENAMES, DataSettings, OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class LoraSection:
 
 @dataclass
 class Config:
+    RENAMED: ClassVar[dict[str, str]] = dict(TRACKER_RENAMES)
     mode: str = field("pretrain", help="pretrain: a new model from the model section; correct: fine-tune the teacher folder")
     tokenizer: str = field("", help="pretrain: text+speech tokenizer folder (`tinywave vocab`)")
     speech_tokenizer: str = field("", help="speech tokenizer folder to ship in the model folder (default: the one next to the tokenizer/teacher)")

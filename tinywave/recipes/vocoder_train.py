@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 
 from tinywave.config import field, to_dict
 from tinywave.training.schedules import schedule_named
+from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class TrainSection:
     resume: bool = field(False, help="continue from the newest checkpoint in OUT/checkpoints (required when there is one)")
     stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and evaluate (0: no limit)")
     seed: int = field(0, help="seed for the split, segments and initialization")
-    wandb: bool = field(False, help="also log to Weights & Biases under OUT/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
+    report_to: list[str] = field(["tensorboard"], help=REPORT_TO_HELP)
     threads: int = field(0, help="torch threads (0: torch's default; 1 is faster on a busy machine)")
 
 
@@ -113,7 +114,7 @@ class EvalSection:
 
 # the flat keys of the earlier vocoder config -> their section keys (an old key is an error naming the new one)
 _SECTIONS = {
-    "train": ("steps", "seed", "wandb", "threads"), "data": ("segment_units", "heldout", "max_items"),
+    "train": ("steps", "seed", "threads"), "data": ("segment_units", "heldout", "max_items"),
     "optim": ("lr", "grad_clip", "disc_lr"),
     "model": ("channels", "embedding_dim", "kernels", "istft_hop", "istft_n_fft", "num_units", "disc_width", "disc_segment"),
     "loss": ("mel_weight", "stft_weight", "adv_weight", "fm_weight", "adversarial_start"),
@@ -125,7 +126,8 @@ _RENAMED = {key: f"{section}.{key}" for section, keys in _SECTIONS.items() for k
 @dataclass
 class Config:
     RENAMED: ClassVar[dict[str, str]] = {
-        **_RENAMED, "minutes": "train.max_minutes", "save_every": "train.ckpt_every", "batch": "data.batch_size"}
+        **_RENAMED, **TRACKER_RENAMES, "minutes": "train.max_minutes", "save_every": "train.ckpt_every", "batch": "data.batch_size",
+        "wandb": "train.report_to"}
     manifest: str = field("", help="corpus manifest (JSON lines with id, audio, speaker)")
     tokenizer: str = field("", help="speech tokenizer directory (`tinywave units train` output)")
     out: str = field("", help="output vocoder directory")
@@ -283,7 +285,8 @@ def run_settings(cfg: Config, out: Path) -> Any:
 
     t = cfg.train
     return RunSettings(out=str(out), steps=t.steps, seed=t.seed, log_every=1, ckpt_every=t.ckpt_every, keep_checkpoints=t.keep_checkpoints,
-                       resume=t.resume or cfg.resume, max_minutes=t.max_minutes, stop_after_steps=t.stop_after_steps, wandb=t.wandb, device="cpu")
+                       resume=t.resume or cfg.resume, max_minutes=t.max_minutes, stop_after_steps=t.stop_after_steps, report_to=t.report_to,
+                       device="cpu")
 
 
 def heldout_wer(cfg: Config, out: Path, recognizer: Any, items: list[Any], train: list[Any], held: list[Any],

@@ -64,7 +64,7 @@ class LoopSettings:
     ckpt_every: int = 100
     keep_checkpoints: int = 2
     stop_after_steps: int = 0  # run at most N steps in this invocation, then checkpoint (0: to the end)
-    wandb: bool = False  # also log to Weights & Biases (tinywave.training.runlog)
+    report_to: tuple[str, ...] = ("tensorboard",)  # run trackers (tinywave/training/settings.py TRACKERS)
 
     def optim(self) -> OptimSettings:
         """HuBERT's AdamW (betas 0.9 / 0.98, eps 1e-6), warm-up then linear decay to 10%."""
@@ -74,7 +74,7 @@ class LoopSettings:
     def run(self, out: str | Path) -> RunSettings:
         return RunSettings(out=str(out), steps=self.steps, seed=self.seed, device="cpu", log_every=self.log_every,
                            ckpt_every=self.ckpt_every, keep_checkpoints=self.keep_checkpoints,
-                           stop_after_steps=self.stop_after_steps, wandb=self.wandb)
+                           stop_after_steps=self.stop_after_steps, report_to=list(self.report_to))
 
 
 class TeacherTargets:

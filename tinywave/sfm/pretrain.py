@@ -104,7 +104,7 @@ class PretrainSettings:
     ckpt_every: int = 250
     keep_checkpoints: int = 1
     stop_after_steps: int = 0  # run at most N steps in this invocation, then checkpoint (0: to the end)
-    wandb: bool = False  # also log to Weights & Biases (tinywave.training.runlog)
+    report_to: tuple[str, ...] = ("tensorboard",)  # run trackers (tinywave/training/settings.py TRACKERS)
 
 
 def load_checkpoint(path: Path, n_units: int) -> MaskedUnitModel:
@@ -136,14 +136,14 @@ class MaskedUnitObjective:
 def pretrain(model: MaskedUnitModel, bank: WaveBank, labels: list[np.ndarray], cfg: PretrainSettings,
              out: str | Path, resume_from: Path | None = None, *, config: dict | None = None) -> dict[str, float]:
     """Masked-prediction training for ``cfg.steps`` steps in all (continuing ``resume_from``, a checkpoint folder);
-    checkpoints in ``out/checkpoints``; the run log (``out/train_log.jsonl``, TensorBoard, W&B with ``cfg.wandb``)."""
+    checkpoints in ``out/checkpoints``; the run log (``out/train_log.jsonl``, TensorBoard and W&B as ``cfg.report_to`` says)."""
     config_hf = model.encoder.config
     stream = CropStream(bank, cfg.batch_size, cfg.crop_samples, cfg.seed, downsample_rate(config_hf),
                         lambda lengths: frame_lengths(config_hf, lengths))
     optim = OptimSettings(lr=cfg.lr, betas=[0.9, 0.98], eps=1e-6, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
                           schedule="linear", min_lr_ratio=0.1, grad_clip=10.0)
     run = RunSettings(out=str(out), steps=cfg.steps, seed=cfg.seed, device="cpu", log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
-                      keep_checkpoints=cfg.keep_checkpoints, stop_after_steps=cfg.stop_after_steps, wandb=cfg.wandb)
+                      keep_checkpoints=cfg.keep_checkpoints, stop_after_steps=cfg.stop_after_steps, report_to=list(cfg.report_to))
     model.train()
     result = fit(MaskedUnitObjective(model, labels, cfg), [p for p in model.parameters() if p.requires_grad], stream, optim, run,
                  model.save, config=config if config is not None else asdict(cfg), resume_from=resume_from)

@@ -4,7 +4,7 @@ and optionally Weights & Biases.
 On resume the JSONL log is cut back to the checkpoint's step and TensorBoard purges
 later events, so a resumed run's curves continue exactly where the checkpoint left them.
 
-Weights & Biases (``train.wandb=true``; ``pip install 'tinywave[wandb]'``) writes under
+Weights & Biases (``train.report_to=[tensorboard,wandb]``; ``pip install 'tinywave[wandb]'``) writes under
 ``train.out/wandb/``. ``WANDB_MODE=offline`` needs no network or account (``wandb sync
 train.out/wandb/offline-run-*`` uploads later); the project is ``$WANDB_PROJECT`` (default
 ``tinywave``). Each invocation is one W&B run named after ``train.out``, grouped by it, with
@@ -44,8 +44,8 @@ def require_wandb() -> Any:
     try:
         import wandb
     except ImportError:
-        raise ValueError(f"train.wandb=true needs the wandb package, which is not installed: {WANDB_INSTALL} "
-                         "(then WANDB_MODE=offline logs without network), or set train.wandb=false") from None
+        raise ValueError(f"train.report_to with wandb needs the wandb package, which is not installed: {WANDB_INSTALL} "
+                         "(then WANDB_MODE=offline logs without network), or leave wandb out of train.report_to") from None
     return wandb
 
 
@@ -58,15 +58,16 @@ def start_wandb(out_dir: Path, start_step: int, config: dict[str, Any] | None = 
 
 
 class RunLogger:
-    def __init__(self, out_dir: str | Path, start_step: int, total_steps: int, tensorboard: bool = True, wandb: bool = False,
+    def __init__(self, out_dir: str | Path, start_step: int, total_steps: int, report_to: tuple[str, ...] | list[str] = ("tensorboard",),
                  config: dict[str, Any] | None = None):
         self.out_dir = Path(out_dir)
-        self.wandb = start_wandb(self.out_dir, start_step, config) if wandb else None  # first: a missing package stops here
+        # first: a missing package stops here
+        self.wandb = start_wandb(self.out_dir, start_step, config) if "wandb" in report_to else None
         self.log_path = self.out_dir / LOG_NAME
         self._truncate_after(start_step)
         self.jsonl = JsonlAppender(self.log_path)
         self.tb = None
-        if tensorboard:
+        if "tensorboard" in report_to:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)

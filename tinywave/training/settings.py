@@ -12,6 +12,20 @@ from dataclasses import dataclass
 
 from tinywave.config import field
 
+# the run trackers besides train_log.jsonl (tinywave/training/runlog.py), one key for every training recipe
+TRACKERS = ("tensorboard", "wandb")
+REPORT_TO_HELP = ("trackers besides train_log.jsonl: tensorboard (OUT/tensorboard) and wandb (OUT/wandb; pip install "
+                  "'tinywave[wandb]'; WANDB_MODE=offline needs no network); [] for neither")
+# the two booleans report_to replaced, refused with its name (a recipe Config's RENAMED)
+TRACKER_RENAMES = {"train.tensorboard": "train.report_to", "train.wandb": "train.report_to"}
+
+
+def check_report_to(names: list[str]) -> None:
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise ValueError(f"train.report_to={list(names)} names {unknown}, which is not a tracker; choose from {list(TRACKERS)} "
+                         "(e.g. train.report_to=[tensorboard,wandb], or [] for neither)")
+
 @dataclass
 class DataSettings:
     shards: str = field("", help="training shard folder (`tinywave data build --out`)")
@@ -45,7 +59,6 @@ class RunSettings:
     resume: bool = field(False, help="continue from the newest checkpoint in train.out")
     max_minutes: float = field(0.0, help="checkpoint and stop after this much wall time (0: no limit)")
     stop_after_steps: int = field(0, help="run at most N steps in this invocation, then checkpoint and stop (0: no limit)")
-    tensorboard: bool = field(True, help="write TensorBoard events under train.out/tensorboard")
-    wandb: bool = field(False, help="also log to Weights & Biases under train.out/wandb (pip install 'tinywave[wandb]'; WANDB_MODE=offline: no network)")
+    report_to: list[str] = field(["tensorboard"], help=REPORT_TO_HELP)
     on_nonfinite: str = field("stop", help="a NaN/inf loss or gradient: stop (no state saved) or skip (drop that step's update and go on)")
     max_skipped_steps: int = field(10, help="with on_nonfinite=skip: stop anyway after this many skipped steps in a row")

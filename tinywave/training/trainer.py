@@ -57,7 +57,7 @@ from tinywave.training.batches import Stream
 from tinywave.training.distributed import SINGLE, Parallel
 from tinywave.training.runlog import LOG_NAME, PLOT_NAME, RunLogger, plot_loss_curves, require_wandb
 from tinywave.training.schedules import Schedule, schedule_named, warmup_cosine
-from tinywave.training.settings import OptimSettings, RunSettings
+from tinywave.training.settings import OptimSettings, RunSettings, check_report_to
 
 __all__ = ["fit", "make_optimizer", "warmup_cosine", "FitResult", "NonFiniteLossError", "resume_point"]
 
@@ -228,7 +228,8 @@ def fit(
                         "train.log_every": run.log_every, "train.ckpt_every": run.ckpt_every}.items():
         if value < 1:
             raise ValueError(f"{name}={value} must be at least 1")
-    if run.wandb:
+    check_report_to(run.report_to)
+    if "wandb" in run.report_to:
         require_wandb()  # on every rank, before any work
     device = resolve_device(run.device)
     autocast = autocast_context(run.precision, device)
@@ -247,7 +248,7 @@ def fit(
         log.info("resuming from %s at step %d of %d", resume_from, state["step"], run.steps)
     start = state["step"]
     state["batch_rows"] = stream.batch_size * stream.world_size  # rows per stream batch over all ranks
-    logger = RunLogger(run.out, start, run.steps, run.tensorboard, run.wandb, config) if parallel.is_main else _NoLogger()
+    logger = RunLogger(run.out, start, run.steps, run.report_to, config) if parallel.is_main else _NoLogger()
     result = FitResult(step=start, finished=start >= run.steps, checkpoint=resume_from)
     t_begin = time.monotonic()
 
@@ -343,7 +344,7 @@ def _should_stop(run: RunSettings, steps_done: int, seconds: float) -> str:
 
 # keys that may change between an interrupted run and its resumption
 RESUME_FREE_KEYS = {"resume"} | {f"train.{k}" for k in (
-    "resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "wandb", "device",
+    "resume", "stop_after_steps", "max_minutes", "log_every", "ckpt_every", "keep_checkpoints", "report_to", "device",
     "on_nonfinite", "max_skipped_steps", "parallel", "ckpt_format")}
 
 
