@@ -14,6 +14,7 @@ and passed back with ``--config``); ``tinywave --version`` prints the version;
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import os
@@ -21,7 +22,9 @@ import sys
 import typing
 from typing import Any
 
-from tinywave.config import ConfigError, check_renamed, describe, field_type, load_config, renamed_keys
+import yaml
+
+from tinywave.config import ConfigError, check_renamed, describe, field_type, load_config, renamed_keys, to_dict
 
 # subcommand -> (recipe module, one-line help). Dispatch by dict, imported lazily so
 # `tinywave --help` stays fast and a stage never imports another stage's code.
@@ -80,6 +83,7 @@ def _groups() -> set[str]:
 
 
 def _version() -> str:
+    # lazy: importlib.metadata takes ~20 ms to import, half again the CLI's own import; only --version needs it
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -89,10 +93,6 @@ def _version() -> str:
 
 
 def _print_config(cfg: Any) -> None:
-    import yaml
-
-    from tinywave.config import to_dict
-
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
 
 
@@ -174,8 +174,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = _find_command(argv)
     if name is None:
-        import difflib
-
         close = difflib.get_close_matches(" ".join(argv[:2]), list(COMMANDS), n=1, cutoff=0.4)
         hint = f" Did you mean 'tinywave {close[0]}'?" if close else ""
         print(f"error: unknown subcommand '{' '.join(argv[:2])}'.{hint}\n\n{_usage()}", file=sys.stderr)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tinywave.files import atomic_write_json
+from tinywave.text.vocab import load_tokenizer, vocab_fingerprint
 
 PROVENANCE = "provenance.json"
 FORMAT = "tinywave-demo-assets/1"
@@ -40,9 +41,9 @@ def file_digest(path: Path) -> str:
 
 def fingerprints(teacher: Path) -> dict[str, str]:
     """Speech tokenizer codes, vocabulary ids and weights of a teacher folder, as today's code sees them."""
+    # lazy: models.hf imports torch and transformers (~4 s), speech.tokenizer scipy (~0.2 s); the demo recipes import this module at their top
     from tinywave.models.hf import SPEECH_TOKENIZER_DIR
     from tinywave.speech.tokenizer import SpeechTokenizer
-    from tinywave.text.vocab import load_tokenizer, vocab_fingerprint
 
     weights = sorted(teacher.glob("*.safetensors"))
     if not weights:
@@ -79,7 +80,7 @@ def teacher_scores(results: dict[str, Any], name: str = "teacher") -> dict[str, 
 
 def build_provenance(out: Path, command: list[str], config: dict[str, Any], precision: dict[str, Any],
                      results: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); only recording the machine's threads and version needs it
 
     teacher = out / "teacher"
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -112,7 +113,8 @@ def read_provenance(folder: str | Path) -> dict[str, Any]:
 def check_assets(folder: str | Path) -> dict[str, Any]:
     """The provenance of ``folder`` after checking its fingerprints against the shipped files (the teacher's, and the
     vocoder's when the assets ship one: tinywave/demo/vocoder_asset.py); else a clear error."""
-    from tinywave.demo.vocoder_asset import check_vocoder
+    from tinywave.demo.vocoder_asset import check_vocoder  # lazy: a cycle (vocoder_asset imports file_digest from here at its top)
+    # lazy: torch and transformers (models.hf), scipy (speech.tokenizer): as in fingerprints
     from tinywave.models.hf import SPEECH_TOKENIZER_DIR
     from tinywave.speech.tokenizer import SpeechTokenizer
 

@@ -19,6 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from tinywave.audio.io import load_audio
+from tinywave.eval.wer import normalize_text
 from tinywave.files import atomic_write_json, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,7 @@ LM_NOTE = "PocketSphinx en-us acoustic model with a trigram model of the target 
 
 def domain_recognizer(texts: list[str], held_texts: set[str], lm_path: Path) -> Any:
     """PocketSphinx decoding with a trigram model of ``texts`` minus the normalized ``held_texts``."""
-    from tinywave.eval.asr import PocketSphinxRecognizer, build_language_model
-    from tinywave.eval.wer import normalize_text
+    from tinywave.eval.asr import PocketSphinxRecognizer, build_language_model  # lazy: eval.asr imports torch (~1.4 s)
 
     kept = [t for t in texts if normalize_text(t) not in held_texts]
     return PocketSphinxRecognizer(lm=build_language_model(kept, lm_path))
@@ -37,8 +38,6 @@ def domain_recognizer(texts: list[str], held_texts: set[str], lm_path: Path) -> 
 
 def transcribe_samples(index_path: Path, root: Path, recognizer: Any) -> dict[str, list[str]]:
     """Add the recognizer's ``asr`` transcript to every sample of ``index.json`` that has audio; {model: transcripts}."""
-    from tinywave.audio.io import load_audio
-
     index = json.loads(index_path.read_text(encoding="utf-8"))
     heard: dict[str, list[str]] = {}
     for model, entries in index["models"].items():
@@ -53,7 +52,7 @@ def transcribe_samples(index_path: Path, root: Path, recognizer: Any) -> dict[st
 
 def heldout_spoken(corpus: Path, heldout_tokens: Path, limit: int) -> list[Any]:
     """The first ``limit`` held-out utterances of the target corpus with their texts."""
-    from tinywave.eval.resynthesis import read_spoken
+    from tinywave.eval.resynthesis import read_spoken  # lazy: eval.resynthesis imports torch (~1.4 s)
 
     held = {obj["id"] for _, obj, _ in read_jsonl(heldout_tokens) if obj}
     train = {obj["id"] for _, obj, _ in read_jsonl(corpus / "manifest.jsonl") if obj} - held
@@ -64,8 +63,8 @@ def measure_listening(out: Path, corpus: Path, heldout_tokens: Path, train_token
                       vocoder_dir: Path, *, items: int) -> dict[str, Any]:
     """Resynthesis WER of ``items`` held-out utterances through the HiFi-GAN of ``vocoder_dir`` and its Griffin-Lim
     baseline (``vocoder_dir/griffinlim``), and the samples' transcripts -> ``out/listening.json``."""
+    # lazy: eval.resynthesis and vocoder.backends import torch (~1.4 s), speech.tokenizer scipy (~0.2 s); recipes.demo imports this module at its top
     from tinywave.eval.resynthesis import resynthesis_wer
-    from tinywave.eval.wer import normalize_text
     from tinywave.speech.tokenizer import SpeechTokenizer
     from tinywave.vocoder.backends import load_vocoder
 

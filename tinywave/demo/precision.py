@@ -42,7 +42,7 @@ def cpu_bf16_flags() -> tuple[str, ...]:
 
 def _chain(dtype, tokens: int = 4096, width: int = 256, ffn: int = 704):
     """A forward+backward-like matmul chain in ``dtype`` (the shapes of a 256-wide decoder layer)."""
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); the demo recipes import this module at their top without it
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(tokens, width, generator=gen).to(dtype)
@@ -72,7 +72,7 @@ def measure_bf16_speedup(reps: int = 7) -> float:
     avx512_bf16/AMX run it at a few percent of fp32's speed) the full timing would take over
     a minute, and the probe's answer is already clear.
     """
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); the demo recipes import this module at their top without it
 
     small32, small16 = _chain(torch.float32, tokens=512), _chain(torch.bfloat16, tokens=512)
     small32(), small16()  # warm-up

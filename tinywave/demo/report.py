@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from tinywave.eval.stats import bootstrap_mean_ci, load_outcomes, load_ppl_rows, mcnemar_exact_p, paired_bootstrap_p, paired_ppl_p, ppl_ci
 from tinywave.files import atomic_write_json, atomic_write_text, read_jsonl
 
 REPORT_FORMAT = "tinywave-demo-report/2"
@@ -39,7 +40,7 @@ TEACHERS = ("teacher_before_correction", "teacher")
 
 def model_sizes(folder: Path) -> dict[str, int]:
     """Parameter counts and shape of one exported model folder."""
-    from transformers import AutoConfig, LlamaForCausalLM
+    from transformers import AutoConfig, LlamaForCausalLM  # lazy: transformers and torch (~4 s); only counting parameters needs them
 
     config = AutoConfig.from_pretrained(folder)
     model = LlamaForCausalLM.from_pretrained(folder)
@@ -61,10 +62,10 @@ def _loss_rows(run: Path) -> list[dict[str, Any]]:
 
 def plot_student_curves(runs: Path, names: list[str], png: Path) -> Path | None:
     """Ground-truth CE of the student and both baselines (first seed) over the same steps, one chart."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy (~0.5 s) and only the plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy, and must come after matplotlib.use("Agg")
 
     curves = {n: [(r["step"], r["ce"]) for r in _loss_rows(runs / n) if "ce" in r] for n in names}
     if not any(curves.values()):
@@ -85,10 +86,10 @@ def plot_student_curves(runs: Path, names: list[str], png: Path) -> Path | None:
 
 def plot_benchmarks(report: dict[str, Any], benches: list[str], png: Path) -> Path | None:
     """Accuracy per model with 95% intervals, one group of bars per benchmark."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy (~0.5 s) and only the plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy, and must come after matplotlib.use("Agg")
 
     names = [n for n in (*TEACHERS, *STUDENTS) if any(n in report["benchmarks"].get(b, {}) for b in benches)]
     if not benches or not names:
@@ -122,8 +123,6 @@ def seed_names(name: str, seeds: list[int]) -> list[str]:
 
 def bench_stats(scores_dir: Path, bench: str, seeds: list[int], present: set[str]) -> dict[str, Any]:
     """Mean, per-seed, std and 95% CI of every model on ``bench``; paired p-values of the student against each baseline."""
-    from tinywave.eval.stats import bootstrap_mean_ci, load_outcomes, mcnemar_exact_p, paired_bootstrap_p
-
     out: dict[str, Any] = {"mean": {}, "per_seed": {}, "std": {}, "ci": {}, "p": {}, "mcnemar": {}}
     outcomes: dict[str, np.ndarray] = {}
     for name in (*TEACHERS, *STUDENTS):
@@ -147,8 +146,6 @@ def bench_stats(scores_dir: Path, bench: str, seeds: list[int], present: set[str
 
 def ppl_stats(scores_dir: Path, seeds: list[int], present: set[str]) -> dict[str, Any]:
     """Held-out per-token perplexity: mean over seeds, per seed, 95% CI over utterances, paired p against each baseline."""
-    from tinywave.eval.stats import load_ppl_rows, paired_ppl_p, ppl_ci
-
     out: dict[str, Any] = {"mean": {}, "per_seed": {}, "std": {}, "ci": {}, "p": {}}
     rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in (*TEACHERS, *STUDENTS):

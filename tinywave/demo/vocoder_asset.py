@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tinywave.demo.assets import file_digest
 from tinywave.files import atomic_write_bytes
 
 VOCODER_DIR = "vocoder"
@@ -30,8 +33,6 @@ REBUILD = "rebuild it with `tinywave demo-assets --out {out} parts=[vocoder]` (t
 
 def vocoder_fingerprint(folder: Path) -> str:
     """Digest of the files a vocoder folder synthesizes with (generator, config, speakers, Griffin-Lim table)."""
-    from tinywave.demo.assets import file_digest
-
     files = [folder / "config.json", folder / "generator.safetensors", folder / "speakers.txt", *sorted((folder / "griffinlim").glob("*"))]
     missing = [str(f) for f in files[:3] if not f.is_file()]
     if missing:
@@ -41,6 +42,7 @@ def vocoder_fingerprint(folder: Path) -> str:
 
 def ship_vocoder(trained: Path, dst: Path) -> Path:
     """Copy the files of a trained vocoder folder that synthesis needs into ``dst``, the generator as float16."""
+    # lazy: torch is heavy (~1.4 s); the demo recipes import this module at their top without it
     import torch
     from safetensors.torch import load_file, save
 
@@ -61,10 +63,9 @@ def ship_vocoder(trained: Path, dst: Path) -> Path:
 
 def real_time_factor(folder: Path, seconds: float = 10.0, repeats: int = 3) -> float:
     """Wall seconds per second of audio, one CPU thread, for random units (< 1: faster than real time)."""
-    import numpy as np
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); the demo recipes import this module at their top without it
 
-    from tinywave.vocoder.backends import load_vocoder
+    from tinywave.vocoder.backends import load_vocoder  # lazy: vocoder.backends imports torch (as above)
 
     voc = load_vocoder(folder)
     units = {"hubert": np.random.default_rng(0).integers(0, voc.limits["hubert"], int(seconds * voc.unit_rate)).tolist()}

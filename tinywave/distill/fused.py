@@ -182,6 +182,7 @@ def fused_vocab_losses(
 
 def qk_attention_forward(module: nn.Module, query, key, value, attention_mask, scaling=None, *, dropout: float = 0.0, **kwargs):
     """SDPA, recording (query, key, scale) of layers inside :func:`record_qk` (AttentionInterface signature)."""
+    # lazy: transformers is heavy (~3 s); the fused losses and the cache run on any torch model without it
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     record = getattr(module, _QK_ATTR, None)
@@ -192,6 +193,7 @@ def qk_attention_forward(module: nn.Module, query, key, value, attention_mask, s
 
 def use_qk_attention(model: nn.Module) -> None:
     """Switch a transformers model to SDPA that can record queries and keys (same outputs as SDPA)."""
+    # lazy: transformers is heavy (~3 s); only registering with it needs it
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinywave.distill.fused import record_qk, use_qk_attention
 from tinywave.models.attention import backbone, capture, decoder_layers, mask_inputs
 
 
@@ -56,8 +57,6 @@ class OnlineTeacher:
     """
 
     def __init__(self, model: nn.Module, hidden_layers: Iterable[int] = (), attn_layers: Iterable[int] = (), logits: bool = True):
-        from tinywave.distill.fused import use_qk_attention
-
         self.model = model.eval().requires_grad_(False)
         self.hidden_layers, self.attn_layers, self.want_logits = sorted(hidden_layers), sorted(attn_layers), logits
         if self.attn_layers:
@@ -66,8 +65,6 @@ class OnlineTeacher:
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None,
                  position_ids: torch.Tensor | None = None) -> TeacherBatch:
-        from tinywave.distill.fused import record_qk
-
         with capture(self.model, self.hidden_layers) as got, record_qk(decoder_layers(self.model), self.attn_layers) as qk:
             out = backbone(self.model)(input_ids=input_ids, **mask_inputs(attention_mask, position_ids), use_cache=False)
         batch = TeacherBatch(hidden=got.hidden, attn_qk=qk)

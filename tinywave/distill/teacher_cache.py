@@ -68,6 +68,7 @@ from torch import nn
 from tinywave.distill.fused import TopKTargets
 from tinywave.distill.teacher import OnlineTeacher, TeacherBatch
 from tinywave.files import JsonlAppender, atomic_write_json, load_jsonl
+from tinywave.models.attention import decoder_layers
 from tinywave.precision_names import long_name
 from tinywave.progress import bar
 
@@ -285,8 +286,6 @@ _VOCAB_ARRAYS = ("topk_ids", "topk_logits", "logz", "rest")
 
 def _attention_scales(teacher: nn.Module, layers: list[int]) -> dict[str, float]:
     """{layer: the score scale of its attention} (what record_qk reports; 1/sqrt(d) unless the config says otherwise)."""
-    from tinywave.models.attention import decoder_layers
-
     blocks = decoder_layers(teacher)
     return {str(i): float(getattr(blocks[i].self_attn, "scaling", attention_shape(teacher.config)[2] ** -0.5)) for i in layers}
 

@@ -16,11 +16,14 @@ been run is named with the command that makes it.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tinywave.config import field
+from tinywave.recipes.demo import sample_vocoder
+from tinywave.recipes.generate import Config as Generate
 
 log = logging.getLogger(__name__)
 ROLES = ("teacher", "student")
@@ -67,8 +70,6 @@ def pick_vocoder(folder: Path) -> Path:
     """A demo's vocoder folder (with eval.json) -> the vocoder its samples use; any other folder as it is."""
     if not (folder / "eval.json").is_file():
         return folder
-    from tinywave.recipes.demo import sample_vocoder
-
     return sample_vocoder(folder)
 
 
@@ -80,7 +81,7 @@ def describe(lm: Any, folder: Path, int8: bool) -> str:
 
 def load_models(folders: dict[str, Path | None], dtype: str, int8: bool) -> dict[str, Any]:
     """Both models with the vocoder loaded now (errors at start, not on the first click)."""
-    from tinywave.generate.speechlm import SpeechLM
+    from tinywave.generate.speechlm import SpeechLM  # lazy: torch and transformers (~4 s); `tinywave app --help` loads neither
 
     vocoder = pick_vocoder(folders["vocoder"]) if folders["vocoder"] is not None else "none"
     models = {role: SpeechLM.load(folders[role], vocoder, dtype, int8) for role in ROLES}
@@ -94,8 +95,7 @@ def load_models(folders: dict[str, Path | None], dtype: str, int8: bool) -> dict
 
 def controls() -> Any:
     """The page's initial sampling options: `tinywave generate`'s defaults."""
-    from tinywave.app.ui import Controls
-    from tinywave.recipes.generate import Config as Generate
+    from tinywave.app.ui import Controls  # lazy: app.ui imports gradio (the optional app extra) and torch
 
     g = Generate()
     return Controls(modality=g.modality, greedy=g.greedy, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k, seed=g.seed,
@@ -104,9 +104,8 @@ def controls() -> Any:
 
 def check_web_stack(streams_audio: bool) -> None:
     """Gradio (the ``app`` extra) and, for streamed audio, the ffmpeg program it encodes with."""
-    import shutil
-
     try:
+        # lazy: gradio is an optional extra (app); this checks that it is installed
         import gradio  # noqa: F401
     except ModuleNotFoundError:
         raise ValueError("tinywave app needs Gradio, an optional extra: pip install -e '.[app]' "
@@ -122,7 +121,7 @@ def run(cfg: Config) -> int:
     if cfg.autoplay not in ("", *ROLES):
         raise ValueError(f"autoplay={cfg.autoplay!r}: choose teacher, student or '' (neither)")
     check_web_stack(streams_audio=folders["vocoder"] is not None)
-    from tinywave.app.ui import build_app
+    from tinywave.app.ui import build_app  # lazy: gradio (the optional app extra) and torch, only once the checks passed
 
     # 2. the models and the vocoder
     models = load_models(folders, cfg.dtype, cfg.int8)

@@ -14,11 +14,14 @@ against the target 0.9 x (layer ratio). Uses the models' own tokenizers; with
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from tinywave.config import field
+from tinywave.files import atomic_write_json
+from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,7 @@ def parse_models(specs: list[str]) -> list[tuple[str, Path]]:
 
 def _vocode_fn(vocoder_dir: Path | None, layout: Any) -> tuple[Any, int | None]:
     """(tokens -> (audio s, wall s)) and the vocoder's unit count, or (None, None)."""
-    import time
-
-    from tinywave.vocoder.backends import load_vocoder
+    from tinywave.vocoder.backends import load_vocoder  # lazy: vocoder.backends imports torch (~1.4 s)
 
     if vocoder_dir is None:
         return None, None
@@ -79,12 +80,11 @@ def _vocoder_dir(cfg: Config, model_dir: Path) -> Path | None:
 
 
 def run(cfg: Config) -> int:
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
 
-    from tinywave.files import atomic_write_json
+    # lazy: generate.bench and generate.deploy import torch and transformers (~3 s)
     from tinywave.generate.bench import Subject, format_table, measure, ratios
     from tinywave.generate.deploy import load_causal_lm
-    from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer
 
     models = parse_models(cfg.model)
     if cfg.threads:

@@ -26,8 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from tinywave.config import field, to_dict
+from tinywave.corpus import probe_sets as probes
+from tinywave.corpus import salmon, slm21, storycloze
+from tinywave.corpus.espeak import Synthesizer
+from tinywave.corpus.split import training_stories
+from tinywave.corpus.split import word_counts as count_stories
+from tinywave.corpus.synth import run_jobs, worker_pool
 from tinywave.corpus.training import DEFAULT_STORIES, SMALL_STORIES
-from tinywave.corpus.voices import BASE_RATE, DEFAULT_TRAINING_VOICES, RATE_FACTORS
+from tinywave.corpus.voices import BASE_RATE, DEFAULT_TRAINING_VOICES, RATE_FACTORS, check_rate_factor, check_training_voices
+from tinywave.data.manifest import read_manifest
+from tinywave.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 PARTS = ("storycloze", "salmon", "lexical", "syntactic", "probes")
@@ -51,10 +59,6 @@ class Config:
 
 def word_counts(cfg: Config) -> Counter[str]:
     """Word frequencies of the training corpus: from its manifest, or from the generator."""
-    from tinywave.corpus.split import training_stories
-    from tinywave.corpus.split import word_counts as count_stories
-    from tinywave.data.manifest import read_manifest
-
     if cfg.corpus:
         items, _ = read_manifest(cfg.corpus)
         return Counter(w for it in items for w in (it.text or "").split())
@@ -62,10 +66,6 @@ def word_counts(cfg: Config) -> Counter[str]:
 
 
 def build_storycloze(cfg: Config, root: Path, items: int, pool: Any) -> dict:
-    from tinywave.corpus import storycloze
-    from tinywave.corpus.synth import run_jobs
-    from tinywave.corpus.voices import check_training_voices
-
     jobs = storycloze.plan_storycloze(cfg.seed, items, check_training_voices(cfg.voices), rate=cfg.rate)
     stats = run_jobs(jobs, root, storycloze.JOURNAL, cfg.workers, storycloze.CHUNK, desc="sSC/tSC", pool=pool)
     storycloze.write_items(root, jobs, stats.metas, rate=cfg.rate)
@@ -73,9 +73,6 @@ def build_storycloze(cfg: Config, root: Path, items: int, pool: Any) -> dict:
 
 
 def build_salmon(cfg: Config, root: Path, items: int, pool: Any) -> dict:
-    from tinywave.corpus import salmon
-    from tinywave.corpus.synth import run_jobs
-
     jobs = salmon.plan_salmon(cfg.seed, items)
     stats = run_jobs(jobs, root, salmon.JOURNAL, cfg.workers, salmon.CHUNK, desc="SALMon", pool=pool)
     salmon.write_items(root, jobs, stats.metas)
@@ -83,10 +80,6 @@ def build_salmon(cfg: Config, root: Path, items: int, pool: Any) -> dict:
 
 
 def build_lexical(cfg: Config, root: Path, items: int, pool: Any) -> dict:
-    from tinywave.corpus import slm21
-    from tinywave.corpus.espeak import Synthesizer
-    from tinywave.corpus.synth import run_jobs
-
     pairs = slm21.lexical_pairs(Synthesizer(), cfg.seed, items, word_counts(cfg))
     jobs, rows = slm21.plan_lexical(pairs, cfg.seed)
     stats = run_jobs(jobs, root, "slm21_lexical", cfg.workers, slm21.CHUNK, desc="sWUGGY", pool=pool)
@@ -95,10 +88,6 @@ def build_lexical(cfg: Config, root: Path, items: int, pool: Any) -> dict:
 
 
 def build_syntactic(cfg: Config, root: Path, items: int, pool: Any) -> dict:
-    from tinywave.corpus import slm21
-    from tinywave.corpus.synth import run_jobs
-    from tinywave.corpus.voices import check_training_voices
-
     pairs = slm21.syntactic_pairs(cfg.seed, items)
     jobs, rows = slm21.plan_syntactic(pairs, cfg.seed, check_training_voices(cfg.voices), rate=cfg.rate)
     stats = run_jobs(jobs, root, "slm21_syntactic", cfg.workers, slm21.CHUNK, desc="sBLIMP", pool=pool)
@@ -107,9 +96,6 @@ def build_syntactic(cfg: Config, root: Path, items: int, pool: Any) -> dict:
 
 
 def build_probes(cfg: Config, root: Path, items: int, pool: Any) -> dict:
-    from tinywave.corpus import probe_sets as probes
-    from tinywave.corpus.synth import run_jobs
-
     jobs = probes.plan_probes(cfg.seed, items)
     stats = run_jobs(jobs, root, "probes", cfg.workers, probes.CHUNK, desc="probes", pool=pool)
     return {"lines": probes.write_probes(root, jobs, stats.metas), "failed": stats.failed}
@@ -120,11 +106,6 @@ BUILDERS = {"storycloze": build_storycloze, "salmon": build_salmon, "lexical": b
 
 
 def run(cfg: Config) -> int:
-    from tinywave.corpus.espeak import Synthesizer
-    from tinywave.corpus.synth import worker_pool
-    from tinywave.corpus.voices import check_rate_factor
-    from tinywave.files import atomic_write_json
-
     if not cfg.out:
         raise ValueError("--out is required: the benchmark folder to write")
     unknown = [p for p in cfg.only if p not in BUILDERS]

@@ -26,8 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinywave.config import field, to_dict
-from tinywave.corpus.training import DEFAULT_STORIES, SMALL_STORIES
-from tinywave.corpus.voices import BASE_RATE, DEFAULT_TRAINING_VOICES, RATE_FACTORS, TRAINING_POOL
+from tinywave.corpus.espeak import Synthesizer
+from tinywave.corpus.synth import RunStats, finished_jobs, rank_chunks, rank_journal, run_jobs
+from tinywave.corpus.training import CHUNK, DEFAULT_STORIES, JOURNAL, SMALL_STORIES, check_first, plan_corpus, write_corpus_manifest
+from tinywave.corpus.voices import BASE_RATE, DEFAULT_TRAINING_VOICES, RATE_FACTORS, TRAINING_POOL, base_wpm, check_rate_factor, check_training_voices
+from tinywave.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +54,6 @@ class Config:
 
 def _merged(root: Path, jobs: list, world_size: int):
     """RunStats of every job finished by one of the ranks; refuses when a job is in none of them."""
-    from tinywave.corpus.synth import RunStats, finished_jobs, rank_journal
-    from tinywave.corpus.training import JOURNAL
-
     journals = [JOURNAL] + [rank_journal(JOURNAL, r, world_size) for r in range(world_size)]
     metas = finished_jobs(root, jobs, journals)
     missing = [j.id for j in jobs if j.id not in metas]
@@ -64,12 +64,6 @@ def _merged(root: Path, jobs: list, world_size: int):
 
 
 def run(cfg: Config) -> int:
-    from tinywave.corpus.espeak import Synthesizer
-    from tinywave.corpus.synth import rank_chunks, rank_journal, run_jobs
-    from tinywave.corpus.training import CHUNK, JOURNAL, check_first, plan_corpus, write_corpus_manifest
-    from tinywave.corpus.voices import base_wpm, check_rate_factor, check_training_voices
-    from tinywave.files import atomic_write_json
-
     if not cfg.out:
         raise ValueError("--out is required: the corpus folder to write")
     n = SMALL_STORIES if cfg.small else cfg.stories

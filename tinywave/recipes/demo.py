@@ -28,9 +28,20 @@ from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, Callable
 
+import soundfile as sf
+
+from tinywave.audio.io import SAMPLE_RATE, load_audio
 from tinywave.config import apply_fast, field, to_dict
+from tinywave.data.token_corpus import load_token_corpus, split_records
+from tinywave.demo.assets import check_assets
+from tinywave.demo.html import write_report_html
+from tinywave.demo.listening import measure_listening
+from tinywave.demo.precision import choose_precision
+from tinywave.demo.report import describe_models, write_demo_report
 from tinywave.demo.stages import Stages, call
+from tinywave.demo.vocoder_asset import VOCODER_DIR
 from tinywave.distill.defaults import DISTILL_LOSS
+from tinywave.files import atomic_write_text, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +208,6 @@ def resolve_assets(path: str) -> Path:
 
 def split_tokens(tokens: Path, out: Path, heldout: float, subset: float, seed: int) -> dict[str, Any]:
     """train.jsonl / heldout.jsonl by story, and subset.jsonl: the students' share of train."""
-    from tinywave.data.token_corpus import load_token_corpus, split_records
-    from tinywave.files import atomic_write_text
-
     records = load_token_corpus([tokens])
     train, held = split_records(records, heldout, seed)
     sub = split_records(train, subset, seed + 1)[1] if subset < 1.0 else train
@@ -239,8 +247,6 @@ def _scratch_teacher(cfg: Config, stages: Stages, out: Path, precision: str) -> 
 
 def _shipped_teacher(cfg: Config, stages: Stages, out: Path, precision: str) -> Path:
     """The shipped teacher after its fingerprints were checked, copied into the demo folder."""
-    from tinywave.demo.assets import check_assets
-
     assets = resolve_assets(cfg.teacher.assets)
     provenance = check_assets(assets)
 
@@ -283,7 +289,7 @@ def _correct(cfg: Config, teacher: Path, shards: Path, runs: Path, models: Path,
 
 def mapped_layers(teacher_dir: Path, n_student: int) -> list[int]:
     """The teacher layers the student keeps (uniform spacing, as `tinywave distill` chooses them)."""
-    from tinywave.models.student import uniform_layer_map
+    from tinywave.models.student import uniform_layer_map  # lazy: models.student imports torch (~1.4 s); recipe modules import without it
 
     config = json.loads((teacher_dir / "config.json").read_text(encoding="utf-8"))
     return uniform_layer_map(int(config["num_hidden_layers"]), n_student)
@@ -334,11 +340,6 @@ def first_seed_models(models: Path, seed: int) -> dict[str, Any]:
 
 def held_out_prompt(tokens: Path, corpus: Path, out: Path, seconds: float) -> tuple[str, Path]:
     """(first words of a held-out story, its first ``seconds`` of audio as a wav) for the samples."""
-    import soundfile as sf
-
-    from tinywave.audio.io import SAMPLE_RATE, load_audio
-    from tinywave.files import read_jsonl
-
     held = {obj["id"] for _, obj, _ in read_jsonl(tokens) if obj}
     item = next((obj for _, obj, _ in read_jsonl(corpus / "manifest.jsonl") if obj and obj["id"] in held), None)
     if item is None:
@@ -350,6 +351,7 @@ def held_out_prompt(tokens: Path, corpus: Path, out: Path, seconds: float) -> tu
 
 
 def _samples(cfg: Config, out: Path, models: dict[str, Path], tokens: Path, corpus: Path) -> dict[str, Any]:
+    # lazy: tinywave.generate imports torch and transformers (~3 s); recipe modules import without them
     from tinywave.generate.decode import Sampling
     from tinywave.generate.samples import default_specs, write_samples
     from tinywave.generate.speechlm import GenerationOptions
@@ -366,9 +368,6 @@ def shipped_vocoder(cfg: Config) -> Path | None:
     """The assets' vocoder (checked against its provenance and the teacher's speech tokenizer) when the demo uses it."""
     if cfg.teacher.source != "assets" or cfg.vocoder_source != "assets":
         return None
-    from tinywave.demo.assets import check_assets
-    from tinywave.demo.vocoder_asset import VOCODER_DIR
-
     assets = resolve_assets(cfg.teacher.assets)
     return assets / VOCODER_DIR if check_assets(assets).get("vocoder") else None
 
@@ -387,12 +386,11 @@ def _vocoder(cfg: Config, dst: Path, corpus: Path, teacher: Path) -> dict[str, A
 def _listening(cfg: Config, out: Path, tokens: Path, corpus: Path, tokenizer: Path) -> dict[str, Any]:
     """Recognizer figures of what the demo makes audible (tinywave/demo/listening.py), if PocketSphinx is installed."""
     try:
-        import pocketsphinx  # noqa: F401  (optional: the asr extra)
+        # lazy: pocketsphinx is an optional extra (asr); this checks that it is installed
+        import pocketsphinx  # noqa: F401
     except ImportError:
         log.warning("listening: pocketsphinx is not installed (pip install 'tinywave[asr]'); no word error rates")
         return {"skipped": "pocketsphinx is not installed (pip install 'tinywave[asr]')"}
-    from tinywave.demo.listening import measure_listening
-
     return measure_listening(out, corpus, tokens / "heldout.jsonl", tokens / "train.jsonl", tokenizer,
                              out / "vocoder", items=cfg.listening_items)
 
@@ -407,9 +405,6 @@ def sample_vocoder(folder: Path) -> Path:
 
 
 def run(cfg: Config) -> int:
-    from tinywave.demo.precision import choose_precision
-    from tinywave.demo.report import describe_models, write_demo_report
-
     if cfg.fast:
         cfg = apply_fast(cfg, FAST, Config)
     if cfg.teacher.source not in TEACHER_SOURCES:
@@ -430,8 +425,6 @@ def run(cfg: Config) -> int:
     # 1. target-domain data: stories the teacher never saw (after its pretraining stories), spoken faster
     first = 0
     if cfg.teacher.source == "assets":
-        from tinywave.demo.assets import check_assets
-
         first = check_assets(resolve_assets(cfg.teacher.assets))["config"]["corpus"]["stories"]
     stages.run("corpus", lambda: call("corpus_synth", out=str(corpus), stories=t.stories, first=first, rate=t.rate,
                                       seed=cfg.seed, voices=t.voices, workers=cfg.workers), clear=[corpus])
@@ -485,8 +478,6 @@ def run(cfg: Config) -> int:
     info = describe_models({n: models / n for n in ["teacher_before_correction", "teacher", *STUDENTS]})
     results = json.loads((out / "eval" / "results.json").read_text())
     report = write_demo_report(out, info, results, runs, stages.state, seeds=cfg.student.seeds, precision=precision.as_dict())
-    from tinywave.demo.html import write_report_html
-
     log.info("demo report page -> %s", write_report_html(out, report))
     log.info("demo report -> %s (%s)", out / "report.md", ", ".join(f"{k}: {v}" for k, v in report["summary"].items()))
     return 0

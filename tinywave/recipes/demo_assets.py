@@ -35,6 +35,10 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from tinywave.config import apply_fast, field, to_dict
+from tinywave.demo.assets import build_provenance, check_assets, copy_teacher, git_commit, read_provenance, write_provenance
+from tinywave.demo.precision import choose_precision
+from tinywave.demo.stages import Stages, call
+from tinywave.demo.vocoder_asset import VOCODER_DIR, ship_vocoder, vocoder_provenance
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +156,6 @@ def invocation(cfg: Config) -> list[str]:
 
 
 def run(cfg: Config) -> int:
-    from tinywave.demo.precision import choose_precision
-    from tinywave.demo.stages import Stages, call
-
     if cfg.fast:
         cfg = fast_config(cfg)
     unknown = sorted(set(cfg.parts) - set(PARTS))
@@ -178,8 +179,6 @@ def run(cfg: Config) -> int:
 
 def _teacher_part(cfg: Config, stages: Any, call: Callable[..., None], precision: Any) -> None:
     """Speech tokenizer, vocabulary, shards, teacher pretraining, export, scores -> OUT/teacher + provenance.json."""
-    from tinywave.demo.assets import build_provenance, copy_teacher, read_provenance, write_provenance
-
     work, out = Path(cfg.work), Path(cfg.out)
     corpus, bench, units, vocab = work / "corpus", work / "benchmarks", work / "speech_tokenizer", work / "vocab"
     tokens, shards, runs, models = work / "tokens", work / "shards", work / "runs", work / "models"
@@ -228,8 +227,7 @@ def _teacher_part(cfg: Config, stages: Any, call: Callable[..., None], precision
 
 def _vocoder_part(cfg: Config, stages: Any, call: Callable[..., None], precision: Any) -> None:
     """The unit vocoder on the pretraining corpus's units of the shipped teacher's speech tokenizer -> OUT/vocoder."""
-    from tinywave.demo.assets import check_assets, git_commit, write_provenance
-    from tinywave.demo.vocoder_asset import VOCODER_DIR, ship_vocoder, vocoder_provenance
+    # lazy: speech.tokenizer imports scipy (~0.2 s); `tinywave demo-assets --help` imports this module without it
     from tinywave.speech.tokenizer import SpeechTokenizer
 
     work, out, v = Path(cfg.work), Path(cfg.out), cfg.vocoder

@@ -11,6 +11,7 @@ import ctypes.util
 import importlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +29,6 @@ class Config:
 
 
 def check_python() -> tuple[str, str]:
-    import sys
-
     v = sys.version_info
     if v < (3, 11):
         return FAIL, f"Python {v.major}.{v.minor}: tinywave needs Python >= 3.11"
@@ -38,7 +37,7 @@ def check_python() -> tuple[str, str]:
 
 def check_torch() -> tuple[str, str]:
     try:
-        import torch
+        import torch  # lazy: this checks that torch is installed; doctor must run (and say so) without it
     except ImportError:
         return FAIL, "torch is not installed: pip install torch==2.13.0 (the CPU build), or run `make test` once"
     threads = torch.get_num_threads()
@@ -59,7 +58,7 @@ def check_packages() -> tuple[str, str]:
             missing.append(name)
     if missing:
         return FAIL, f"missing packages {missing}: run `pip install -e .` in the project (or `make test`)"
-    import transformers
+    import transformers  # lazy: transformers is heavy (~3 s); doctor reports its version once the imports above succeeded
 
     return OK, f"transformers {transformers.__version__} and the other dependencies import"
 
@@ -90,7 +89,7 @@ def check_threads() -> tuple[str, str]:
 def check_reproducible() -> tuple[str, str]:
     """Bit-identical resumes on CPU need MKL's strict reproducibility mode (docs/RELIABILITY.md)."""
     try:
-        import torch
+        import torch  # lazy: torch may be missing (the torch line says so); doctor must run without it
     except ImportError:
         return WARN, "torch is not installed (see the torch line): reproducibility not checked"
     if not torch.backends.mkl.is_available():

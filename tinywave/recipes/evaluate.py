@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from tinywave.config import field
+from tinywave.data.manifest import read_manifest
+from tinywave.eval.layouts import discover
+from tinywave.eval.wer import normalize_text
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +104,6 @@ def parse_named(values: list[str], what: str) -> dict[str, Path]:
 
 def parse_benches(values: list[str]) -> dict[str, Path]:
     """NAME=DIR entries, plus every standard benchmark under each bare root DIR."""
-    from tinywave.eval.layouts import discover
-
     benches: dict[str, Path] = {}
     for v in values:
         found = parse_named([v], "bench") if "=" in v else discover(v)
@@ -115,6 +116,7 @@ def parse_benches(values: list[str]) -> dict[str, Path]:
 
 def generation_setup(cfg: GenerationConfig, device: str):
     """The GenPPL pieces when all four locations are given; None when none is; else an error."""
+    # lazy: these import torch (~1.4 s; eval.genppl and eval.suite transformers too); recipe modules import without them
     from tinywave.eval.asr import load_recognizer
     from tinywave.eval.genppl import GenSettings, TextLM
     from tinywave.eval.suite import GenerationSetup
@@ -128,7 +130,7 @@ def generation_setup(cfg: GenerationConfig, device: str):
     prompts = sorted(Path(cfg.prompts).rglob("*.wav"))
     if not prompts:
         raise FileNotFoundError(f"generation.prompts={cfg.prompts} holds no .wav files; pass a folder of prompt audio")
-    from tinywave.vocoder.backends import load_vocoder
+    from tinywave.vocoder.backends import load_vocoder  # lazy: vocoder.backends imports torch (~1.4 s)
 
     vocoder = load_vocoder(cfg.vocoder)
     settings = GenSettings(cfg.prompt_seconds, cfg.new_tokens, cfg.temperature, cfg.top_k, cfg.seed, cfg.batch_size, cfg.max_files)
@@ -140,6 +142,7 @@ UNITS = {"deduplicated": True, "raw": False}
 
 def resynthesis_setup(cfg: ResynthesisConfig, device: str, out: Path):
     """The resynthesis WER pieces when ``resynthesis.manifest`` is given, else None (a domain model goes to OUT/asr_lm.arpa)."""
+    # lazy: these import torch (~1.4 s; eval.suite transformers too); recipe modules import without them
     from tinywave.eval.asr import build_language_model, load_recognizer
     from tinywave.eval.resynthesis import read_spoken
     from tinywave.eval.suite import ResynthesisSetup
@@ -161,16 +164,13 @@ def resynthesis_setup(cfg: ResynthesisConfig, device: str, out: Path):
 
 def lm_texts(manifest: str, evaluated: list[Any]) -> list[str]:
     """The texts of a manifest without the evaluated utterances' (by id or text): the recognizer must not be handed them."""
-    from tinywave.data.manifest import read_manifest
-    from tinywave.eval.wer import normalize_text
-
     items, _ = read_manifest(manifest)
     ids, texts = {u.id for u in evaluated}, {normalize_text(u.text) for u in evaluated}
     return [it.text for it in items if it.text and it.id not in ids and normalize_text(it.text) not in texts]
 
 
 def run(cfg: Config) -> int:
-    from tinywave.eval.suite import EvalSettings, evaluate
+    from tinywave.eval.suite import EvalSettings, evaluate  # lazy: eval.suite imports torch and transformers
 
     if not cfg.out:
         raise ValueError("--out is required: the folder for results.json, results.md and results.png")

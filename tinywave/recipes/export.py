@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from tinywave.config import field
+from tinywave.models.push import check_repo_id, push, push_plan
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,7 @@ class Config:
 
 
 def run(cfg: Config) -> int:
-    from tinywave.models.export import export_model
-    from tinywave.models.push import check_repo_id, push, push_plan
+    from tinywave.models.export import export_model  # lazy: models.export imports torch and transformers (~4 s)
 
     if not cfg.checkpoint or not cfg.out:
         raise ValueError("export needs --checkpoint DIR and --out DIR")

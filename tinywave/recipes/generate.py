@@ -15,6 +15,7 @@ each atomically: a failed run leaves nothing half-written.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tinywave.config import field
+from tinywave.files import read_jsonl
+from tinywave.generate.outputs import generation_rows, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,7 @@ class Config:
 
 def read_prompts(cfg: Config) -> list[tuple[str, list[Any]]]:
     """(prompt id, PromptItems) from --input and/or --prompts."""
-    from tinywave.files import read_jsonl
-    from tinywave.generate.prompt import parse_input
+    from tinywave.generate.prompt import parse_input  # lazy: generate.prompt imports torch and transformers (~3 s)
 
     prompts: list[tuple[str, list[Any]]] = []
     if cfg.input:
@@ -78,7 +80,7 @@ def read_prompts(cfg: Config) -> list[tuple[str, list[Any]]]:
 
 def _relative_audio(item: Any, root: Path) -> Any:
     """Audio paths in a prompts file are relative to its folder."""
-    from tinywave.generate.prompt import PromptItem
+    from tinywave.generate.prompt import PromptItem  # lazy: as in read_prompts
 
     if item.kind == "audio" and not Path(item.content).is_absolute():
         return PromptItem("audio", str(root / item.content))
@@ -86,6 +88,7 @@ def _relative_audio(item: Any, root: Path) -> Any:
 
 
 def _options(cfg: Config):
+    # lazy: generate.decode and generate.speechlm import torch and transformers (~3 s); recipe modules import without them
     from tinywave.generate.decode import Sampling
     from tinywave.generate.speechlm import GenerationOptions
 
@@ -97,8 +100,6 @@ def _options(cfg: Config):
 
 def _nth_sample(options: Any, k: int) -> Any:
     """Streaming decodes one row at a time: sample ``k`` of a prompt gets its own seed."""
-    import dataclasses
-
     return dataclasses.replace(options, sampling=dataclasses.replace(options.sampling, seed=options.sampling.seed + k))
 
 
@@ -123,8 +124,8 @@ def _stream_one(lm: Any, items: list[Any], modality: str, options: Any) -> Any:
 
 
 def run(cfg: Config) -> int:
+    # lazy: generate.forcing and generate.speechlm import torch and transformers (~3 s); recipe modules import without them
     from tinywave.generate.forcing import check_modality
-    from tinywave.generate.outputs import generation_rows, write_outputs
     from tinywave.generate.speechlm import SpeechLM
 
     # 1. arguments and prompts, checked before loading anything heavy

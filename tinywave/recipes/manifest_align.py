@@ -20,7 +20,13 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tinywave.audio.io import AudioError, load_audio
 from tinywave.config import field
+from tinywave.data.importers.alignment import attach_words
+from tinywave.data.importers.job import write_bad_items
+from tinywave.data.manifest import BadItem, ManifestItem, parse_item, read_manifest, write_manifest
+from tinywave.files import JsonlAppender, load_jsonl
+from tinywave.progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +42,6 @@ class Config:
 
 def align_item(aligner, item) -> object:
     """The item with words, or a BadItem saying why it cannot be aligned."""
-    from tinywave.audio.io import AudioError, load_audio
-    from tinywave.data.importers.alignment import attach_words
-    from tinywave.data.manifest import BadItem
-
     if not item.text:
         return BadItem(item.id, str(item.audio), "no_transcript", "the item has no 'text' to align; add its transcript or drop it")
     try:
@@ -54,11 +56,7 @@ def align_item(aligner, item) -> object:
 
 
 def run(cfg: Config) -> int:
-    from tinywave.data.importers.ctc_align import CtcAligner
-    from tinywave.data.importers.job import write_bad_items
-    from tinywave.data.manifest import BadItem, ManifestItem, parse_item, read_manifest, write_manifest
-    from tinywave.files import JsonlAppender, load_jsonl
-    from tinywave.progress import bar
+    from tinywave.data.importers.ctc_align import CtcAligner  # lazy: ctc_align imports torch (~1.4 s); recipe modules import without it
 
     if not cfg.manifest or not cfg.model or not cfg.out:
         raise ValueError("manifest align needs --manifest IN.jsonl, --model CTC_DIR and --out OUT.jsonl")

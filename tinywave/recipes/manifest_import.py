@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinywave.config import field
+from tinywave.data.importers.job import import_manifest
+from tinywave.data.importers.options import ImportOptions
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,6 @@ def check_config(cfg: Config) -> None:
 
 
 def run(cfg: Config) -> int:
-    from tinywave.data.importers.job import import_manifest
-    from tinywave.data.importers.options import ImportOptions
-
     check_config(cfg)
     out = Path(os.path.abspath(cfg.out))
     opts = ImportOptions(Path(os.path.abspath(cfg.src)), out.parent, Path(os.path.abspath(cfg.text)) if cfg.text else None,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinywave.config import field
+from tinywave.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Config:
 
 
 def probe_all(encoder, cfg: Config) -> dict:
-    from tinywave.sfm.probes import ProbeSettings, probe_task
+    from tinywave.sfm.probes import ProbeSettings, probe_task  # lazy: sfm.probes imports torch and transformers (~4 s)
 
     lrs = {"ks": cfg.lr_ks, "sid": cfg.lr_sid, "pr": cfg.lr_pr}
     results = {}
@@ -50,10 +51,9 @@ def probe_all(encoder, cfg: Config) -> dict:
 
 
 def run(cfg: Config) -> int:
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
 
-    from tinywave.files import atomic_write_json
-    from tinywave.sfm.models import load_encoder
+    from tinywave.sfm.models import load_encoder  # lazy: sfm.models imports torch and transformers (~4 s)
 
     if not cfg.upstream or not cfg.probes or not cfg.out:
         raise ValueError("--upstream, --probes and --out are required")

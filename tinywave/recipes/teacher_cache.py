@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from tinywave.config import field
+from tinywave.text.vocab import load_tokenizer, vocab_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,17 @@ class Config:
 
 
 def run(cfg: Config) -> int:
+    # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
     import torch
     import torch.distributed as dist
 
+    # lazy: these import torch (models.hf transformers too, ~4 s)
     from tinywave.data.shards import ShardDataset
     from tinywave.distill.teacher_cache import CacheSettings, build_cache, finish_if_complete
     from tinywave.training.distributed import torchrun_env
     from tinywave.training.trainer import resolve_device
     from tinywave.models.checks import check_shards_fit, check_tokenizer_fits
     from tinywave.models.hf import load_causal_lm
-    from tinywave.text.vocab import load_tokenizer, vocab_fingerprint
 
     if not cfg.teacher or not cfg.shards or not cfg.out:
         raise ValueError("teacher-cache needs --teacher DIR (model folder), --shards DIR and --out DIR")

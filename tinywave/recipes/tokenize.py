@@ -35,6 +35,7 @@ class Config:
 
 
 def run(cfg: Config) -> int:
+    # lazy: data.tokenize_job loads tinywave.speech (scipy, safetensors: ~0.2 s); `tinywave tokenize --help` stays light
     from tinywave.data.tokenize_job import merge_rank_parts, tokenize_corpus
 
     if not cfg.manifest or not cfg.out:

@@ -16,7 +16,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinywave.audio.f0 import F0Settings
 from tinywave.config import field
+from tinywave.data.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Config:
 
 
 def unit_features(cfg: Config):
+    # lazy: tinywave.speech imports scipy (~0.2 s); `tinywave units train --help` imports this module without it
     from tinywave.speech.builtin import FrameFeatures
     from tinywave.speech.hubert import HubertFeatures
 
@@ -81,8 +84,7 @@ def _need(value: str, key: str) -> str:
 
 
 def run(cfg: Config) -> int:
-    from tinywave.audio.f0 import F0Settings
-    from tinywave.data.manifest import read_manifest
+    # lazy: tinywave.speech (and data.units_job, built on it) imports scipy (~0.2 s), as in unit_features
     from tinywave.speech.extractor import QuantizedExtractor
     from tinywave.speech.hubert import load_quantizer
     from tinywave.speech.pitch import PitchFeatures

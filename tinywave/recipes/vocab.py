@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tinywave.config import field
 from tinywave.files import load_jsonl
+from tinywave.text.vocab import llama_tokenizer_with_speech, train_bpe_tokenizer, vocab_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ def read_texts(paths: list[str]) -> list[str]:
 
 
 def build(cfg: Config):
-    from tinywave.text.vocab import llama_tokenizer_with_speech, train_bpe_tokenizer
-
     builders = {
         "bpe": lambda: train_bpe_tokenizer(_need_texts(cfg), cfg.vocab_size, cfg.n_hu, cfg.n_pi, cfg.n_st),
         "llama": lambda: llama_tokenizer_with_speech(cfg.sentencepiece, cfg.n_hu, cfg.n_pi, cfg.n_st),
@@ -60,8 +59,6 @@ def _need_texts(cfg: Config) -> list[str]:
 
 
 def run(cfg: Config) -> int:
-    from tinywave.text.vocab import vocab_fingerprint
-
     if not cfg.out:
         raise ValueError("--out is required: the tokenizer directory to write")
     tok, layout = build(cfg)
