@@ -190,3 +190,23 @@ def test_every_precision_default_uses_the_short_spelling():
             assert not any(name in text.split("(")[0] for name in ("float32", "bfloat16", "float16")), (module.__name__, key, text)
             checked += 1
     assert checked >= 8  # teacher.dtype, train.precision, dtype of eval/export/generate/app, the cache's four
+
+
+# ---------------------------------------------------------------- one entry of a mapping value
+
+
+@dataclass
+class WithMapping:
+    mixture: dict[str, float] = field({"speech": 0.7, "interleaved": 0.2, "text": 0.1}, help="shares")
+
+
+def test_a_dotted_override_sets_one_entry_of_a_mapping(tmp_path):
+    # the form the data build docstring and the shipped configs' commands use: entries merge into the default
+    assert load_config(WithMapping, None, ["mixture.interleaved=0.5", "mixture.text=0"]).mixture == {
+        "speech": 0.7, "interleaved": 0.5, "text": 0.0}
+    # ... or into the value the YAML file gave, which a whole-value override replaces
+    (tmp_path / "c.yaml").write_text("mixture: {speech: 1.0}\n")
+    assert load_config(WithMapping, tmp_path / "c.yaml", ["mixture.text=0.5"]).mixture == {"speech": 1.0, "text": 0.5}
+    assert load_config(WithMapping, tmp_path / "c.yaml", ["mixture={text: 1}"]).mixture == {"text": 1}
+    with pytest.raises(ConfigError, match=r"'mixture' is a mapping of values: set one entry with mixture.KEY=VALUE"):
+        load_config(WithMapping, None, ["mixture.speech.x=1"])  # one level only: a mapping's entries are values

@@ -132,7 +132,7 @@ def test_split_records_by_group():
     assert not {r["story_id"] for r in train} & {r["story_id"] for r in held}
 
 
-def test_data_build_cli(tmp_path, tok):
+def test_data_build_cli(tmp_path, tok, capsys):
     tokenizer, layout = tok
     tokenizer.save_pretrained(tmp_path / "tok")
     rng = random.Random(0)
@@ -143,5 +143,10 @@ def test_data_build_cli(tmp_path, tok):
     assert sum(ds.index["documents"].values()) == 80
     ids = np.concatenate([ds[i]["input_ids"][ds[i]["attention_mask"].bool()].numpy() for i in range(len(ds))])
     assert (ids == tokenizer.bos_token_id).sum() == 80 and (ids == tokenizer.eos_token_id).sum() == 80
-    # a bad mixture key is a clear error before any work
+    # one mixture entry can be set alone (merged into the default), and a misspelled kind is a clear error before any work
+    assert main(["data", "build", "--tokens", str(corpus), "--tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "t"), "seq_len=128",
+                 "mixture.speech=0", "mixture.interleaved=0"]) == 0
+    assert ShardDataset(tmp_path / "t").index["documents"] == {"text": 40}
     assert main(["data", "build", "--tokens", str(corpus), "--tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "x"), "mixture.speach=1"]) == 2
+    assert "mixture has unknown kinds ['speach']" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

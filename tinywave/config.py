@@ -177,7 +177,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _set_dotted(tree: dict[str, Any], cls: type, dotted: str, raw: str) -> None:
+class _Whole(dict):
+    """A mapping value given whole on the command line: it replaces the YAML's mapping instead of merging into it."""
+
+
+def _set_dotted(tree: dict[str, Any], cls: type, dotted: str, raw: str, entries: list[tuple[tuple[str, ...], type, str, Any]]) -> None:
+    """Put override ``dotted=raw`` into ``tree``; an entry of a mapping-valued field (``mixture.speech``) goes to ``entries``."""
     parts = dotted.split(".")
     node, node_cls = tree, cls
     for i, part in enumerate(parts):
@@ -187,14 +192,30 @@ def _set_dotted(tree: dict[str, Any], cls: type, dotted: str, raw: str) -> None:
             full = f"{where}.{part}" if where else part
             raise ConfigError(f"unknown config key '{full}'.{_suggest(part, names)}")
         tp = _type_hints(node_cls)[part]
+        mapping = typing.get_origin(tp) is dict
         if i == len(parts) - 1:
-            node[part] = _parse_value(raw)
+            value = _parse_value(raw)
+            node[part] = _Whole(value) if mapping and isinstance(value, dict) else value  # mixture={...} replaces the YAML's mapping
+            return
+        if i == len(parts) - 2 and mapping:  # mixture.speech=0.7: one entry, set after the YAML is merged (resolve_entries)
+            entries.append((tuple(parts[:-1]), node_cls, parts[-1], _parse_value(raw)))
             return
         sub = _dataclass_of(tp)
+        if sub is None and mapping:
+            name = ".".join(parts[: i + 1])
+            raise ConfigError(f"'{name}' is a mapping of values: set one entry with {name}.KEY=VALUE, or all with {name}='{{KEY: VALUE, ...}}'")
         if sub is None:
             raise ConfigError(f"'{'.'.join(parts[: i + 1])}' is a value, not a section: write {'.'.join(parts[: i + 1])}=VALUE")
         node = node.setdefault(part, {})
         node_cls = sub
+
+
+def _field_default(cls: type, name: str) -> Any:
+    """The default value of dataclass field ``name`` (a copy when it comes from a factory)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else {}
 
 
 def _dataclass_of(tp: Any) -> type | None:
@@ -217,8 +238,20 @@ def _parse_value(raw: str) -> Any:
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        whole = isinstance(v, _Whole)
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and not whole and isinstance(out.get(k), dict) else (dict(v) if whole else v)
     return out
+
+
+def _set_entries(tree: dict[str, Any], entries: list[tuple[tuple[str, ...], type, str, Any]]) -> dict[str, Any]:
+    """Set each (path to a mapping field, its dataclass, key, value) in ``tree``, starting from the YAML's mapping or the field's default."""
+    for path, owner, key, value in entries:
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        current = node.get(path[-1])
+        node[path[-1]] = {**(current if isinstance(current, dict) else _field_default(owner, path[-1])), key: value}
+    return tree
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -254,6 +287,7 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: li
     """Resolve a config: dataclass defaults <- YAML file <- ``key=value`` overrides."""
     tree: dict[str, Any] = read_yaml_with_bases(yaml_path) if yaml_path else {}
     over: dict[str, Any] = {}
+    entries: list[tuple[tuple[str, ...], type, str, Any]] = []
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. optim.lr=3e-4)")
@@ -261,8 +295,8 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: li
         if not key:
             raise ConfigError(f"override '{item}' has an empty key; write key=value")
         check_renamed(cls, key.strip())
-        _set_dotted(over, cls, key.strip(), raw)
-    return from_dict(cls, _merge(tree, over))
+        _set_dotted(over, cls, key.strip(), raw, entries)
+    return from_dict(cls, _set_entries(_merge(tree, over), entries))
 
 
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:

@@ -77,7 +77,12 @@ def interleaved_document(record: dict[str, Any], ids: DocIds, tokenizer: Any, sw
 
 
 def choose_kind(record: dict[str, Any], mixture: dict[str, float], rng: random.Random) -> str:
-    """Pick a document kind by the mixture ratios, among the kinds this record can make."""
+    """Pick a document kind by the mixture ratios, among the kinds this record can make.
+
+    A record without word timings cannot be interleaved and one without text cannot be a
+    text document: its share goes to the kinds it can make, and to speech when it can make
+    none of the wanted kinds (even at a speech ratio of 0). ``unusable_share`` says how
+    much of a corpus that affects, so a build can warn about it."""
     possible = {"speech": True, "text": _record_text(record) is not None, "interleaved": bool(record.get("words"))}
     weights = {k: w for k, w in mixture.items() if w > 0 and possible[k]}
     if not weights:
@@ -88,6 +93,13 @@ def choose_kind(record: dict[str, Any], mixture: dict[str, float], rng: random.R
         if r < 0:
             return kind
     return kind
+
+
+def unusable_share(records: list[dict[str, Any]], mixture: dict[str, float]) -> dict[str, int]:
+    """{kind: records that cannot make it} for every kind the mixture asks for (ratio > 0) that some records cannot make."""
+    needs = {"interleaved": lambda r: bool(r.get("words")), "text": lambda r: _record_text(r) is not None, "speech": lambda r: True}
+    missing = {kind: sum(not needs[kind](r) for r in records) for kind, w in mixture.items() if w > 0}
+    return {kind: n for kind, n in missing.items() if n}
 
 
 def validate_mixture(mixture: dict[str, float]) -> dict[str, float]:

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 
 from tinywave.config import field
-from tinywave.data.interleave import DocIds, build_documents, validate_mixture
+from tinywave.data.interleave import DocIds, build_documents, unusable_share, validate_mixture
 from tinywave.data.token_corpus import load_token_corpus
 from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer, vocab_fingerprint
 
@@ -49,6 +49,10 @@ def run(cfg: Config) -> int:
         random.Random(cfg.seed).shuffle(records)
         records = records[: cfg.max_records]
     ids = DocIds(bos=tok.bos_token_id, eos=tok.eos_token_id, layout=layout)
+    for kind, n in unusable_share(records, cfg.mixture).items():
+        why = {"interleaved": "no word timings (`words`; docs/DATA.md section 2)", "text": "no transcript"}[kind]
+        log.warning("%d of %d records have %s, so they cannot make %s documents; their share goes to the kinds they can make "
+                    "(index.json 'documents' counts what was built)", n, len(records), why, kind)
     # 2. documents -> packed rows -> shards
     counts: dict[str, int] = {}
     docs = build_documents(records, tok, ids, cfg.mixture, cfg.switch_prob, cfg.seed, passes=cfg.passes, counts=counts)
