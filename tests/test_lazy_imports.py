@@ -19,20 +19,9 @@ ROOT = Path(__file__).resolve().parents[1] / "tinywave"
 LAZY = re.compile(r"#\s*lazy:\s*\S")  # "# lazy: <reason>"
 
 # Files not yet cleaned up: {path relative to the repository: uncommented function-level imports}.
-# The allow-list only shrinks, to empty: a file listed here may not gain an uncommented
-# import, and when one is moved to the top or given its `# lazy:` reason, lower the count
-# (or drop the entry at 0); test_pending_counts_are_current says which.
-PENDING: dict[str, int] = {
-    "tinywave/recipes/distill.py": 36,
-    "tinywave/recipes/sfm_distill.py": 17,
-    "tinywave/recipes/sfm_pretrain.py": 10,
-    "tinywave/recipes/train.py": 15,
-    "tinywave/recipes/vocoder_train.py": 23,
-    "tinywave/training/distributed.py": 6,
-    "tinywave/training/runlog.py": 4,
-    "tinywave/training/sharded.py": 8,
-    "tinywave/training/trainer.py": 1,
-}
+# Empty: every file is clean. The allow-list only shrinks, so keep it empty: a new function-level
+# import gets its `# lazy:` reason or moves to the top (test_pending_counts_are_current checks the entries).
+PENDING: dict[str, int] = {}
 
 
 def _function_level_spans(source: str) -> dict[int, int]:

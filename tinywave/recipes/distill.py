@@ -17,6 +17,7 @@ its slice of every global batch (global batch = processes x data.batch_size).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -25,6 +26,8 @@ from typing import ClassVar
 
 from tinywave.config import field, to_dict
 from tinywave.distill.defaults import DISTILL_LOSS
+from tinywave.models import estimate
+from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer, vocab_fingerprint
 from tinywave.training.settings import TRACKER_RENAMES, DataSettings, OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
@@ -99,13 +102,12 @@ class Config:
 def _dry_run(cfg: Config) -> int:
     """Build the student from a 64-wide teacher with the real layer count and vocabulary, run one
     step of the configured objective on it, and print the full-size estimates (tinywave.models.estimate)."""
-    import dataclasses
-
+    # lazy: torch and transformers are heavy (~3 s); recipe modules import without them (tinywave/recipes/__init__.py)
     import torch
     from transformers import LlamaForCausalLM
 
+    # lazy: these import torch (~1.4 s)
     from tinywave.data.shards import labels_from_batch
-    from tinywave.models import estimate
     from tinywave.models.student import build_student, student_config
 
     shape, source = estimate.teacher_shape(cfg.teacher.dir)
@@ -136,7 +138,7 @@ def _dry_run(cfg: Config) -> int:
 
 def _student_plan(cfg: Config, n_teacher: int) -> list[int]:
     """Teacher layer behind each student layer: keep_layers, else uniform spacing."""
-    from tinywave.models.student import check_keep_layers, uniform_layer_map
+    from tinywave.models.student import check_keep_layers, uniform_layer_map  # lazy: models.student imports torch (~1.4 s)
 
     if cfg.student.keep_layers:
         check_keep_layers(cfg.student.keep_layers, cfg.student.n_layers, n_teacher)
@@ -149,6 +151,7 @@ def _make_student(cfg: Config, teacher, keep: list[int], resume_from: Path | Non
 
     A sharded checkpoint's student is built from its config.json; the trainer loads the weights from the shards.
     """
+    # lazy: these import torch (models.hf transformers too, ~4 s); recipe modules import without them
     from tinywave.training.sharded import is_sharded
     from tinywave.models.hf import load_causal_lm, model_from_config
     from tinywave.models.student import build_student
@@ -165,7 +168,7 @@ def _make_student(cfg: Config, teacher, keep: list[int], resume_from: Path | Non
 
 def _growth_plan(cfg: Config, keep: list[int], n_teacher: int, parallel):
     """The growth plan (None with growth.op=none): layer map and teacher layers are those of the FINAL student."""
-    from tinywave.distill.growth import describe, plan_student_growth
+    from tinywave.distill.growth import describe, plan_student_growth  # lazy: distill.growth imports torch (~1.4 s)
 
     g = cfg.growth
     if g.op == "none":
@@ -183,6 +186,7 @@ def _growth_plan(cfg: Config, keep: list[int], n_teacher: int, parallel):
 
 def _stage_pairs(cfg: Config, plan, keep: list[int], n_student: int, n_teacher: int, resume_from: Path | None):
     """Layer pairs of the student as built or loaded: the fixed map, or that of its growth stage."""
+    # lazy: these import torch (~1.4 s)
     from tinywave.training.checkpoint import read_state
     from tinywave.distill.growth import resume_stage
 
@@ -194,7 +198,7 @@ def _stage_pairs(cfg: Config, plan, keep: list[int], n_student: int, n_teacher: 
 
 
 def _layer_pairs(cfg: Config, keep: list[int], n_student: int, n_teacher: int) -> list[tuple[int, int]]:
-    from tinywave.models.student import check_layer_map
+    from tinywave.models.student import check_layer_map  # lazy: models.student imports torch (~1.4 s)
 
     pairs = [tuple(p) for p in cfg.layer_map] if cfg.layer_map else [(i, keep[i]) for i in range(min(n_student, len(keep)))]
     check_layer_map(pairs, n_student, n_teacher)
@@ -202,8 +206,9 @@ def _layer_pairs(cfg: Config, keep: list[int], n_student: int, n_teacher: int) -
 
 
 def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None):
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: safetensors.torch imports torch (~1.4 s)
 
+    # lazy: these import torch
     from tinywave.distill.objective import make_projections
     from tinywave.training.sharded import is_sharded
 
@@ -220,8 +225,7 @@ def _projections(cfg: Config, pairs, student, teacher, resume_from: Path | None)
 
 def _modality_ranges(teacher_dir: str) -> list[tuple[int, int]]:
     """Text / marker / speech-unit id ranges of the teacher folder's tokenizer (for the cache's modality tail)."""
-    from tinywave.distill.teacher_cache import modality_ranges
-    from tinywave.text.vocab import layout_from_tokenizer, load_tokenizer
+    from tinywave.distill.teacher_cache import modality_ranges  # lazy: distill.teacher_cache imports torch (~1.4 s)
 
     try:
         layout = layout_from_tokenizer(load_tokenizer(teacher_dir))  # local files only (a folder or a cached hub id)
@@ -233,6 +237,7 @@ def _modality_ranges(teacher_dir: str) -> list[tuple[int, int]]:
 
 def _teacher_targets(cfg: Config, teacher, dataset, mapped: list[int], device):
     """The teacher run online (on ``device``), or its outputs read from ``teacher.cache``."""
+    # lazy: these import torch (~1.4 s)
     from tinywave.distill.teacher_cache import open_cache
     from tinywave.distill.teacher import OnlineTeacher
 
@@ -247,8 +252,9 @@ def _teacher_targets(cfg: Config, teacher, dataset, mapped: list[int], device):
 
 def _objective(cfg: Config, student, teacher, dataset, pairs, resume_from: Path | None, *, device):
     """(DistillObjective on ``device``, projections or None) for the configured loss weights."""
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
 
+    # lazy: these import torch
     from tinywave.distill.objective import DistillObjective, LossWeights
     from tinywave.distill.fused import use_qk_attention
 
@@ -264,9 +270,11 @@ def _objective(cfg: Config, student, teacher, dataset, pairs, resume_from: Path 
 
 
 def run(cfg: Config) -> int:
+    # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
     import torch
     from safetensors.torch import save_file
 
+    # lazy: these import torch (models.hf and models.export transformers too, ~4 s)
     from tinywave.data.shards import ShardDataset
     from tinywave.training.batches import BatchStream
     from tinywave.training.distributed import Parallel
@@ -276,7 +284,6 @@ def run(cfg: Config) -> int:
     from tinywave.models.checks import check_same_vocabulary, check_shards_fit, check_tokenizer_fits
     from tinywave.models.export import export_model
     from tinywave.models.hf import load_causal_lm, write_model_dir
-    from tinywave.text.vocab import load_tokenizer, vocab_fingerprint
 
     if cfg.dry_run:
         return _dry_run(cfg)

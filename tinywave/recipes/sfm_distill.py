@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from tinywave.config import field, to_dict
-from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES
+from tinywave.files import atomic_dir, atomic_write_json
+from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class Config:
 
 def growth_plan(cfg: Config):
     """(initial depth, GrowthPlan) from the config; checks the plan reaches student.n_layers."""
+    # lazy: these import torch (sfm.distill transformers too, ~4.5 s); recipe modules import without them
     from tinywave.sfm.distill import GrowthPlan
     from tinywave.stacking import OPTIMIZER_MODES, final_depth, growth_steps, plan_growth
 
@@ -130,6 +132,7 @@ def growth_plan(cfg: Config):
 
 def build(cfg: Config, teacher, depth: int):
     """A fresh student at ``depth`` layers (targets spread uniformly for layer2layer)."""
+    # lazy: these import torch and transformers (~4.5 s)
     from tinywave.sfm.models import build_student, student_config
     from tinywave.sfm.student import Student, uniform_targets
 
@@ -150,15 +153,14 @@ def _check(cfg: Config, teacher) -> None:
 
 
 def run(cfg: Config) -> int:
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
 
-    from tinywave.files import atomic_write_json
+    # lazy: these import torch (sfm.distill, sfm.models and sfm.student transformers too, ~4.5 s)
     from tinywave.sfm.data import load_bank
     from tinywave.sfm.distill import TeacherTargets, distill
     from tinywave.sfm.models import freeze, load_encoder, same_front_end
     from tinywave.sfm.student import Student
     from tinywave.training.distributed import Parallel
-    from tinywave.training.settings import RunSettings
     from tinywave.training.trainer import resume_point
 
     if not cfg.teacher:
@@ -196,7 +198,7 @@ def run(cfg: Config) -> int:
 
 def _check_resumable(cfg: Config, plan, student, checkpoint: Path) -> None:
     """A checkpoint of another growth operator or student kind cannot continue this run."""
-    from tinywave.training.checkpoint import read_config
+    from tinywave.training.checkpoint import read_config  # lazy: training.checkpoint imports torch (~1.4 s)
 
     saved = read_config(checkpoint)
     op = saved.get("growth", {}).get("op")
@@ -207,7 +209,7 @@ def _check_resumable(cfg: Config, plan, student, checkpoint: Path) -> None:
 
 def loop_settings(cfg: Config):
     """The training loop's settings from the config's sections."""
-    from tinywave.sfm.distill import LoopSettings
+    from tinywave.sfm.distill import LoopSettings  # lazy: sfm.distill imports torch and transformers (~4.5 s)
 
     t, d, o = cfg.train, cfg.data, cfg.optim
     return LoopSettings(steps=t.steps, batch_size=d.batch_size, crop_samples=int(d.crop_seconds * 16000), lr=o.lr,
@@ -219,8 +221,7 @@ def loop_settings(cfg: Config):
 
 def _write_outputs(out: Path, plan, student, summary: dict, steps: int) -> None:
     """The loss plot; when finished, the student (plain HF HubertModel dir + heads + targets) and summary.json."""
-    from tinywave.files import atomic_dir, atomic_write_json
-    from tinywave.sfm.distill import plot_losses
+    from tinywave.sfm.distill import plot_losses  # lazy: sfm.distill imports torch and transformers (~4.5 s)
 
     plot_losses(out / "train_log.jsonl", plan.steps, out / "loss.png", f"sfm distill: {plan.op}, {student.kind}")
     if not summary["finished"]:

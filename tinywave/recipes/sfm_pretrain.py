@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from tinywave.config import field, to_dict
-from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES
+from tinywave.files import atomic_dir, atomic_write_json
+from tinywave.recipes import units_train
+from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,7 @@ class Config:
 
 def _labeler(cfg: Config):
     """The unit targets: ``--units DIR``, or a built-in MFCC k-means tokenizer fitted into OUT/units."""
-    from tinywave.recipes import units_train
-    from tinywave.sfm.units import SharedUnits
+    from tinywave.sfm.units import SharedUnits  # lazy: sfm.units (tinywave.speech) imports scipy (~0.2 s); recipe modules import without it
 
     units = Path(cfg.units) if cfg.units else Path(cfg.out) / "units"
     if cfg.units and not (units / "speech_tokenizer.json").is_file():
@@ -104,13 +105,12 @@ def _labeler(cfg: Config):
 
 
 def run(cfg: Config) -> int:
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
 
-    from tinywave.files import atomic_dir, atomic_write_json
+    # lazy: these import torch and transformers (~4.5 s); recipe modules import without them
     from tinywave.sfm.data import load_bank
     from tinywave.sfm.models import teacher_config
     from tinywave.sfm.pretrain import MaskedUnitModel, PretrainSettings, load_checkpoint, pretrain, utterance_labels
-    from tinywave.training.settings import RunSettings
     from tinywave.training.trainer import resume_point
     from transformers import HubertModel
 

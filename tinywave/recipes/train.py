@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tinywave.config import field, to_dict
+from tinywave.text.vocab import load_tokenizer, vocab_fingerprint
 from tinywave.training.settings import TRACKER_RENAMES, DataSettings, OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,7 @@ class Config:
 
 def _pretrain_model(cfg: Config, resume_from: Path | None):
     """(model, tokenizer, folder holding the speech tokenizer) for a model trained from scratch."""
-    from tinywave.models.hf import load_causal_lm, new_llama
-    from tinywave.text.vocab import load_tokenizer
+    from tinywave.models.hf import load_causal_lm, new_llama  # lazy: models.hf imports torch and transformers (~4 s)
 
     if not cfg.tokenizer:
         raise ValueError("mode=pretrain needs tokenizer=DIR, the text+speech tokenizer folder from `tinywave vocab`")
@@ -80,9 +80,9 @@ def _pretrain_model(cfg: Config, resume_from: Path | None):
 
 def _correction_model(cfg: Config, resume_from: Path | None):
     """(model, tokenizer, speech tokenizer source) for fine-tuning ``cfg.teacher`` (full or LoRA)."""
+    # lazy: these import torch (models.hf transformers too, ~4 s); recipe modules import without them
     from tinywave.models.hf import load_causal_lm
     from tinywave.models.lora import apply_lora, lora_targets, load_lora
-    from tinywave.text.vocab import load_tokenizer
 
     if not cfg.teacher:
         raise ValueError("mode=correct needs teacher=DIR, the model folder to fine-tune")
@@ -103,8 +103,9 @@ MODES = {"pretrain": _pretrain_model, "correct": _correction_model}
 
 
 def run(cfg: Config) -> int:
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
 
+    # lazy: these import torch (models.hf and models.export transformers too, ~4 s)
     from tinywave.data.shards import ShardDataset
     from tinywave.training.batches import BatchStream
     from tinywave.distill.objective import DistillObjective, LossWeights
@@ -113,7 +114,6 @@ def run(cfg: Config) -> int:
     from tinywave.models.export import export_model
     from tinywave.models.hf import copy_speech_tokenizer, write_model_dir
     from tinywave.models.lora import is_adapter_dir
-    from tinywave.text.vocab import vocab_fingerprint
 
     if cfg.mode not in MODES:
         raise ValueError(f"mode={cfg.mode!r} is not known; choose one of {sorted(MODES)}")

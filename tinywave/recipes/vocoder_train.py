@@ -42,9 +42,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
+from tinywave.audio.io import save_wav
 from tinywave.config import field, to_dict
+from tinywave.data.manifest import read_manifest
+from tinywave.eval.wer import normalize_text
+from tinywave.files import atomic_write_json
 from tinywave.training.schedules import schedule_named
-from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES
+from tinywave.training.settings import REPORT_TO_HELP, TRACKER_RENAMES, OptimSettings, RunSettings
+from tinywave.vocoder.units import deduplicate
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +150,7 @@ class Config:
 def load_speech_tokenizer(path: str) -> Any:
     if not Path(path).is_dir():
         raise FileNotFoundError(f"speech tokenizer directory {path} not found; train one with `tinywave units train --out {path}`")
-    from tinywave.speech.tokenizer import SpeechTokenizer
+    from tinywave.speech.tokenizer import SpeechTokenizer  # lazy: tinywave.speech imports scipy (~0.2 s); recipe modules import without it
 
     return SpeechTokenizer.load(path)
 
@@ -162,13 +169,11 @@ def table_sizes(tokenizer: Any, utts: list[Any], num_units: int) -> dict[str, in
 
 
 def run(cfg: Config) -> int:
-    import numpy as np
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
 
-    from tinywave.data.manifest import read_manifest
+    # lazy: these import torch (~1.4 s)
     from tinywave.eval.asr import load_recognizer
     from tinywave.training.trainer import resume_point
-    from tinywave.files import atomic_write_json
     from tinywave.vocoder import train as T
     from tinywave.vocoder.backends import HifiGanVocoder, save_hifigan
     from tinywave.vocoder.griffinlim import GriffinLimVocoder, fit_unit_mels
@@ -245,9 +250,9 @@ def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int, r
     optimizer is a side optimizer the objective steps, on the same schedule. Checkpoints:
     OUT/checkpoints/step_*/ (generator, discriminators, both optimizers, RNGs, segment streams).
     """
-    import torch
+    import torch  # lazy: torch is heavy (~1.4 s); recipe modules import without it (tinywave/recipes/__init__.py)
 
-    from tinywave.training.settings import OptimSettings
+    # lazy: these import torch (~1.4 s)
     from tinywave.training.trainer import fit
     from tinywave.vocoder import train as T
     from tinywave.vocoder.adversarial import Adversary
@@ -281,8 +286,6 @@ def train_loop(cfg: Config, out: Path, model: Any, train: list[Any], hop: int, r
 
 def run_settings(cfg: Config, out: Path) -> Any:
     """The loop's run settings from the train section (fp32, TensorBoard, a log line per step)."""
-    from tinywave.training.settings import RunSettings
-
     t = cfg.train
     return RunSettings(out=str(out), steps=t.steps, seed=t.seed, log_every=1, ckpt_every=t.ckpt_every, keep_checkpoints=t.keep_checkpoints,
                        resume=t.resume or cfg.resume, max_minutes=t.max_minutes, stop_after_steps=t.stop_after_steps, report_to=t.report_to,
@@ -292,10 +295,9 @@ def run_settings(cfg: Config, out: Path) -> Any:
 def heldout_wer(cfg: Config, out: Path, recognizer: Any, items: list[Any], train: list[Any], held: list[Any],
                 *, vocoders: dict[str, Any]) -> dict[str, Any]:
     """WER / CER of the held-out originals and of each vocoder's resynthesis (raw frames and with predicted durations)."""
+    # lazy: these import torch (~1.4 s); recipe modules import without it
     from tinywave.eval.asr import PocketSphinxRecognizer, build_language_model
     from tinywave.eval.resynthesis import Spoken, intelligibility
-    from tinywave.eval.wer import normalize_text
-    from tinywave.vocoder.units import deduplicate
 
     text = {it.id: it.text for it in items if it.text}
     spoken = [Spoken(u.id, u.wav[: len(u.units) * vocoders["hifigan"].hop], text[u.id]) for u in held if u.id in text]
@@ -319,8 +321,6 @@ def heldout_wer(cfg: Config, out: Path, recognizer: Any, items: list[Any], train
 
 def write_samples(folder: Path, utts: list[Any], vocoders: dict[str, Any]) -> None:
     """``<id>_reference.wav`` and ``<id>_<vocoder>.wav`` for a few held-out utterances."""
-    from tinywave.audio.io import save_wav
-
     for u in utts:
         save_wav(folder / f"{u.id}_reference.wav", u.wav)
         for name, voc in vocoders.items():

@@ -48,6 +48,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from tinywave.training.sharded import load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +206,11 @@ class Parallel:
         return module
 
     def _ddp(self, module: nn.Module, blocks: list[nn.Module], find_unused: bool) -> nn.Module:
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
     def _fsdp(self, module: nn.Module, blocks: list[nn.Module], find_unused: bool) -> nn.Module:
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard  # lazy: torch.distributed.fsdp takes ~0.9 s to import; only FSDP runs need it
 
         if self.is_main and not self.sharded:
             self._skeleton = _plain_skeleton(module)  # receives the gathered weights at checkpoints
@@ -278,14 +279,10 @@ class Parallel:
 
     def save_sharded(self, folder: Path, optimizer: torch.optim.Optimizer) -> None:
         """Collective: every rank writes its shards of the wrapped module and of ``optimizer`` into ``folder``."""
-        from tinywave.training.sharded import save_state
-
         save_state(folder, self.module, optimizer)
 
     def load_sharded(self, folder: Path, optimizer: torch.optim.Optimizer) -> None:
         """Collective: the wrapped module and ``optimizer`` take a sharded checkpoint's state (any writer world size)."""
-        from tinywave.training.sharded import load_state
-
         if self.module is None:
             raise RuntimeError("load_sharded() needs the module from wrap()")
         load_state(folder, self.module, optimizer)
@@ -295,7 +292,7 @@ class Parallel:
         full optimizer state (rank 0; None elsewhere). none/ddp: None (the local state is complete)."""
         if self.mode != "fsdp":
             return None
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict  # lazy: DCP takes ~0.9 s to import; FSDP only
 
         model_state, optim_state = get_state_dict(self.module, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if not self.is_main:
@@ -308,7 +305,7 @@ class Parallel:
         if self.mode != "fsdp":
             optimizer.load_state_dict(state)
             return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict  # lazy: DCP (~0.9 s); FSDP only
 
         named = _by_name(state, self._param_order(optimizer))
         set_optimizer_state_dict(self.module, optimizer, named, options=StateDictOptions(full_state_dict=True))

@@ -42,7 +42,7 @@ WANDB_INSTALL = "pip install 'tinywave[wandb]'"
 def require_wandb() -> Any:
     """The wandb module, or a ValueError naming the extra to install."""
     try:
-        import wandb
+        import wandb  # lazy: wandb is an optional extra (tinywave[wandb]); this checks that it is installed
     except ImportError:
         raise ValueError(f"train.report_to with wandb needs the wandb package, which is not installed: {WANDB_INSTALL} "
                          "(then WANDB_MODE=offline logs without network), or leave wandb out of train.report_to") from None
@@ -68,6 +68,7 @@ class RunLogger:
         self.jsonl = JsonlAppender(self.log_path)
         self.tb = None
         if "tensorboard" in report_to:
+            # lazy: loads torch and the tensorboard package, needed only when reporting to tensorboard (this module imports without torch)
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
@@ -104,10 +105,10 @@ class RunLogger:
 
 def plot_loss_curves(log_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:
     """One panel per loss (each on its own scale) from a JSONL log; returns the PNG path (None if empty)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy (~0.5 s with pyplot) and only the loss plot needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg"), so no display backend is picked
 
     records = load_jsonl(log_path) if Path(log_path).exists() else []
     keys = loss_keys(records)

@@ -47,8 +47,10 @@ from tinywave.data.shards import IGNORE_INDEX
 from tinywave.precision_names import same_precision, short_or_same
 from tinywave.training.checkpoint import (
     checkpoint_root,
+    latest_checkpoint,
     load_side_optimizers,
     load_training_state,
+    read_config,
     save_checkpoint,
     save_sharded_checkpoint,
     save_side_optimizers,
@@ -354,8 +356,6 @@ def resume_point(run: RunSettings, config: dict[str, Any] | None = None) -> Path
     With ``config`` (the resolved config of this invocation), every difference from the
     checkpoint's config that could change the result is logged as a warning.
     """
-    from tinywave.training.checkpoint import latest_checkpoint, read_config
-
     if not run.out:
         raise ValueError("train.out is required: the run folder for checkpoints, logs and the final model")
     latest = latest_checkpoint(run.out)
