@@ -189,3 +189,30 @@ def test_sparse_topk_teacher_equals_its_dense_distribution(n, vocab, k_frac, tem
         hidden.grad = weight.grad = None
     for a, b in zip(*results):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("segmented", [False, True], ids=["plain", "segmented-rows"])
+def test_closed_form_attention_kl_equals_the_autograd_path(segmented):
+    """_BlockKL (loss and d/dq, d/dk in closed form) against the checkpointed log-softmax path, with padding,
+    an empty row, several blocks and (segmented) documents packed in a row."""
+    g = torch.Generator().manual_seed(5)
+    b, h, t, d = 3, 4, 19, 8
+    sq, sk = (torch.randn(b, h, t, d, generator=g) * 2).requires_grad_(), (torch.randn(b, 2, t, d, generator=g) * 2).requires_grad_()
+    tq, tk = torch.randn(b, h, t, d, generator=g) * 3, torch.randn(b, 2, t, d, generator=g) * 3
+    kmask = torch.ones(b, t, dtype=torch.bool)
+    kmask[1, 15:], kmask[2, :] = False, False  # a padded row and a row with no real token
+    qmask = kmask.clone()
+    qmask[0, 0] = False  # a real query row that does not count
+    segments = torch.tensor([[0] * 7 + [1] * 12, [0] * 10 + [1] * 9, [0] * 19]) if segmented else None
+    results = {}
+    for closed in (True, False):
+        loss = attention_kl_from_qk((sq, sk, 0.35), (tq, tk, 0.35), qmask, kmask, 5.0, block=6, segments=segments, closed_form=closed)
+        grads = torch.autograd.grad(loss, (sq, sk))
+        results[closed] = (loss.detach(), grads)
+    assert float(results[False][0]) > 1e-2  # the maps differ
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-5, atol=1e-6)
+    for got, want in zip(results[True][1], results[False][1]):
+        assert float(want.abs().max()) > 1e-4
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="closed_form=True needs equal head counts"):
+        attention_kl_from_qk((sq, sk, 0.35), (tq[:, :2], tk, 0.35), qmask, kmask, closed_form=True)

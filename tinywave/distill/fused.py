@@ -21,9 +21,17 @@ every other id): its KL and gradient are then computed without a dense teacher t
 layer's [B, H, T, T] probabilities (an explicit, slow attention in that layer), each
 mapped layer keeps SDPA for its output and :func:`record_qk` records its queries and keys
 (after RoPE). The KL between teacher and student attention rows is then computed in
-blocks of query rows, each block against the keys up to its last row only (causal), and
-recomputed in backward (activation checkpointing): memory O(block x T) per pair and about
-half the score matmuls of a dense map.
+blocks of query rows, each block against the keys up to its last row only (causal): about
+half the score matmuls of a dense map. When teacher and student have the same number of
+heads, a block's loss and its gradient come in closed form (:class:`_BlockKL`): with s the
+student's masked scores, l_t the teacher's attention log-probabilities and p_t = exp(l_t),
+
+    KL(row) = sum_j p_t (l_t - s) + logsumexp(s),      d KL / d s = softmax(s) - p_t,
+
+so the forward pass keeps only each row's two log-normalizers, and backward recomputes the
+scores once (no log-softmax graph, no second forward as activation checkpointing would run).
+Other head counts (their KL is between head-averaged maps) use the checkpointed autograd path.
+Memory is O(block x T) per pair either way.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from torch.utils.checkpoint import checkpoint
 QK_ATTENTION = "tinywave_qk"
 _QK_ATTR = "_tinywave_qk_record"
 _NEG = torch.finfo(torch.float32).min  # masked scores: exp gives exactly 0, differences stay finite
+_EXP_FLOOR = -80.0  # exp(-80) = 1.8e-35, a normal float32: exp arguments are floored here (see _exp_rows)
 
 
 # --- vocabulary losses --------------------------------------------------------------------
@@ -239,11 +248,7 @@ def _head_mean(logp: torch.Tensor) -> torch.Tensor:
 
 def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int, segments=None) -> torch.Tensor:  # positional: torch checkpoint
     """Sum over the block's real query rows of the head-mean KL(teacher row || student row)."""
-    n, m = sq.shape[2], sk.shape[2]  # the block's queries are positions start..start+n-1 of keys 0..m-1
-    causal = torch.arange(m, device=sq.device)[None, :] <= torch.arange(start, start + n, device=sq.device)[:, None]  # (n, m)
-    allowed = causal[None, None] & key_mask[:, None, None, :m]  # (B, 1, n, m)
-    if segments is not None:  # segmented rows: a query sees only the keys of its own segment
-        allowed = allowed & (segments[:, None, start : start + n, None] == segments[:, None, None, :m])
+    allowed = _block_allowed(key_mask, start, sq.shape[2], sk.shape[2], segments)  # (B, 1, n, m)
     ls = _block_logp(sq, sk, s_scale, allowed)  # (B, Hs, n, m)
     with torch.no_grad():
         lt = _block_logp(tq, tk, t_scale, allowed)  # (B, Ht, n, m)
@@ -251,6 +256,75 @@ def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int
         ls, lt = _head_mean(ls), _head_mean(lt)
     per_row = (lt.exp() * (lt - ls)).sum(-1).mean(1)  # (B, n)
     return (per_row * query_mask).sum()
+
+
+def _masked_scores(q: torch.Tensor, k: torch.Tensor, scale: float, blocked: torch.Tensor) -> torch.Tensor:
+    """(B, H, n, d) x (B, H, m, d) -> (B, H, n, m) float32 scaled scores, ``_NEG`` where ``blocked``."""
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        return torch.matmul(q.float() * scale, k.float().transpose(-1, -2)).masked_fill_(blocked, _NEG)
+
+
+def _exp_rows(x: torch.Tensor, blocked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(exp(x - max), 0 where blocked; its row sums, 1 on rows with no key; the row maxima) of (B, H, n, m) scores.
+
+    One exp pass, with its argument floored at ``_EXP_FLOOR``: masked keys (``_NEG``) and far tails would
+    otherwise take the exp kernel's slow path for huge or subnormal results (several times slower on CPU)."""
+    top = x.amax(-1, keepdim=True)  # (B, H, n, 1)
+    e = (x - top).clamp_(min=_EXP_FLOOR).exp_().masked_fill_(blocked, 0.0)
+    z = e.sum(-1, keepdim=True)
+    return e, z.masked_fill_(z == 0, 1.0), top
+
+
+def _teacher_rows(tq: torch.Tensor, tk: torch.Tensor, scale: float, blocked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(scores t, probabilities p_t, logsumexp) of the teacher's rows; p_t is 0 on masked keys and on rows without a key."""
+    t = _masked_scores(tq, tk, scale, blocked)
+    e, z, top = _exp_rows(t, blocked)
+    return t, e.div_(z), top + z.log()
+
+
+class _BlockKL(torch.autograd.Function):
+    """Sum over a block's real query rows of the head-mean KL(teacher row || student row), equal head counts.
+
+    Forward keeps the inputs (views) and the student rows' logsumexp; backward recomputes the
+    student scores and the teacher probabilities and returns d/dq, d/dk of the student only.
+    Rows without any allowed key (padding) count 0, as in the autograd path."""
+
+    @staticmethod
+    def forward(ctx, sq, sk, s_scale, tq, tk, t_scale, allowed, query_mask):
+        blocked = ~allowed  # (B, 1, n, m)
+        valid = allowed.any(-1).to(torch.float32)  # (B, 1, n): rows with at least one key
+        s = _masked_scores(sq, sk, s_scale, blocked)  # (B, H, n, m)
+        _, z, top = _exp_rows(s, blocked)
+        lse = top + z.log()  # (B, H, n, 1); a row with no key: its max (the exp in backward then gives 1, masked to 0)
+        t, pt, lse_t = _teacher_rows(tq, tk, t_scale, blocked)
+        # sum_j p_t (l_t - l_s) = sum_j p_t t - lse_t - sum_j p_t s + lse_s  (sum_j p_t = 1 on valid rows, 0 else)
+        per_head = (pt * t).sum(-1) - (pt * s).sum(-1) + (lse - lse_t).squeeze(-1) * valid  # (B, H, n)
+        ctx.save_for_backward(sq, sk, tq, tk, allowed, query_mask, lse, valid)
+        ctx.scales = (s_scale, t_scale)
+        return (per_head.mean(1) * query_mask).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        sq, sk, tq, tk, allowed, query_mask, lse, valid = ctx.saved_tensors
+        s_scale, t_scale = ctx.scales
+        blocked = ~allowed
+        _, pt, _ = _teacher_rows(tq, tk, t_scale, blocked)
+        d_scores = (_masked_scores(sq, sk, s_scale, blocked) - lse).clamp_(min=_EXP_FLOOR).exp_().masked_fill_(blocked, 0.0)  # softmax
+        row = (grad * query_mask[:, None, :] * valid * (s_scale / sq.shape[1]))[..., None]  # (B, 1, n, 1)
+        d_scores = d_scores.sub_(pt).mul_(row)  # d loss / d (q k^T), (B, H, n, m)
+        d_q = torch.matmul(d_scores, sk.float()).to(sq.dtype)  # (B, H, n, d)
+        d_k = torch.matmul(d_scores.transpose(-1, -2), sq.float()).to(sk.dtype)  # (B, H, m, d)
+        return d_q, d_k, None, None, None, None, None, None
+
+
+def _block_allowed(key_mask: torch.Tensor, start: int, n: int, m: int, segments: torch.Tensor | None) -> torch.Tensor:
+    """(B, 1, n, m): which keys 0..m-1 the queries start..start+n-1 attend (causal, real keys, own segment)."""
+    device = key_mask.device
+    causal = torch.arange(m, device=device)[None, :] <= torch.arange(start, start + n, device=device)[:, None]  # (n, m)
+    allowed = causal[None, None] & key_mask[:, None, None, :m]
+    if segments is not None:  # segmented rows: a query sees only the keys of its own segment
+        allowed = allowed & (segments[:, None, start : start + n, None] == segments[:, None, None, :m])
+    return allowed
 
 
 def attention_kl_from_qk(
@@ -261,21 +335,32 @@ def attention_kl_from_qk(
     normalizer: float | None = None,
     block: int = 128,
     *, segments: torch.Tensor | None = None,
+    closed_form: bool | None = None,
 ) -> torch.Tensor:
     """``losses.attention_loss`` of one layer pair from recorded (query, key, scale) of both models.
 
     query (B, H, T, d), key (B, Hkv, T, d); query_mask: (B, T) rows that count; key_mask:
     (B, T) real keys (future keys are always excluded); segments: (B, T) segment index of each
     token for segmented rows (``packing=split``: keys of other segments are excluded too), or
-    None. Blocks of ``block`` query rows are checkpointed when the student's queries need gradients.
+    None. closed_form: None picks :class:`_BlockKL` when both have the same number of heads;
+    False forces the checkpointed autograd path (the reference for tests and benchmarks/attention_kl.py).
     """
     (sq, sk, s_scale), (tq, tk, t_scale) = student, teacher
     sk, tk = _repeat_heads(sk, sq.shape[1]), _repeat_heads(tk, tq.shape[1])
     qmask, kmask = query_mask.to(torch.float32), key_mask.bool()
     grad = torch.is_grad_enabled() and (sq.requires_grad or sk.requires_grad)
+    same_heads = sq.shape[1] == tq.shape[1]
+    if closed_form and not same_heads:
+        raise ValueError(f"closed_form=True needs equal head counts (student {sq.shape[1]}, teacher {tq.shape[1]}); use None")
+    closed_form = same_heads if closed_form is None else closed_form
     total = sq.new_zeros((), dtype=torch.float32)
     for a in range(0, sq.shape[2], block):
         b = min(a + block, sq.shape[2])
+        if closed_form:
+            allowed = _block_allowed(kmask, a, b - a, b, segments)
+            total = total + _BlockKL.apply(sq[:, :, a:b], sk[:, :, :b], s_scale, tq[:, :, a:b].detach(), tk[:, :, :b].detach(), t_scale,
+                                           allowed, qmask[:, a:b])
+            continue
         args = (sq[:, :, a:b], sk[:, :, :b], s_scale, tq[:, :, a:b], tk[:, :, :b], t_scale, kmask, qmask[:, a:b], a, segments)
         total = total + (checkpoint(_block_kl, *args, use_reentrant=False) if grad else _block_kl(*args))
     count = float(query_mask.sum()) if normalizer is None else float(normalizer)
