@@ -57,3 +57,33 @@ def test_int8_needs_an_fp32_model():
     tok, _ = tiny_tokenizer()
     with pytest.raises(ValueError, match="int8 dynamic quantization needs an fp32 model; use dtype=fp32 with int8"):
         prepare(tiny_llama(tokenizer=tok, lm_head_scale=8.0), "bf16", int8=True)
+
+
+def test_torchao_backend_quantizes_the_same_layers_and_stays_close_to_fp32():
+    """int8_backend=torchao (tinywave/generate/int8.py): every linear becomes torchao's int8 tensor subclass,
+    the logits stay as close to fp32 as the built-in backend's, and an unknown backend names the choices."""
+    tok, _ = tiny_tokenizer()
+    fp32 = tiny_llama(tokenizer=tok, layers=2, width=64, lm_head_scale=8.0).eval()
+    with torch.no_grad():
+        fp32.lm_head.weight.mul_(20.0)
+    ao = prepare(copy.deepcopy(fp32), "fp32", int8=True, int8_backend="torchao")
+    ours = prepare(copy.deepcopy(fp32), "fp32", int8=True)
+    linears = [m for m in ao.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(type(m.weight).__module__.startswith("torchao") for m in linears)  # every linear, weights int8
+    ids = torch.randint(0, len(tok), (2, 24))  # (B, T)
+    with torch.no_grad():
+        ref, a, b = fp32(ids).logits, ao(ids).logits, ours(ids).logits  # (B, T, V)
+    rel = {name: float((x - ref).abs().max() / ref.abs().max()) for name, x in (("torchao", a), ("tinywave", b))}
+    print(f"\n[int8] max |logit diff| / max |logit|: {rel}")
+    assert rel["torchao"] < 0.05 and rel["torchao"] < 3 * rel["tinywave"] + 1e-3
+    assert float((a.argmax(-1) == ref.argmax(-1)).float().mean()) >= 0.9
+    with pytest.raises(ValueError, match=r"int8_backend='onnx' is not known; choose one of \['tinywave', 'torchao'\]"):
+        prepare(copy.deepcopy(fp32), "fp32", int8=True, int8_backend="onnx")
+
+
+def test_torchao_backend_without_the_package_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # `from torchao.quantization import ...` fails, as when not installed
+    with pytest.raises(ValueError, match=r"int8_backend=torchao needs the torchao package: pip install 'tinywave\[torchao\]'"):
+        prepare(nn.Sequential(nn.Linear(4, 4)), "fp32", int8=True, int8_backend="torchao")

@@ -28,6 +28,7 @@ PRECISIONS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
     "fp32": lambda m: m,
     "bf16": lambda m: prepare(copy.deepcopy(m), "bf16"),
     "int8": lambda m: prepare(copy.deepcopy(m), "fp32", int8=True),
+    "int8-torchao": lambda m: prepare(copy.deepcopy(m), "fp32", int8=True, int8_backend="torchao"),
 }
 
 

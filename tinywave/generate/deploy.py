@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from tinywave.generate.int8 import quantize_linears
+from tinywave.generate.int8 import int8_backend
 from tinywave.hub import resolve_model_dir
 from tinywave.precision_names import torch_dtype
 
@@ -26,20 +26,21 @@ def check_dtype(dtype: str) -> torch.dtype:
     return torch_dtype(dtype, CPU_PRECISIONS)
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of all ``nn.Linear`` layers, in place (fp32 models only)."""
+def quantize_int8(model: torch.nn.Module, backend: str = "tinywave") -> torch.nn.Module:
+    """Dynamic int8 quantization of all ``nn.Linear`` layers, in place (fp32 models only); backend: tinywave or torchao."""
+    quantize = int8_backend(backend)
     if next(model.parameters()).dtype != torch.float32:
         raise ValueError("int8 dynamic quantization needs an fp32 model; use dtype=fp32 with int8")
-    return quantize_linears(model)
+    return quantize(model)
 
 
-def prepare(model: torch.nn.Module, dtype: str = "fp32", int8: bool = False) -> torch.nn.Module:
+def prepare(model: torch.nn.Module, dtype: str = "fp32", int8: bool = False, int8_backend: str = "tinywave") -> torch.nn.Module:
     """Eval mode, the dtype, and optional int8 linears."""
     model = model.eval().to(check_dtype(dtype))
-    return quantize_int8(model) if int8 else model
+    return quantize_int8(model, int8_backend) if int8 else model
 
 
-def load_causal_lm(path: str | Path, dtype: str = "fp32", int8: bool = False) -> torch.nn.Module:
+def load_causal_lm(path: str | Path, dtype: str = "fp32", int8: bool = False, int8_backend: str = "tinywave") -> torch.nn.Module:
     """A plain Hugging Face causal-LM directory (or a hub id in the local HF cache), ready for CPU decoding."""
     from transformers import AutoModelForCausalLM  # lazy: transformers is heavy (~3 s); prepare() and int8 work on any torch model
 
@@ -47,4 +48,4 @@ def load_causal_lm(path: str | Path, dtype: str = "fp32", int8: bool = False) ->
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"model directory {path} has no config.json; pass a Hugging Face model directory (e.g. from `tinywave export`)")
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=check_dtype(dtype), local_files_only=True)
-    return prepare(model, dtype, int8)
+    return prepare(model, dtype, int8, int8_backend)

@@ -97,13 +97,13 @@ class SpeechLM:
 
     @classmethod
     def load(cls, model_dir: str | Path, vocoder: str | Path | None = None, dtype: str = "fp32", int8: bool = False,
-             speech_tokenizer: Any = None) -> "SpeechLM":
+             speech_tokenizer: Any = None, *, int8_backend: str = "tinywave") -> "SpeechLM":
         """A model directory; the speech tokenizer and vocoder load on first use.
 
         ``vocoder``: a directory, None for ``<model>/vocoder``, or "none" for no audio output.
         """
         model_dir = Path(model_dir)
-        model = load_causal_lm(model_dir, dtype, int8)
+        model = load_causal_lm(model_dir, dtype, int8, int8_backend)
         tokenizer = load_tokenizer(model_dir)
         voc_dir = model_dir / "vocoder" if vocoder is None else Path(vocoder) if str(vocoder) != "none" else None
         return cls(model, tokenizer, speech_tokenizer=speech_tokenizer,

@@ -42,6 +42,7 @@ class Config:
     autoplay: str = field("student", help="the model whose stream plays by itself: teacher, student or '' (neither)")
     dtype: str = field("fp32", help="fp32 or bf16 (float32, bfloat16 also work)")
     int8: bool = field(False, help="int8 linear layers, as `tinywave generate --int8`")
+    int8_backend: str = field("tinywave", help="int8 quantizer: tinywave or torchao, as `tinywave generate int8_backend=...`")
     open_browser: bool = field(False, help="open the page in the default browser")
 
 
@@ -79,12 +80,12 @@ def describe(lm: Any, folder: Path, int8: bool) -> str:
     return f"{c.num_hidden_layers} layers, width {c.hidden_size}, {size} · `{folder}`"
 
 
-def load_models(folders: dict[str, Path | None], dtype: str, int8: bool) -> dict[str, Any]:
+def load_models(folders: dict[str, Path | None], dtype: str, int8: bool, int8_backend: str = "tinywave") -> dict[str, Any]:
     """Both models with the vocoder loaded now (errors at start, not on the first click)."""
     from tinywave.generate.speechlm import SpeechLM  # lazy: torch and transformers (~4 s); `tinywave app --help` loads neither
 
     vocoder = pick_vocoder(folders["vocoder"]) if folders["vocoder"] is not None else "none"
-    models = {role: SpeechLM.load(folders[role], vocoder, dtype, int8) for role in ROLES}
+    models = {role: SpeechLM.load(folders[role], vocoder, dtype, int8, int8_backend=int8_backend) for role in ROLES}
     for role, lm in models.items():
         lm.vocoder  # noqa: B018  (loads it)
         if not (Path(folders[role]) / "speech_tokenizer").is_dir():
@@ -124,7 +125,7 @@ def run(cfg: Config) -> int:
     from tinywave.app.ui import build_app  # lazy: gradio (the optional app extra) and torch, only once the checks passed
 
     # 2. the models and the vocoder
-    models = load_models(folders, cfg.dtype, cfg.int8)
+    models = load_models(folders, cfg.dtype, cfg.int8, cfg.int8_backend)
     descriptions = {role: describe(lm, folders[role], cfg.int8) for role, lm in models.items()}
     # 3. the page, served until interrupted
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests

@@ -32,7 +32,8 @@ class Config:
     model: list[str] = field([], help="NAME=DIR model directories, e.g. teacher=runs/models/teacher (repeatable)")
     vocoder: str = field("", help="vocoder directory to include in RTF ('' : <model>/vocoder if present; 'none': LM only)")
     batch_size: list[int] = field([1, 8], help="batch sizes to time (repeatable: --batch-size 1 --batch-size 8)")
-    precision: list[str] = field(["fp32", "bf16", "int8"], help="fp32, bf16, int8 (dynamic int8 linears on fp32); bfloat16 also works")
+    precision: list[str] = field(["fp32", "bf16", "int8"], help="fp32, bf16, int8 (dynamic int8 linears on fp32), int8-torchao (the same "
+                                                                      "with torchao: pip install 'tinywave[torchao]'); bfloat16 also works")
     prompt_tokens: int = field(64, help="prompt length in tokens")
     new_tokens: int = field(64, help="tokens generated per row")
     repeats: int = field(3, help="timed runs per setting (median)")

@@ -53,6 +53,8 @@ class Config:
     speaker: str = field("0", help="vocoder speaker: index or name from speakers.txt")
     dtype: str = field("fp32", help="fp32 or bf16 (float32, bfloat16 also work)")
     int8: bool = field(False, help="dynamic int8 quantization of linear layers")
+    int8_backend: str = field("tinywave", help="int8 quantizer: tinywave (torch alone) or torchao (pip install 'tinywave[torchao]'); "
+                                               "tinywave/generate/int8.py compares them")
     chunk_units: int = field(25, help="streaming: units per audio chunk")
 
 
@@ -135,7 +137,7 @@ def run(cfg: Config) -> int:
     prompts = read_prompts(cfg)
     options = _options(cfg)
     # 2. the model; every prompt is encoded (audio read and tokenized) before decoding starts
-    lm = SpeechLM.load(cfg.model, cfg.vocoder or None, cfg.dtype, cfg.int8)
+    lm = SpeechLM.load(cfg.model, cfg.vocoder or None, cfg.dtype, cfg.int8, int8_backend=cfg.int8_backend)
     prompts = [(pid, lm.encode(items, cfg.modality)) for pid, items in prompts]  # audio read and tokenized once
     if cfg.modality != "text" and lm.vocoder is None:
         log.warning("no vocoder: writing transcripts only")
