@@ -224,7 +224,7 @@ class FaultyLoss:
 
 
 def settings(out: Path, **kw) -> RunSettings:
-    return RunSettings(**{"out": str(out), "steps": 4, "ckpt_every": 1, "tensorboard": False, **kw})
+    return RunSettings(**{"out": str(out), "steps": 4, "ckpt_every": 1, "report_to": [], **kw})
 
 
 def run_fit(out: Path, shards, faults: dict[int, float], **kw):
