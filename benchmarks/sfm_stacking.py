@@ -209,7 +209,7 @@ def run_seed_mode(mode: str, seed: int, teacher, bank, cache: dict, ctx: argpars
     folder = record_file.parent
     if ctx.reuse and record_file.is_file():
         record = json.loads(record_file.read_text())
-        if record["sizes"] != dataclasses.asdict(ctx.sizes) or record["budget"] != ctx.budget:
+        if record["sizes"] != json.loads(json.dumps(dataclasses.asdict(ctx.sizes))) or record["budget"] != ctx.budget:  # as JSON: tuples are lists
             raise SystemExit(f"{record_file} was made with other sizes or budget; delete {ctx.work / 'runs'} "
                              "or choose another --work")
         return record

@@ -123,3 +123,8 @@ def test_quick_study_writes_every_mode_s_figures(tmp_path):
     assert a["probe_items"] == {"ks": 4, "sid": 4, "pr": 4}
     assert a["verdict"]["claim"].split(":")[0] in ("supported", "contradicted", "not shown")
     assert "# Stacking study" in out.with_suffix(".md").read_text()
+    # a rerun with --reuse reads every (seed, mode) record back (JSON turns the sizes' tuples into lists) and trains nothing
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sfm_stacking.py"), "--quick", "--reuse", "--work",
+                            str(tmp_path / "work"), "--out", str(tmp_path / "again.json")], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "again.json").read_text())["analysis"]["quality"] == a["quality"]
