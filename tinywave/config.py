@@ -197,7 +197,7 @@ def _set_dotted(tree: dict[str, Any], cls: type, dotted: str, raw: str, entries:
             value = _parse_value(raw)
             node[part] = _Whole(value) if mapping and isinstance(value, dict) else value  # mixture={...} replaces the YAML's mapping
             return
-        if i == len(parts) - 2 and mapping:  # mixture.speech=0.7: one entry, set after the YAML is merged (resolve_entries)
+        if i == len(parts) - 2 and mapping:  # mixture.speech=0.7: one entry, set after the YAML is merged (_set_entries)
             entries.append((tuple(parts[:-1]), node_cls, parts[-1], _parse_value(raw)))
             return
         sub = _dataclass_of(tp)
