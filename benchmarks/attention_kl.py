@@ -12,6 +12,17 @@ teacher and student attention rows from recorded queries and keys
 * ``closed``: :class:`tinywave.distill.fused._BlockKL`, the loss from each row's two
   log-normalizers and the gradient ``softmax(s) - p_teacher`` in closed form.
 
+With ``--packed`` (the default shapes include it), rows hold documents of the demo's
+measured length (124 tokens on average, lengths drawn from a geometric law; each its own
+segment, ``packing=split``), and two more variants run:
+
+* ``closed_nowin``: the closed form over every causal key of a block (the code before key
+  windows);
+* ``closed_b64``: key windows with blocks of 64 query rows instead of 128.
+
+``closed`` then skips, per block of queries, the keys before the earliest start of their
+segments in any row (the loss is unchanged: tests/test_perf_fused.py).
+
 A step is forward + backward of one pair (no optimizer). Variants alternate within each
 round; the figure is the ratio of medians over ``--rounds`` rounds, so a change of machine
 load hits both alike. Writes ``benchmarks/results/attention_kl.json`` (or ``--out``).
@@ -39,18 +50,33 @@ from tinywave.distill.fused import attention_kl_from_qk  # noqa: E402
 # (name, rows B, heads H, tokens T, head dim d): the demo's student step (4 x 512, 4 heads of 64), a longer context
 SHAPES = {"demo 4x512, 4 heads x 64": (4, 4, 512, 64), "2x1024, 8 heads x 64": (2, 8, 1024, 64)}
 QUICK = {"quick 2x64, 2 heads x 16": (2, 2, 64, 16)}
+DOC_TOKENS = 124  # mean document length of the demo's student shards (468,429 tokens in 3,788 documents)
+# variant -> keyword arguments of attention_kl_from_qk
+VARIANTS = {"closed": {"closed_form": True}, "autograd": {"closed_form": False},
+            "closed_nowin": {"closed_form": True, "key_windows": False}, "closed_b64": {"closed_form": True, "block": 64}}
+PLAIN = ("closed", "autograd")
 
 
-def inputs(b: int, h: int, t: int, d: int, seed: int = 0) -> dict:
+def packed_segments(b: int, t: int, mean: int, seed: int) -> torch.Tensor:
+    """(B, T) segment index of packed rows: documents of geometric lengths (mean ``mean``) cut across rows."""
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.rand(b, t, generator=g) < 1.0 / mean
+    starts[:, 0] = True  # a row starts a segment (a document continued from the previous row)
+    return starts.long().cumsum(-1) - 1
+
+
+def inputs(b: int, h: int, t: int, d: int, seed: int = 0, packed: bool = False) -> dict:
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(b, t, dtype=torch.bool)  # (B, T): every token real, as in padding-free rows
     return {"s": [torch.randn(b, h, t, d, generator=g).requires_grad_() for _ in range(2)],
-            "t": [torch.randn(b, h, t, d, generator=g) * 2 for _ in range(2)], "mask": mask, "scale": d ** -0.5}
+            "t": [torch.randn(b, h, t, d, generator=g) * 2 for _ in range(2)], "mask": mask, "scale": d ** -0.5,
+            "segments": packed_segments(b, t, DOC_TOKENS, seed) if packed else None}
 
 
-def step_seconds(x: dict, closed: bool) -> float:
+def step_seconds(x: dict, variant: str) -> float:
     t0 = time.perf_counter()
-    loss = attention_kl_from_qk((*x["s"], x["scale"]), (*x["t"], x["scale"]), x["mask"], x["mask"], closed_form=closed)
+    loss = attention_kl_from_qk((*x["s"], x["scale"]), (*x["t"], x["scale"]), x["mask"], x["mask"], segments=x["segments"],
+                                **VARIANTS[variant])
     loss.backward()
     seconds = time.perf_counter() - t0
     for p in x["s"]:
@@ -58,17 +84,20 @@ def step_seconds(x: dict, closed: bool) -> float:
     return seconds
 
 
-def measure(shape: tuple[int, int, int, int], threads: int, rounds: int) -> dict:
+def measure(shape: tuple[int, int, int, int], threads: int, rounds: int, packed: bool) -> dict:
     torch.set_num_threads(threads)
-    x = inputs(*shape)
-    for closed in (True, False):  # warm-up
-        step_seconds(x, closed)
-    times: dict[str, list[float]] = {"closed": [], "autograd": []}
+    x = inputs(*shape, packed=packed)
+    variants = list(VARIANTS) if packed else list(PLAIN)
+    for v in variants:  # warm-up
+        step_seconds(x, v)
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(rounds):
-        for name, closed in (("closed", True), ("autograd", False)):
-            times[name].append(step_seconds(x, closed))
+        for v in variants:
+            times[v].append(step_seconds(x, v))
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"threads": threads, "median_s": med, "speedup": med["autograd"] / med["closed"], "times": times}
+    ratios = {f"{v} / closed": med[v] / med["closed"] for v in variants if v != "closed"}
+    return {"threads": threads, "packed": packed, "median_s": med, "speedup": med["autograd"] / med["closed"], "ratios": ratios,
+            "times": times}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,18 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="alternating rounds per shape and thread count")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure")
     ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/attention_kl.json)")
+    ap.add_argument("--packing", nargs="+", default=["plain", "packed"], choices=["plain", "packed"],
+                    help="rows of one document each (plain) and/or documents packed as segments (packed)")
     a = ap.parse_args(argv)
     shapes, rounds = (QUICK, 2) if a.quick else (SHAPES, a.rounds)
     load = [round(v, 2) for v in os.getloadavg()]
     rows, figures = [], []
     for name, shape in shapes.items():
-        for threads in a.threads:
-            r = {"shape": name, "B_H_T_d": shape, **measure(shape, threads, rounds)}
-            rows.append(r)
-            print(f"{name}, {threads} thread(s): closed {r['median_s']['closed'] * 1e3:.1f} ms, autograd "
-                  f"{r['median_s']['autograd'] * 1e3:.1f} ms per pair step -> {r['speedup']:.2f}x")
-            figures.append(figure(f"attention KL step, autograd / closed form, {name}, {threads} thread(s)", round(r["speedup"], 3), "x",
-                                  note=f"median of {rounds} alternating rounds"))
+        for packing in a.packing:
+            for threads in a.threads:
+                r = {"shape": name, "B_H_T_d": shape, **measure(shape, threads, rounds, packing == "packed")}
+                rows.append(r)
+                label = f"{name}, {packing} rows, {threads} thread(s)"
+                print(f"{label}: " + ", ".join(f"{v} {s * 1e3:.1f} ms" for v, s in r["median_s"].items())
+                      + " per pair step; " + ", ".join(f"{k} {x:.2f}x" for k, x in r["ratios"].items()))
+                for key, x in r["ratios"].items():
+                    figures.append(figure(f"attention KL step, {key}, {label}", round(x, 3), "x",
+                                          note=f"median of {rounds} alternating rounds"))
     write_results("attention_kl", figures, conditions("fp32", threads=max(a.threads), load_average_at_start=load), a.out or None,
                   rows=rows, rounds=rounds)
     return 0

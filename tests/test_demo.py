@@ -166,6 +166,7 @@ def test_student_logs_distillation_terms_and_baselines_do_not(demo_dir):
 
     for seed in SEEDS:
         assert {"ce", "kl", "hidden", "attn"} <= keys(f"student-s{seed}")
+        assert (demo_dir / "runs" / f"student-s{seed}" / "stdout.log").is_file()  # trained in a child process, two at a time
         for base in ("baseline_pruned_ce", "baseline_random_ce"):
             assert "ce" in keys(f"{base}-s{seed}") and not {"kl", "hidden", "attn"} & keys(f"{base}-s{seed}")
 

@@ -118,3 +118,27 @@ def test_the_demo_names_the_upstream_of_every_stage_it_can_run():
     for recipe in (demo, demo_assets):
         for family in recipe.DEPENDS:
             assert family in recipe.UPSTREAM or any(k.startswith(family + "_") for k in recipe.UPSTREAM), family
+
+
+def test_stages_run_from_several_threads_are_all_recorded(tmp_path):
+    """The demo trains students in threads (tinywave/demo/workers.py): concurrent stages each land in stages.json once."""
+    import threading
+
+    stages = Stages(tmp_path, CONFIG, DEPENDS, UPSTREAM)
+    stages.run("teacher", lambda: {})
+    barrier = threading.Barrier(4)
+
+    def student(seed: int) -> None:
+        barrier.wait()  # all four start their stage together
+        stages.run(f"students:s{seed}", lambda: {"seed": seed})
+
+    threads = [threading.Thread(target=student, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    saved = json.loads((tmp_path / "stages.json").read_text())
+    assert {f"students:s{s}" for s in range(4)} <= set(saved["done"])
+    assert [saved["done"][f"students:s{s}"]["seed"] for s in range(4)] == [0, 1, 2, 3]
+    orders = [saved["order"][n] for n in saved["done"]]
+    assert len(set(orders)) == len(orders)  # each finish has its own place in the order

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinywave.data.shards import labels_from_batch
-from tinywave.distill.fused import attention_kl_from_qk, fused_vocab_losses, record_qk, use_qk_attention
+from tinywave.distill.fused import _segment_first, attention_kl_from_qk, fused_vocab_losses, record_qk, use_qk_attention
 from tinywave.distill.losses import IGNORE_INDEX, attention_loss, ce_loss, hidden_loss, kl_loss
 from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.distill.teacher import OnlineTeacher
@@ -216,3 +216,39 @@ def test_closed_form_attention_kl_equals_the_autograd_path(segmented):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="closed_form=True needs equal head counts"):
         attention_kl_from_qk((sq, sk, 0.35), (tq[:, :2], tk, 0.35), qmask, kmask, closed_form=True)
+
+
+def dense_attention_kl(sq, sk, tq, tk, scale, qmask, kmask, segments, normalizer):
+    """Reference: full (B, H, T, T) maps in float64 under the block-causal segment mask, no blocks and no key windows."""
+    t = sq.shape[2]
+    allowed = torch.ones(t, t, dtype=torch.bool).tril()[None, None] & kmask[:, None, None, :] & (segments[:, None, :, None] == segments[:, None, None, :])
+    logp = lambda q, k: torch.log_softmax((q.double() @ k.double().transpose(-1, -2) * scale).masked_fill(~allowed, -1e300), -1)
+    ls, lt = logp(sq, sk), logp(tq, tk)
+    pt = lt.exp() * allowed
+    per_row = (pt * (lt - ls).masked_fill(~allowed, 0.0)).sum(-1).mean(1)  # (B, T)
+    return (per_row * qmask).sum() / normalizer
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["closed-form", "autograd"])
+def test_segment_key_windows_leave_the_attention_kl_unchanged(closed):
+    """Query blocks skip the keys before their segments' earliest start (in every row): loss and gradients equal
+    the dense reference, with segments that make the windows start late, padding and a query row that does not count."""
+    g = torch.Generator().manual_seed(11)
+    b, h, t, d = 2, 4, 24, 8
+    sq, sk = (torch.randn(b, h, t, d, generator=g) * 2).requires_grad_(), (torch.randn(b, h, t, d, generator=g) * 2).requires_grad_()
+    tq, tk = torch.randn(b, h, t, d, generator=g) * 3, torch.randn(b, h, t, d, generator=g) * 3
+    segments = torch.tensor([[0] * 5 + [1] * 9 + [2] * 10, [0] * 8 + [1] * 10 + [2] * 6])
+    kmask = torch.ones(b, t, dtype=torch.bool)
+    kmask[1, 21:] = False
+    qmask = kmask.clone()
+    qmask[0, 6] = False
+    first = _segment_first(segments)
+    assert first[:, 8].min() == 5 and first[:, 20].min() == 14  # the windows really start late
+    got = attention_kl_from_qk((sq, sk, 0.3), (tq, tk, 0.3), qmask, kmask, 6.0, block=4, segments=segments, closed_form=closed)
+    got_grads = torch.autograd.grad(got, (sq, sk))
+    want = dense_attention_kl(sq, sk, tq, tk, 0.3, qmask.double(), kmask, segments, 6.0)
+    want_grads = torch.autograd.grad(want, (sq, sk))
+    assert float(want.detach()) > 1e-2
+    torch.testing.assert_close(got.double(), want.detach(), rtol=1e-5, atol=1e-6)
+    for a, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, w, rtol=1e-4, atol=1e-6)

@@ -23,6 +23,7 @@ import importlib
 import json
 import logging
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -58,6 +59,7 @@ class Stages:
         self.config = config
         self.depends, self.upstream = depends, upstream
         self.state: dict[str, Any] = {"config": config, "done": {}, "inputs": {}, "order": {}, "stale": []}
+        self._lock = threading.RLock()
         if self.path.is_file():
             saved = json.loads(self.path.read_text())
             self.state.update({k: saved.get(k, self.state[k]) for k in ("done", "inputs", "order", "stale")})
@@ -93,24 +95,28 @@ class Stages:
         atomic_write_text(self.path, json.dumps(self.state, indent=1))
 
     def run(self, name: str, fn: Callable[[], dict[str, Any] | None], clear: list[Path] | None = None) -> dict[str, Any]:
-        self.prerequisites(name)  # a stage must say what it reads before it first runs
-        if name in self.state["done"]:
-            reason = self.why_outdated(name)
-            if reason is None:
-                log.info("%s already done, skipping", name)
-                return self.state["done"][name]
-            log.info("%s: %s; clearing its output and running it again", name, reason)
-            self._forget(name, clear or [])
-        elif name in self.state["stale"]:  # outputs of an older configuration (stages.json of earlier versions)
-            self._forget(name, clear or [])
+        """Run stage ``name`` unless it is done and up to date. Safe to call from several threads at once (the
+        bookkeeping is locked; ``fn`` runs unlocked), for stages that do not read each other."""
+        with self._lock:
+            self.prerequisites(name)  # a stage must say what it reads before it first runs
+            if name in self.state["done"]:
+                reason = self.why_outdated(name)
+                if reason is None:
+                    log.info("%s already done, skipping", name)
+                    return self.state["done"][name]
+                log.info("%s: %s; clearing its output and running it again", name, reason)
+                self._forget(name, clear or [])
+            elif name in self.state["stale"]:  # outputs of an older configuration (stages.json of earlier versions)
+                self._forget(name, clear or [])
         log.info("%s ...", name)
         t0 = time.monotonic()
         info = fn() or {}
         info["seconds"] = round(time.monotonic() - t0, 1)
-        self.state["done"][name] = info
-        self.state["inputs"][name] = self.inputs(name)
-        self.state["order"][name] = 1 + max(self.state["order"].values(), default=0)
-        atomic_write_text(self.path, json.dumps(self.state, indent=1))
+        with self._lock:
+            self.state["done"][name] = info
+            self.state["inputs"][name] = self.inputs(name)
+            self.state["order"][name] = 1 + max(self.state["order"].values(), default=0)
+            atomic_write_text(self.path, json.dumps(self.state, indent=1))
         log.info("%s done in %.0f s", name, info["seconds"])
         return info
 

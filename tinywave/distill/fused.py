@@ -46,6 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tinywave.models.windowed import windowable, windowed_sdpa
+
 QK_ATTENTION = "tinywave_qk"
 _QK_ATTR = "_tinywave_qk_record"
 _NEG = torch.finfo(torch.float32).min  # masked scores: exp gives exactly 0, differences stay finite
@@ -190,13 +192,20 @@ def fused_vocab_losses(
 # --- recording queries and keys ------------------------------------------------------------
 
 def qk_attention_forward(module: nn.Module, query, key, value, attention_mask, scaling=None, *, dropout: float = 0.0, **kwargs):
-    """SDPA, recording (query, key, scale) of layers inside :func:`record_qk` (AttentionInterface signature)."""
+    """SDPA, recording (query, key, scale) of layers inside :func:`record_qk` (AttentionInterface signature).
+
+    Segmented rows (a boolean block-causal mask over as many keys as queries) run as
+    :func:`tinywave.models.windowed.windowed_sdpa`: per block of queries, only the keys the mask
+    allows at all (same outputs and gradients); everything else is transformers' SDPA call."""
     # lazy: transformers is heavy (~3 s); the fused losses and the cache run on any torch model without it
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     record = getattr(module, _QK_ATTR, None)
     if record is not None:
         record[module.layer_idx] = (query, key, scaling if scaling is not None else query.shape[-1] ** -0.5)
+    if windowable(query, key, attention_mask) and kwargs.get("position_bias") is None and kwargs.get("softcap") is None:
+        out = windowed_sdpa(query, key, value, attention_mask, scale=scaling, dropout=dropout)  # (B, H, T, d)
+        return out.transpose(1, 2).contiguous(), None
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
@@ -246,9 +255,9 @@ def _head_mean(logp: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logp, dim=1, keepdim=True) - math.log(logp.shape[1])  # (B, 1, n, m)
 
 
-def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int, segments=None) -> torch.Tensor:  # positional: torch checkpoint
-    """Sum over the block's real query rows of the head-mean KL(teacher row || student row)."""
-    allowed = _block_allowed(key_mask, start, sq.shape[2], sk.shape[2], segments)  # (B, 1, n, m)
+def _block_kl(sq, sk, s_scale, tq, tk, t_scale, key_mask, query_mask, start: int, segments=None, lo: int = 0) -> torch.Tensor:  # positional: torch checkpoint
+    """Sum over the block's real query rows of the head-mean KL(teacher row || student row); keys lo..lo+m-1."""
+    allowed = _block_allowed(key_mask, start, sq.shape[2], lo + sk.shape[2], segments, lo)  # (B, 1, n, m)
     ls = _block_logp(sq, sk, s_scale, allowed)  # (B, Hs, n, m)
     with torch.no_grad():
         lt = _block_logp(tq, tk, t_scale, allowed)  # (B, Ht, n, m)
@@ -317,14 +326,22 @@ class _BlockKL(torch.autograd.Function):
         return d_q, d_k, None, None, None, None, None, None
 
 
-def _block_allowed(key_mask: torch.Tensor, start: int, n: int, m: int, segments: torch.Tensor | None) -> torch.Tensor:
-    """(B, 1, n, m): which keys 0..m-1 the queries start..start+n-1 attend (causal, real keys, own segment)."""
+def _block_allowed(key_mask: torch.Tensor, start: int, n: int, m: int, segments: torch.Tensor | None, lo: int = 0) -> torch.Tensor:
+    """(B, 1, n, m - lo): which keys lo..m-1 the queries start..start+n-1 attend (causal, real keys, own segment)."""
     device = key_mask.device
-    causal = torch.arange(m, device=device)[None, :] <= torch.arange(start, start + n, device=device)[:, None]  # (n, m)
-    allowed = causal[None, None] & key_mask[:, None, None, :m]
+    causal = torch.arange(lo, m, device=device)[None, :] <= torch.arange(start, start + n, device=device)[:, None]  # (n, m - lo)
+    allowed = causal[None, None] & key_mask[:, None, None, lo:m]
     if segments is not None:  # segmented rows: a query sees only the keys of its own segment
-        allowed = allowed & (segments[:, None, start : start + n, None] == segments[:, None, None, :m])
+        allowed = allowed & (segments[:, None, start : start + n, None] == segments[:, None, None, lo:m])
     return allowed
+
+
+def _segment_first(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T) segment index of each token (non-decreasing along a row) -> (B, T) position of its segment's first token."""
+    t = torch.arange(segments.shape[1], device=segments.device).expand_as(segments)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    return torch.where(starts, t, torch.zeros_like(t)).cummax(-1).values
 
 
 def attention_kl_from_qk(
@@ -336,6 +353,7 @@ def attention_kl_from_qk(
     block: int = 128,
     *, segments: torch.Tensor | None = None,
     closed_form: bool | None = None,
+    key_windows: bool = True,
 ) -> torch.Tensor:
     """``losses.attention_loss`` of one layer pair from recorded (query, key, scale) of both models.
 
@@ -344,6 +362,8 @@ def attention_kl_from_qk(
     token for segmented rows (``packing=split``: keys of other segments are excluded too), or
     None. closed_form: None picks :class:`_BlockKL` when both have the same number of heads;
     False forces the checkpointed autograd path (the reference for tests and benchmarks/attention_kl.py).
+    key_windows: with segments, a block of queries skips the keys before the earliest start of its
+    queries' segments in any row (the loss is unchanged; False computes every causal key, for benchmarks).
     """
     (sq, sk, s_scale), (tq, tk, t_scale) = student, teacher
     sk, tk = _repeat_heads(sk, sq.shape[1]), _repeat_heads(tk, tq.shape[1])
@@ -353,15 +373,18 @@ def attention_kl_from_qk(
     if closed_form and not same_heads:
         raise ValueError(f"closed_form=True needs equal head counts (student {sq.shape[1]}, teacher {tq.shape[1]}); use None")
     closed_form = same_heads if closed_form is None else closed_form
+    # segmented rows: a block's queries see no key before the earliest segment start among them (in any row)
+    first = _segment_first(segments).amin(0).tolist() if segments is not None and key_windows else None  # [T]
     total = sq.new_zeros((), dtype=torch.float32)
     for a in range(0, sq.shape[2], block):
         b = min(a + block, sq.shape[2])
+        lo = first[a] if first is not None else 0  # keys lo..b-1: causal and segment-trimmed window
         if closed_form:
-            allowed = _block_allowed(kmask, a, b - a, b, segments)
-            total = total + _BlockKL.apply(sq[:, :, a:b], sk[:, :, :b], s_scale, tq[:, :, a:b].detach(), tk[:, :, :b].detach(), t_scale,
-                                           allowed, qmask[:, a:b])
+            allowed = _block_allowed(kmask, a, b - a, b, segments, lo)
+            total = total + _BlockKL.apply(sq[:, :, a:b], sk[:, :, lo:b], s_scale, tq[:, :, a:b].detach(), tk[:, :, lo:b].detach(),
+                                           t_scale, allowed, qmask[:, a:b])
             continue
-        args = (sq[:, :, a:b], sk[:, :, :b], s_scale, tq[:, :, a:b], tk[:, :, :b], t_scale, kmask, qmask[:, a:b], a, segments)
+        args = (sq[:, :, a:b], sk[:, :, lo:b], s_scale, tq[:, :, a:b], tk[:, :, lo:b], t_scale, kmask, qmask[:, a:b], a, segments, lo)
         total = total + (checkpoint(_block_kl, *args, use_reentrant=False) if grad else _block_kl(*args))
     count = float(query_mask.sum()) if normalizer is None else float(normalizer)
     return total / max(count, 1.0)

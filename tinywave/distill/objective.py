@@ -11,7 +11,9 @@ bias-free linear projection per pair maps student hidden states to the teacher's
 
 The fast paths of ``tinywave.distill.fused`` compute the losses: CE and KL fused with the
 LM head (their values come detached, their gradient is inside ``"loss"``) and the attention
-KL from the mapped layers' queries and keys (the student needs ``use_qk_attention``).
+KL from the mapped layers' queries and keys. The objective switches the student to
+``use_qk_attention``: SDPA that records those queries and keys and, on segmented rows, runs
+over key windows (tinywave/models/windowed.py) -- the same outputs, a fraction of the work.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from tinywave.distill.defaults import DISTILL_LOSS  # noqa: F401  (re-exported: the loss defaults live without torch)
-from tinywave.distill.fused import attention_kl_from_qk, fused_vocab_losses, record_qk
+from tinywave.distill.fused import attention_kl_from_qk, fused_vocab_losses, record_qk, use_qk_attention
 from tinywave.distill.losses import HIDDEN_LOSSES, IGNORE_INDEX, hidden_loss
 from tinywave.distill.teacher import TeacherBatch, TeacherTargets
 from tinywave.models.attention import backbone, capture, decoder_layers, mask_inputs
@@ -78,6 +80,8 @@ class DistillObjective(nn.Module):
             raise ValueError("kl/hidden/attn losses need a teacher; set teacher.dir or set those weights to 0")
         if (weights.hidden > 0 or weights.attn > 0) and not layer_map:
             raise ValueError("hidden/attn losses need a layer_map with at least one [student, teacher] pair")
+        if hasattr(student, "set_attn_implementation"):  # transformers models (and peft wrappers of them)
+            use_qk_attention(student)  # records the mapped layers' queries and keys; windowed on segmented rows
         self.student, self.weights, self.teacher = student, weights, teacher
         self.pairs = [(int(s), int(t)) for s, t in layer_map]
         self.projections = projections if projections is not None else nn.ModuleDict()

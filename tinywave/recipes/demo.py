@@ -40,6 +40,7 @@ from tinywave.demo.precision import choose_precision
 from tinywave.demo.report import describe_models, write_demo_report
 from tinywave.demo.stages import Stages, call
 from tinywave.demo.vocoder_asset import VOCODER_DIR
+from tinywave.demo.workers import call_in_child, run_jobs, threads_per_run
 from tinywave.distill.defaults import DISTILL_LOSS
 from tinywave.files import atomic_write_text, read_jsonl
 
@@ -95,6 +96,9 @@ class StudentSection:
                                         "also knows its 5000 pretraining stories)")
     passes: int = field(4, help="passes over the subset when building its shards")
     seeds: list[int] = field([0, 1, 2], help="training seeds of every student and baseline (statistics pool over them)")
+    parallel_runs: int = field(2, help="student and baseline runs trained at once, each in its own process with cores // "
+                                       "parallel_runs threads (2 on 2 cores: 1.26x the throughput of one 2-thread run at a time; "
+                                       "tinywave/demo/workers.py); 1: one at a time, in this process")
     teacher_cache: bool = field(True, help="distil every seed from one exact cache of the corrected teacher (every logit, the mapped "
                                            "layers' hidden states, queries and keys: the same losses as online, the teacher run once); "
                                            "false runs the teacher online in every student run")
@@ -158,7 +162,7 @@ DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "correction": lambda c: c["correction"],
     "cache": lambda c: [c["student"]["n_layers"], c["student"]["temperature"], c["student"]["teacher_cache"]],
     # one run per (model, seed): the seed is in the stage's name, so adding a seed trains only the new seed's runs
-    "students": lambda c: [{k: v for k, v in c["student"].items() if k != "seeds"}, c["precision"]],
+    "students": lambda c: [{k: v for k, v in c["student"].items() if k not in ("seeds", "parallel_runs")}, c["precision"]],
     "students_first_seed": lambda c: c["student"]["seeds"][0],
     "eval": lambda c: [c["cross_modal"], c["student"]["seeds"]],
     "vocoder": lambda c: [c["vocoder_source"], c["vocoder_steps"], c["vocoder_items"]],
@@ -305,7 +309,8 @@ def _teacher_cache(cfg: Config, teacher_dir: Path, shards: Path, out: Path) -> d
 
 
 def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, teacher_dir: Path, *, precision: str,
-                 cache: Path | None = None) -> None:
+                 cache: Path | None = None, threads: int = 0) -> None:
+    """One student or baseline run; ``threads`` > 0 trains it in a child process with that many threads."""
     s = cfg.student
     none = {"kl_weight": 0.0, "hidden_weight": 0.0, "attn_weight": 0.0}
     losses = {
@@ -316,14 +321,20 @@ def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, te
     }
     init = {"student": "pruned", "baseline_pruned_ce": "pruned", "baseline_random_ce": "random"}
     teacher = {"dir": str(teacher_dir), **({"cache": str(cache)} if cache and name == "student" else {})}
-    call("distill",
-         teacher=teacher,
-         student={"n_layers": s.n_layers, "init": init[name]},
-         loss={"ce_weight": 1.0, **losses[name]},
-         data={"shards": str(shards), "batch_size": s.batch_size},
-         optim={"lr": s.lr, "warmup_steps": max(1, s.steps // 10)},
-         train={"out": str(runs / run_name(name, seed)), "steps": s.steps, "seed": seed, "precision": precision,
-                "log_every": 5, "ckpt_every": max(1, s.steps // 3), "resume": True, "parallel": "none"})
+    out = runs / run_name(name, seed)
+    sections = {
+        "teacher": teacher,
+        "student": {"n_layers": s.n_layers, "init": init[name]},
+        "loss": {"ce_weight": 1.0, **losses[name]},
+        "data": {"shards": str(shards), "batch_size": s.batch_size},
+        "optim": {"lr": s.lr, "warmup_steps": max(1, s.steps // 10)},
+        "train": {"out": str(out), "steps": s.steps, "seed": seed, "precision": precision,
+                  "log_every": 5, "ckpt_every": max(1, s.steps // 3), "resume": True, "parallel": "none"},
+    }
+    if threads:
+        call_in_child("distill", threads, out / "stdout.log", **sections)
+    else:
+        call("distill", **sections)
 
 
 def first_seed_models(models: Path, seed: int) -> dict[str, Any]:
@@ -413,6 +424,8 @@ def run(cfg: Config) -> int:
         raise ValueError(f"vocoder_source={cfg.vocoder_source!r} is not known; choose assets or train")
     if not cfg.student.seeds:
         raise ValueError("student.seeds is empty; give at least one seed (three for the report's statistics)")
+    if cfg.student.parallel_runs < 1:
+        raise ValueError(f"student.parallel_runs={cfg.student.parallel_runs} must be at least 1 (1: one run at a time)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     precision = choose_precision(cfg.precision)
@@ -451,15 +464,21 @@ def run(cfg: Config) -> int:
         stages.run("cache", lambda: _teacher_cache(cfg, models / "teacher", shards / "student", cache),
                    clear=[cache, cache.with_name("teacher_cache.partial")])
 
-    # 6. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps
-    trained = []
-    for seed in cfg.student.seeds:
-        for name in STUDENTS:
-            key = run_name(name, seed)
-            stages.run(f"students:{key}", lambda name=name, seed=seed: _student_run(
-                cfg, runs, name, seed, shards / "student", models / "teacher", precision=precision.name, cache=cache), clear=[runs / key])
-            stages.run(f"export:{key}", lambda key=key: call("export", checkpoint=str(runs / key), out=str(models / key)))
-            trained.append(key)
+    # 6. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps;
+    #    student.parallel_runs of them at once, each in its own process (tinywave/demo/workers.py)
+    at_once = min(cfg.student.parallel_runs, 3 * len(cfg.student.seeds))
+    threads = threads_per_run(at_once) if at_once > 1 else 0
+
+    def train_and_export(name: str, seed: int) -> None:
+        key = run_name(name, seed)
+        stages.run(f"students:{key}", lambda: _student_run(cfg, runs, name, seed, shards / "student", models / "teacher",
+                                                           precision=precision.name, cache=cache, threads=threads), clear=[runs / key])
+        stages.run(f"export:{key}", lambda: call("export", checkpoint=str(runs / key), out=str(models / key)))
+
+    trained = [run_name(name, seed) for seed in cfg.student.seeds for name in STUDENTS]
+    if at_once > 1:
+        log.info("students: %d runs, %d at a time with %d thread(s) each (logs: runs/*/stdout.log)", len(trained), at_once, threads)
+    run_jobs([(run_name(n, sd), lambda n=n, sd=sd: train_and_export(n, sd)) for sd in cfg.student.seeds for n in STUDENTS], at_once)
     stages.run("students_first_seed", lambda: first_seed_models(models, cfg.student.seeds[0]))
 
     # 7. evaluation: every model on the same pairs (speech-only and cross-modal), held-out normalized perplexity

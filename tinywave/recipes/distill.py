@@ -256,14 +256,11 @@ def _objective(cfg: Config, student, teacher, dataset, pairs, resume_from: Path 
 
     # lazy: these import torch
     from tinywave.distill.objective import DistillObjective, LossWeights
-    from tinywave.distill.fused import use_qk_attention
 
     loss = cfg.loss
     weights = LossWeights(loss.ce_weight, loss.kl_weight, loss.hidden_weight, loss.attn_weight, loss.temperature, loss.hidden_kind, loss.chunk_size)
     weights.check()
     targets = _teacher_targets(cfg, teacher, dataset, [t for _, t in pairs], device) if weights.needs_teacher else None
-    if loss.attn_weight > 0:
-        use_qk_attention(student)  # SDPA that records the mapped layers' queries and keys
     projections = _projections(cfg, pairs, student, teacher, resume_from)
     objective = DistillObjective(student.to(device, torch.float32).train(), weights, pairs, targets, projections)
     return objective.to(device), projections
