@@ -193,3 +193,25 @@ def test_argument_errors(setup, tmp_path):
         evaluate({}, {"sSC": bench / "sSC"}, tmp_path)
     with pytest.raises(FileNotFoundError, match="speech_tokenizer"):
         evaluate({"teacher": models["teacher"]}, {"sSC": bench / "sSC"}, tmp_path)  # no speech_tokenizer/ in the folder
+
+
+def test_reports_of_models_scored_apart_merge_into_the_report_of_one_run(setup, tmp_path):
+    """`tinywave demo` scores its models in several processes and merges their reports (merge_reports)."""
+    from tinywave.eval.report import merge_reports
+
+    root, models, bench = setup
+    benches = {"swuggy": bench / "sLM21" / "lexical", "sblimp": bench / "sLM21" / "syntactic"}
+    stok = EnergyTokenizer()
+    corpus = tmp_path / "tokens.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "speech": "[Hu1][Hu4][Hu2][Hu9]", "seconds": 0.5, "tokenizer": stok.fingerprint}) + "\n")
+    run = lambda ms, out, ref: evaluate({m: models[m] for m in ms}, benches, tmp_path / out, reference=ref, speech_tokenizer=stok,
+                                        perplexity={"held": corpus})
+    whole = run(["teacher", "student"], "whole", "teacher")
+    parts = [run(["student"], "a", "student"), run(["teacher"], "b", "teacher")]
+    merged = merge_reports(parts, ["teacher", "student"], reference="teacher")
+    assert merged == whole
+    assert list(merged["models"]) == ["teacher", "student"] and list(merged["results"]["swuggy"]) == ["teacher", "student"]
+    with pytest.raises(ValueError, match="exactly once"):
+        merge_reports([parts[0], parts[0]], ["teacher", "student"], reference="teacher")
+    with pytest.raises(ValueError, match="differ in 'counts'"):
+        merge_reports([parts[0], {**parts[1], "counts": {}}], ["teacher", "student"], reference="teacher")

@@ -145,3 +145,32 @@ def write_reports(out: Path, report: dict[str, Any]) -> dict[str, Path]:
         paths["png"] = out / "results.png"
         bar_chart(report["results"], list(report["models"]), paths["png"])
     return paths
+
+
+MODEL_KEYED = ("results", "perplexity")  # {row: {model: value}}
+BY_MODEL = ("models", "generation", "resynthesis")  # {model: value}
+
+
+def merge_reports(parts: list[dict[str, Any]], order: list[str], reference: str) -> dict[str, Any]:
+    """One report from reports of disjoint sets of models scored with the same benchmarks and settings
+    (`tinywave demo` scores its models in several processes), models in ``order``."""
+    first = parts[0]
+    for part in parts[1:]:
+        for key in ("score", "append_eos", "benches", "counts"):
+            if part.get(key) != first.get(key):
+                raise ValueError(f"reports to merge differ in {key!r} ({first.get(key)!r} vs {part.get(key)!r}); "
+                                 "score every part with the same benchmarks and settings")
+    seen = [m for part in parts for m in part["models"]]
+    if sorted(seen) != sorted(order) or len(set(seen)) != len(seen):
+        raise ValueError(f"the parts hold models {seen}, expected each of {order} exactly once")
+    merged = {k: v for k, v in first.items() if k not in (*MODEL_KEYED, *BY_MODEL)} | {"reference": reference}
+    for key in BY_MODEL:
+        union = {m: v for part in parts for m, v in part.get(key, {}).items()}
+        merged[key] = {m: union[m] for m in order if m in union}
+    for key in MODEL_KEYED:
+        rows = {row: None for part in parts for row in part.get(key, {})}  # row order of first appearance
+        merged[key] = {}
+        for row in rows:
+            union = {m: v for part in parts for m, v in part.get(key, {}).get(row, {}).items()}
+            merged[key][row] = {m: union[m] for m in order if m in union}
+    return merged

@@ -42,6 +42,7 @@ from tinywave.demo.stages import Stages, call
 from tinywave.demo.vocoder_asset import VOCODER_DIR
 from tinywave.demo.workers import call_in_child, run_jobs, threads_per_run
 from tinywave.distill.defaults import DISTILL_LOSS
+from tinywave.eval.report import merge_reports, write_reports
 from tinywave.files import atomic_write_text, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -337,6 +338,30 @@ def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, te
         call("distill", **sections)
 
 
+def _evaluate(cfg: Config, dst: Path, models: dict[str, Path], bench: Path, heldout: Path, at_once: int) -> dict[str, Any]:
+    """Every model on the same pairs and held-out tokens; with ``at_once`` > 1 the models are scored in that many
+    child processes (models dealt out in turn) and their reports merged into ``dst`` (results.json and scores/)."""
+    args = {"bench": [str(bench)], "cross_modal": cfg.cross_modal, "ppl": [f"heldout={heldout}"]}
+    names = list(models)
+    if at_once <= 1:
+        call("evaluate", model=[f"{n}={models[n]}" for n in names], out=str(dst), reference="teacher", **args)
+        return {"processes": 1}
+    groups = [names[i::at_once] for i in range(at_once)]
+    threads = threads_per_run(at_once)
+    parts = [dst / "parts" / str(i) for i in range(at_once)]
+    run_jobs([(f"eval part {i}", lambda g=g, part=part: call_in_child(
+        "evaluate", threads, part / "stdout.log", model=[f"{n}={models[n]}" for n in g], out=str(part), reference=g[0], **args))
+        for i, (g, part) in enumerate(zip(groups, parts))], at_once)
+    reports = [json.loads((part / "results.json").read_text(encoding="utf-8")) for part in parts]
+    merged = merge_reports([{k: v for k, v in r.items() if k != "format"} for r in reports], names, reference="teacher")
+    for part in parts:
+        for sub in ("scores", "submission"):
+            if (part / sub).is_dir():
+                shutil.copytree(part / sub, dst / sub, dirs_exist_ok=True)
+    write_reports(dst, merged)
+    return {"processes": at_once, "groups": groups}
+
+
 def first_seed_models(models: Path, seed: int) -> dict[str, Any]:
     """The first seed's students under their plain names (models/student ...), for tools that load one model."""
     for name in STUDENTS:
@@ -483,9 +508,8 @@ def run(cfg: Config) -> int:
 
     # 7. evaluation: every model on the same pairs (speech-only and cross-modal), held-out normalized perplexity
     names = ["teacher_before_correction", "teacher", *trained]
-    stages.run("eval", lambda: call(
-        "evaluate", model=[f"{n}={models / n}" for n in names], bench=[str(bench)], out=str(out / "eval"),
-        reference="teacher", cross_modal=cfg.cross_modal, ppl=[f"heldout={tokens / 'heldout.jsonl'}"]), clear=[out / "eval"])
+    stages.run("eval", lambda: _evaluate(cfg, out / "eval", {n: models / n for n in names}, bench, tokens / "heldout.jsonl", at_once),
+               clear=[out / "eval"])
 
     # 8. listening samples from held-out prompts: text -> speech, speech -> speech / text, speech + text -> speech
     stages.run("vocoder", lambda: _vocoder(cfg, out / "vocoder", corpus, pretrained), clear=[out / "vocoder"])
