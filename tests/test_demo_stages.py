@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tinywave.demo.stages import Stages
+from tinywave.demo.stages import Stages, busy_seconds
 
 DEPENDS = {
     "corpus": lambda c: c["stories"],
@@ -142,3 +142,19 @@ def test_stages_run_from_several_threads_are_all_recorded(tmp_path):
     assert [saved["done"][f"students:s{s}"]["seed"] for s in range(4)] == [0, 1, 2, 3]
     orders = [saved["order"][n] for n in saved["done"]]
     assert len(set(orders)) == len(orders)  # each finish has its own place in the order
+
+
+def test_busy_seconds_count_stages_run_at_once_once():
+    done = {"a": {"seconds": 10, "span": [100.0, 110.0]},
+            "b": {"seconds": 30, "span": [105.0, 135.0]},  # overlaps a and c
+            "c": {"seconds": 5, "span": [120.0, 125.0]},
+            "d": {"seconds": 4, "span": [200.0, 204.0]},
+            "old": {"seconds": 7}}  # recorded before spans: its own seconds
+    assert busy_seconds(done) == 35 + 4 + 7
+
+
+def test_finished_stages_record_their_span(tmp_path):
+    stages = Stages(tmp_path, CONFIG, DEPENDS, UPSTREAM)
+    info = stages.run("corpus", lambda: {})
+    a, b = info["span"]
+    assert 0 <= b - a < 5 and a > 1.7e9  # epoch seconds

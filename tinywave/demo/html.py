@@ -106,7 +106,7 @@ def summary_section(report: Mapping[str, Any]) -> str:
     """Wall time, precision and its reason, seeds, and how many claims held."""
     parts = []
     wall = report.get("wall_seconds")
-    parts.append(f"wall time {fmt(wall / 60, 1)} min (sum of the stages)" if isinstance(wall, (int, float)) else "wall time -")
+    parts.append(f"wall time {fmt(wall / 60, 1)} min (stages running at once counted once)" if isinstance(wall, (int, float)) else "wall time -")
     prec = report.get("precision") or {}
     if isinstance(prec, Mapping) and prec.get("name"):
         parts.append(f"precision {prec['name']}" + (f" ({prec['reason']})" if prec.get("reason") else ""))

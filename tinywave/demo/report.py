@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from tinywave.demo.stages import busy_seconds
 from tinywave.eval.stats import bootstrap_mean_ci, load_outcomes, load_ppl_rows, mcnemar_exact_p, paired_bootstrap_p, paired_ppl_p, ppl_ci
 from tinywave.files import atomic_write_json, atomic_write_text, read_jsonl
 
@@ -275,7 +276,7 @@ def build_report(out: Path, models: dict[str, dict[str, Any]], results: dict[str
         "samples": stages["done"].get("samples", {}).get("index"),
         "sample_vocoder": stages["done"].get("samples", {}).get("vocoder"),
         "listening": stages["done"].get("listening"),
-        "wall_seconds": round(sum(v.get("seconds", 0.0) for v in stages["done"].values()), 1),
+        "wall_seconds": round(busy_seconds(stages["done"]), 1),
         "stages": stages["done"], "config": stages["config"],
     }
     if before in models:
@@ -307,7 +308,7 @@ def _markdown(report: dict[str, Any], eval_md: str) -> str:
     seeds = report["seeds"]
     prec = report["precision"]
     lines = ["# TinyWave demo report", "",
-             f"Wall time {report['wall_seconds'] / 60:.1f} min (sum of the stages); precision {prec['name']} ({prec['reason']}). "
+             f"Wall time {report['wall_seconds'] / 60:.1f} min (stages running at once counted once); precision {prec['name']} ({prec['reason']}). "
              f"The pretrained teacher is corrected on the target domain (LoRA, merged); the student keeps a subset of its layers at "
              f"full width and is distilled on a subset of the target stories; the two baselines train the same architecture "
              f"with CE only on the same data, steps and schedule. Students: seeds {seeds}; a cell is the mean over seeds ± their "

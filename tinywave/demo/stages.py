@@ -109,9 +109,10 @@ class Stages:
             elif name in self.state["stale"]:  # outputs of an older configuration (stages.json of earlier versions)
                 self._forget(name, clear or [])
         log.info("%s ...", name)
-        t0 = time.monotonic()
+        t0, started = time.monotonic(), time.time()
         info = fn() or {}
         info["seconds"] = round(time.monotonic() - t0, 1)
+        info["span"] = [round(started, 1), round(time.time(), 1)]  # epoch seconds: stages run at once overlap (busy_seconds)
         with self._lock:
             self.state["done"][name] = info
             self.state["inputs"][name] = self.inputs(name)
@@ -131,3 +132,14 @@ def call(module: str, **sections: Any) -> None:
     code = recipe.run(from_dict(recipe.Config, sections))
     if code:
         raise RuntimeError(f"stage `tinywave {module}` failed with exit code {code}; see the log above")
+
+
+def busy_seconds(done: dict[str, dict[str, Any]]) -> float:
+    """Wall seconds during which some stage ran: the union of the stages' spans (stages run at once count once);
+    stages recorded without a span (older stages.json) add their own seconds."""
+    spans = sorted(tuple(v["span"]) for v in done.values() if "span" in v)
+    total, end = 0.0, float("-inf")
+    for a, b in spans:
+        total += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return total + sum(v.get("seconds", 0.0) for v in done.values() if "span" not in v)
