@@ -1,9 +1,8 @@
 """Stage recipes in child processes, several at once: the demo's student runs on a 2-core CPU.
 
 A 2-layer x 256 student step does not scale to two threads: on a 2-core AMD EPYC (fp32),
-two runs of one thread each trained 1.26x more steps per second than one two-thread run at
-a time (CE baselines 1.4x, distilled students 1.1x; measured with
-benchmarks/demo_student_efficiency.py's runs, see its results file). So the demo trains
+two runs of one thread each train more steps per second than one two-thread run at a time
+(benchmarks/parallel_runs.py, its figure in benchmarks/results/parallel_runs.json). So the demo trains
 ``student.parallel_runs`` runs at once, each in its own process with ``cores // runs``
 threads, and writes each child's output to a log file beside its run.
 
