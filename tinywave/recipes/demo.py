@@ -98,8 +98,8 @@ class StudentSection:
     passes: int = field(4, help="passes over the subset when building its shards")
     seeds: list[int] = field([0, 1, 2], help="training seeds of every student and baseline (statistics pool over them)")
     parallel_runs: int = field(2, help="student and baseline runs trained at once, each in its own process with cores // "
-                                       "parallel_runs threads (2 on 2 cores: 1.26x the throughput of one 2-thread run at a time; "
-                                       "tinywave/demo/workers.py); 1: one at a time, in this process")
+                                       "parallel_runs threads (2 on a 2-core EPYC: 1.27x the throughput of one 2-thread run at a time, "
+                                       "benchmarks/results/parallel_runs.json); 1: one at a time, in this process")
     teacher_cache: bool = field(True, help="distil every seed from one exact cache of the corrected teacher (every logit, the mapped "
                                            "layers' hidden states, queries and keys: the same losses as online, the teacher run once); "
                                            "false runs the teacher online in every student run")
