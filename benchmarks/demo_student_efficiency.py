@@ -48,10 +48,13 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "lr2": ("lr 2e-3", "student", ["student.lr=0.002"]),
     "h10": ("hidden and attention weights 10", "student", ["student.hidden_weight=10", "student.attn_weight=10"]),
     "s900": ("900 steps x 4 rows (1.5x the tokens)", "student", ["student.steps=900"]),
+    "k35": ("keep teacher layers [3, 5] (the demo keeps [2, 5])", "student", ["student.keep_layers=[3,5]"]),
+    "k15": ("keep teacher layers [1, 5]", "student", ["student.keep_layers=[1,5]"]),
     "ce_demo": ("CE baseline, pruned init, as in the demo", "baseline_pruned_ce", []),
     "ce_b2s1200": ("CE baseline, pruned init, 1200 steps x 2 rows", "baseline_pruned_ce", ["student.steps=1200", "student.batch_size=2"]),
 }
 DATA_KEYS = ("mixture.", "student.passes", "seq_len", "packing")
+LAYER_KEYS = ("student.keep_layers", "student.n_layers")
 
 
 def demo_config(demo: Path, overrides: list[str]) -> demo_recipe.Config:
@@ -66,11 +69,14 @@ def demo_config(demo: Path, overrides: list[str]) -> demo_recipe.Config:
 
 
 def data_for(demo: Path, work: Path, name: str, cfg: demo_recipe.Config, overrides: list[str]) -> tuple[Path, Path]:
-    """(shards, exact teacher cache) for a variant: the demo's own unless it changes the data."""
-    if not any(o.startswith(DATA_KEYS) for o in overrides):
+    """(shards, exact teacher cache) for a variant: the demo's own unless it changes the data (or the kept layers: a cache
+    of their hidden states, queries and keys over the demo's shards)."""
+    new_data, new_layers = any(o.startswith(DATA_KEYS) for o in overrides), any(o.startswith(LAYER_KEYS) for o in overrides)
+    if not new_data and not new_layers:
         return demo / "shards" / "student", demo / "teacher_cache"
-    shards, cache = work / f"shards_{name}", work / f"cache_{name}"
-    if not (shards / "index.json").exists():
+    shards = work / f"shards_{name}" if new_data else demo / "shards" / "student"
+    cache = work / f"cache_{name}"
+    if new_data and not (shards / "index.json").exists():
         call("data_build", tokens=[str(demo / "tokens" / "subset.jsonl")], tokenizer=str(demo / "models" / "teacher"), out=str(shards),
              seq_len=cfg.seq_len, mixture=cfg.mixture, passes=cfg.student.passes, seed=cfg.seed, packing=cfg.packing)
     if not (cache / "index.json").exists():
@@ -141,11 +147,15 @@ def markdown(out: dict) -> str:
              "seeds pooled; p: paired bootstrap against `demo` on the same pairs. One standard error is about 0.02 per seed.", "",
              "| variant | change | tSC [95%] (/ teacher) | sSC [95%] (/ teacher) | Δ tSC, p | Δ sSC, p | held-out ppl | train s (CPU s) |",
              "|---|---|---|---|---|---|---|---|"]
+    def cell(r: dict, b: str) -> str:
+        return f"{r[b]['mean']:.3f} [{r[b]['ci95'][0]:.3f}, {r[b]['ci95'][1]:.3f}] ({r[b]['retention']:.3f})"
+
+    def delta(r: dict, b: str) -> str:
+        return f"{r[b]['delta_vs_demo']:+.3f}, p={r[b]['p_vs_demo']:.3f}" if "delta_vs_demo" in r[b] else "-"
+
     for name, r in out["variants"].items():
-        cell = lambda b: f"{r[b]['mean']:.3f} [{r[b]['ci95'][0]:.3f}, {r[b]['ci95'][1]:.3f}] ({r[b]['retention']:.3f})"
-        delta = lambda b: f"{r[b]['delta_vs_demo']:+.3f}, p={r[b]['p_vs_demo']:.3f}" if "delta_vs_demo" in r[b] else "-"
-        lines.append(f"| {name} | {r['change']} | {cell('tSC')} | {cell('sSC')} | {delta('tSC')} | {delta('sSC')} | {r['ppl']:.2f} "
-                     f"| {r['train_wall_s']:.0f} ({r['train_cpu_s']:.0f}) |")
+        lines.append(f"| {name} | {r['change']} | {cell(r, 'tSC')} | {cell(r, 'sSC')} | {delta(r, 'tSC')} | {delta(r, 'sSC')} "
+                     f"| {r['ppl']:.2f} | {r['train_wall_s']:.0f} ({r['train_cpu_s']:.0f}) |")
     return "\n".join(lines) + "\n"
 
 

@@ -277,3 +277,19 @@ def test_shipped_assets_match_this_code():
     assert provenance["command"][:2] == ["tinywave", "demo-assets"]
     assert provenance["scores"]["tSC"] >= 0.85 and provenance["scores"]["sSC"] >= 0.7
     assert sum(p.stat().st_size for p in assets.rglob("*") if p.is_file()) <= 40 * 2**20
+
+
+def test_students_keep_the_named_teacher_layers_or_uniform_ones(tmp_path):
+    from tinywave.recipes.demo import DEPENDS, Config, mapped_layers
+    from tinywave.config import to_dict
+
+    (tmp_path / "config.json").write_text(json.dumps({"num_hidden_layers": 6}))
+    assert mapped_layers(tmp_path, 2) == [2, 5]  # uniform: what `tinywave distill` picks
+    assert mapped_layers(tmp_path, 2, [3, 5]) == [3, 5]
+    with pytest.raises(ValueError, match="out of range"):
+        mapped_layers(tmp_path, 2, [3, 6])
+    default, kept = to_dict(Config()), to_dict(Config())
+    kept["student"]["keep_layers"] = [3, 5]
+    for stage in ("cache", "students"):  # a different choice reruns the cache and the students; the default adds no key
+        assert DEPENDS[stage](kept) != DEPENDS[stage](default)
+        assert "keep_layers" not in json.dumps(DEPENDS[stage](default))

@@ -204,8 +204,10 @@ def test_reports_of_models_scored_apart_merge_into_the_report_of_one_run(setup, 
     stok = EnergyTokenizer()
     corpus = tmp_path / "tokens.jsonl"
     corpus.write_text(json.dumps({"id": "a", "speech": "[Hu1][Hu4][Hu2][Hu9]", "seconds": 0.5, "tokenizer": stok.fingerprint}) + "\n")
-    run = lambda ms, out, ref: evaluate({m: models[m] for m in ms}, benches, tmp_path / out, reference=ref, speech_tokenizer=stok,
-                                        perplexity={"held": corpus})
+
+    def run(ms, out, ref):
+        return evaluate({m: models[m] for m in ms}, benches, tmp_path / out, reference=ref, speech_tokenizer=stok, perplexity={"held": corpus})
+
     whole = run(["teacher", "student"], "whole", "teacher")
     parts = [run(["student"], "a", "student"), run(["teacher"], "b", "teacher")]
     merged = merge_reports(parts, ["teacher", "student"], reference="teacher")

@@ -222,7 +222,10 @@ def dense_attention_kl(sq, sk, tq, tk, scale, qmask, kmask, segments, normalizer
     """Reference: full (B, H, T, T) maps in float64 under the block-causal segment mask, no blocks and no key windows."""
     t = sq.shape[2]
     allowed = torch.ones(t, t, dtype=torch.bool).tril()[None, None] & kmask[:, None, None, :] & (segments[:, None, :, None] == segments[:, None, None, :])
-    logp = lambda q, k: torch.log_softmax((q.double() @ k.double().transpose(-1, -2) * scale).masked_fill(~allowed, -1e300), -1)
+
+    def logp(q, k):
+        return torch.log_softmax((q.double() @ k.double().transpose(-1, -2) * scale).masked_fill(~allowed, -1e300), -1)
+
     ls, lt = logp(sq, sk), logp(tq, tk)
     pt = lt.exp() * allowed
     per_row = (pt * (lt - ls).masked_fill(~allowed, 0.0)).sum(-1).mean(1)  # (B, T)

@@ -88,7 +88,9 @@ class CorrectionSection:
 
 @dataclass
 class StudentSection:
-    n_layers: int = field(2, help="student layers kept from the teacher at full width (uniform spacing)")
+    n_layers: int = field(2, help="student layers kept from the teacher at full width (uniform spacing unless keep_layers)")
+    keep_layers: list[int] = field([], help="teacher layer kept as each student layer, e.g. [3, 5] (empty: uniform spacing, [2, 5] "
+                                            "for 2 of 6); the hidden and attention losses pair each with its own")
     steps: int = field(600, help="optimizer steps, the same for the student and both baselines (one seed: 300 -> tSC 0.806, 600 -> "
                                  "0.875, 1200 -> 0.912; benchmarks/results/demo_student_budget.md)")
     batch_size: int = field(4, help="rows of seq_len tokens per step")
@@ -161,9 +163,11 @@ DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "pretrain": lambda c: c["teacher"],
     "export": lambda c: None,
     "correction": lambda c: c["correction"],
-    "cache": lambda c: [c["student"]["n_layers"], c["student"]["temperature"], c["student"]["teacher_cache"]],
+    "cache": lambda c: [c["student"]["n_layers"], c["student"]["temperature"], c["student"]["teacher_cache"],
+                        *([c["student"]["keep_layers"]] if c["student"].get("keep_layers") else [])],
     # one run per (model, seed): the seed is in the stage's name, so adding a seed trains only the new seed's runs
-    "students": lambda c: [{k: v for k, v in c["student"].items() if k not in ("seeds", "parallel_runs")}, c["precision"]],
+    "students": lambda c: [{k: v for k, v in c["student"].items() if k not in ("seeds", "parallel_runs") and not (k == "keep_layers" and not v)},
+                           c["precision"]],  # an empty keep_layers (the default) is left out: folders made before it existed stay done
     "students_first_seed": lambda c: c["student"]["seeds"][0],
     "eval": lambda c: [c["cross_modal"], c["student"]["seeds"]],
     "vocoder": lambda c: [c["vocoder_source"], c["vocoder_steps"], c["vocoder_items"]],
@@ -292,17 +296,21 @@ def _correct(cfg: Config, teacher: Path, shards: Path, runs: Path, models: Path,
     return {"method": c.method}
 
 
-def mapped_layers(teacher_dir: Path, n_student: int) -> list[int]:
-    """The teacher layers the student keeps (uniform spacing, as `tinywave distill` chooses them)."""
-    from tinywave.models.student import uniform_layer_map  # lazy: models.student imports torch (~1.4 s); recipe modules import without it
+def mapped_layers(teacher_dir: Path, n_student: int, keep: list[int] | None = None) -> list[int]:
+    """The teacher layers the student keeps: ``keep`` (checked), else uniform spacing, as `tinywave distill` chooses them."""
+    # lazy: models.student imports torch (~1.4 s); recipe modules import without it
+    from tinywave.models.student import check_keep_layers, uniform_layer_map
 
     config = json.loads((teacher_dir / "config.json").read_text(encoding="utf-8"))
+    if keep:
+        check_keep_layers(list(keep), n_student, int(config["num_hidden_layers"]))
+        return list(keep)
     return uniform_layer_map(int(config["num_hidden_layers"]), n_student)
 
 
 def _teacher_cache(cfg: Config, teacher_dir: Path, shards: Path, out: Path) -> dict[str, Any]:
     """One exact cache of the teacher over the students' shards (k = V, float16 logits), read by every seed."""
-    layers = mapped_layers(teacher_dir, cfg.student.n_layers)
+    layers = mapped_layers(teacher_dir, cfg.student.n_layers, cfg.student.keep_layers)
     call("teacher_cache", teacher=str(teacher_dir), shards=str(shards), out=str(out), top_k=0, temperatures=[cfg.student.temperature],
          logit_dtype="float16", hidden_layers=layers, attn_layers=layers)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
@@ -325,7 +333,7 @@ def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, te
     out = runs / run_name(name, seed)
     sections = {
         "teacher": teacher,
-        "student": {"n_layers": s.n_layers, "init": init[name]},
+        "student": {"n_layers": s.n_layers, "init": init[name], "keep_layers": list(s.keep_layers)},
         "loss": {"ce_weight": 1.0, **losses[name]},
         "data": {"shards": str(shards), "batch_size": s.batch_size},
         "optim": {"lr": s.lr, "warmup_steps": max(1, s.steps // 10)},
