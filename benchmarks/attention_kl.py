@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch  # noqa: E402
 
 from conditions import conditions  # noqa: E402
 from record import figure, write_results  # noqa: E402
+from timing import alternating_medians  # noqa: E402
 from tinywave.distill.fused import attention_kl_from_qk  # noqa: E402
 
 # (name, rows B, heads H, tokens T, head dim d): the demo's student step (4 x 512, 4 heads of 64), a longer context
@@ -88,13 +88,7 @@ def measure(shape: tuple[int, int, int, int], threads: int, rounds: int, packed:
     torch.set_num_threads(threads)
     x = inputs(*shape, packed=packed)
     variants = list(VARIANTS) if packed else list(PLAIN)
-    for v in variants:  # warm-up
-        step_seconds(x, v)
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in range(rounds):
-        for v in variants:
-            times[v].append(step_seconds(x, v))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med, times = alternating_medians(lambda v: step_seconds(x, v), variants, rounds)
     ratios = {f"{v} / closed": med[v] / med["closed"] for v in variants if v != "closed"}
     return {"threads": threads, "packed": packed, "median_s": med, "speedup": med["autograd"] / med["closed"], "ratios": ratios,
             "times": times}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch.nn.functional as F  # noqa: E402
 from attention_kl import DOC_TOKENS, packed_segments  # noqa: E402
 from conditions import conditions  # noqa: E402
 from record import figure, write_results  # noqa: E402
+from timing import alternating_medians  # noqa: E402
 from tinywave.models.windowed import windowed_sdpa  # noqa: E402
 
 SHAPES = {"demo student 4x512, 4 heads x 64": (4, 4, 512, 64), "demo correction 8x512, 4 heads x 64": (8, 4, 512, 64)}
@@ -64,13 +64,7 @@ def step_seconds(x: dict, variant: str) -> float:
 def measure(shape: tuple[int, int, int, int], threads: int, rounds: int) -> dict:
     torch.set_num_threads(threads)
     x = inputs(*shape)
-    for v in VARIANTS:  # warm-up
-        step_seconds(x, v)
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(rounds):
-        for v in VARIANTS:
-            times[v].append(step_seconds(x, v))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med, times = alternating_medians(lambda v: step_seconds(x, v), list(VARIANTS), rounds)
     return {"threads": threads, "median_s": med, "speedup": med["plain"] / med["windowed"], "times": times}
 
 

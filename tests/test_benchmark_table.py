@@ -16,7 +16,7 @@ from record import figure, met, write_results  # noqa: E402
 
 FULL_CONDITIONS = {"cpu": "Test CPU 9000", "cpu_flags": ["avx2"], "cores": 2, "threads": 1, "precision": "fp32",
                    "torch": "2.13.0", "commit": "abc1234", "date": "2026-01-02T03:04:05+00:00", "load_average": [1.5, 1.0, 1.0]}
-HELPERS = {"conditions.py", "record.py", "stacking_report.py", "table.py"}
+HELPERS = {"conditions.py", "record.py", "stacking_report.py", "table.py", "timing.py"}
 
 
 def _rows(text: str, file: str) -> list[str]:
