@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from tinywave.models.windowed import windowable, windowed_sdpa
+from tinywave.models.windowed import repeat_heads, windowable, windowed_sdpa
 
 QK_ATTENTION = "tinywave_qk"
 _QK_ATTR = "_tinywave_qk_record"
@@ -238,12 +238,6 @@ def record_qk(layers: nn.ModuleList, which: Iterable[int]) -> Iterator[dict[int,
 
 # --- attention KL from queries and keys ----------------------------------------------------
 
-def _repeat_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, Hkv, T, d) -> (B, heads, T, d), each kv head repeated for its query group."""
-    b, h, t, d = x.shape
-    return x if h == heads else x[:, :, None].expand(b, h, heads // h, t, d).reshape(b, heads, t, d)
-
-
 def _block_logp(q: torch.Tensor, k: torch.Tensor, scale: float, allowed: torch.Tensor) -> torch.Tensor:
     """Attention log-probabilities of a block of query rows. q: (B, H, n, d); k: (B, H, m, d) -> (B, H, n, m)."""
     with torch.autocast(device_type=q.device.type, enabled=False):
@@ -366,7 +360,7 @@ def attention_kl_from_qk(
     queries' segments in any row (the loss is unchanged; False computes every causal key, for benchmarks).
     """
     (sq, sk, s_scale), (tq, tk, t_scale) = student, teacher
-    sk, tk = _repeat_heads(sk, sq.shape[1]), _repeat_heads(tk, tq.shape[1])
+    sk, tk = repeat_heads(sk, sq.shape[1]), repeat_heads(tk, tq.shape[1])
     qmask, kmask = query_mask.to(torch.float32), key_mask.bool()
     grad = torch.is_grad_enabled() and (sq.requires_grad or sk.requires_grad)
     same_heads = sq.shape[1] == tq.shape[1]

@@ -26,16 +26,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from tinywave.models.windowed import repeat_heads
+
 MAPPED_ATTENTION = "tinywave_mapped"
 _RECORD_ATTR = "_tinywave_attn_record"
-
-
-def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
-    """(B, Hkv, T, D) -> (B, Hkv * n_rep, T, D), each kv head repeated for its query group."""
-    if n_rep == 1:
-        return x
-    b, h, t, d = x.shape
-    return x[:, :, None].expand(b, h, n_rep, t, d).reshape(b, h * n_rep, t, d)
 
 
 def _allowed(mask: torch.Tensor | None, q_len: int, kv_len: int, device: torch.device) -> torch.Tensor:
@@ -86,8 +80,7 @@ def mapped_attention_forward(
     record = getattr(module, _RECORD_ATTR, None)
     if record is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    n_rep = query.shape[1] // key.shape[1]
-    key, value = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)  # (B, H, Tk, D)
+    key, value = repeat_heads(key, query.shape[1]), repeat_heads(value, query.shape[1])  # (B, H, Tk, D)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     allowed = _allowed(attention_mask, query.shape[2], key.shape[2], query.device)
     if dropout > 0.0 and module.training:

@@ -46,7 +46,7 @@ def windowed_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, m
 
     query (B, H, T, d); key, value (B, Hkv, S, d) (grouped-query heads are repeated, as transformers does with a
     mask); mask (B, 1 or H, T, S) bool, or anything SDPA takes (then one plain call) -> (B, H, T, d)."""
-    key, value = _repeat_heads(key, query.shape[1]), _repeat_heads(value, query.shape[1])
+    key, value = repeat_heads(key, query.shape[1]), repeat_heads(value, query.shape[1])
     if not windowable(query, key, mask, block):
         return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scale)
     parts = [F.scaled_dot_product_attention(query[:, :, q0:q1], key[:, :, k0:k1], value[:, :, k0:k1], attn_mask=mask[..., q0:q1, k0:k1],
@@ -60,7 +60,7 @@ def windowable(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None
     return mask is not None and mask.dtype == torch.bool and query.shape[2] == key.shape[2] > block
 
 
-def _repeat_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+def repeat_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, Hkv, S, d) -> (B, heads, S, d), each key/value head repeated for its query group."""
     b, h, s, d = x.shape
     return x if h == heads else x[:, :, None].expand(b, h, heads // h, s, d).reshape(b, heads, s, d)
