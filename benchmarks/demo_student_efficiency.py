@@ -50,6 +50,8 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "s900": ("900 steps x 4 rows (1.5x the tokens)", "student", ["student.steps=900"]),
     "k35": ("keep teacher layers [3, 5] (the demo keeps [2, 5])", "student", ["student.keep_layers=[3,5]"]),
     "k15": ("keep teacher layers [1, 5]", "student", ["student.keep_layers=[1,5]"]),
+    "n3": ("3 layers of 6 (uniform: [1, 3, 5]): half the teacher, beyond the method's third -- a capacity check", "student",
+           ["student.n_layers=3"]),
     "ce_demo": ("CE baseline, pruned init, as in the demo", "baseline_pruned_ce", []),
     "ce_b2s1200": ("CE baseline, pruned init, 1200 steps x 2 rows", "baseline_pruned_ce", ["student.steps=1200", "student.batch_size=2"]),
 }
