@@ -76,3 +76,13 @@ def test_a_llama_on_segmented_rows_gives_the_same_logits_and_gradients_with_wind
         out.square().mean().backward()
     for (name, p), w in zip(plain.named_parameters(), windowed.parameters()):
         torch.testing.assert_close(w.grad, p.grad, rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_windows_of_the_same_mask_are_reused_until_it_changes():
+    segments = torch.tensor([[0] * 6 + [1] * 10, [0] * 9 + [1] * 7])
+    mask = block_causal(segments, torch.ones(2, 16, dtype=torch.bool))
+    first = key_windows(mask, block=4)
+    assert key_windows(mask, block=4) is first  # every layer gets the same mask: scanned once
+    mask[..., 12:, :8] = False  # changed in place: scanned again
+    assert key_windows(mask, block=4)[-1] == (12, 16, 8, 16)
+    assert key_windows(mask.clone(), block=8) == [(0, 8, 0, 8), (8, 16, 0, 16)]  # another mask, another block size (row 1: query 8 sees key 0)

@@ -15,17 +15,33 @@ plain SDPA call.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 
 BLOCK = 128  # query rows per block
 
 
+_LAST: list = [None, None, None, None]  # weakref to the last mask, its version, block, its windows
+
+
 def key_windows(mask: torch.Tensor, block: int = BLOCK) -> list[tuple[int, int, int, int]]:
     """(q0, q1, k0, k1) per block of query rows: keys k0..k1-1 hold every key that rows q0..q1-1 may attend.
 
     mask: (B, 1 or H, T, S) bool, True where a query may attend a key. A row with no allowed key
-    does not narrow its block's window (its output is whatever SDPA gives a fully masked row)."""
+    does not narrow its block's window (its output is whatever SDPA gives a fully masked row).
+    transformers hands every layer the same mask tensor: the windows of the last one (same object,
+    unchanged since) are reused instead of scanning it once per layer."""
+    ref, version, last_block, windows = _LAST
+    if ref is not None and ref() is mask and version == mask._version and last_block == block:
+        return windows
+    windows = _scan_windows(mask, block)
+    _LAST[:] = [weakref.ref(mask), mask._version, block, windows]
+    return windows
+
+
+def _scan_windows(mask: torch.Tensor, block: int) -> list[tuple[int, int, int, int]]:
     t, s = mask.shape[-2], mask.shape[-1]
     rows = mask.flatten(0, 1)  # (B * h, T, S)
     some = rows.any(-1)  # (B * h, T)
