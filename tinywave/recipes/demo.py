@@ -508,10 +508,11 @@ def run(cfg: Config) -> int:
                                                            precision=precision.name, cache=cache, threads=threads), clear=[runs / key])
         stages.run(f"export:{key}", lambda: call("export", checkpoint=str(runs / key), out=str(models / key)))
 
-    trained = [run_name(name, seed) for seed in cfg.student.seeds for name in STUDENTS]
+    pairs = [(name, seed) for seed in cfg.student.seeds for name in STUDENTS]
+    trained = [run_name(name, seed) for name, seed in pairs]
     if at_once > 1:
         log.info("students: %d runs, %d at a time with %d thread(s) each (logs: runs/*/stdout.log)", len(trained), at_once, threads)
-    run_jobs([(run_name(n, sd), lambda n=n, sd=sd: train_and_export(n, sd)) for sd in cfg.student.seeds for n in STUDENTS], at_once)
+    run_jobs([(key, lambda n=n, sd=sd: train_and_export(n, sd)) for key, (n, sd) in zip(trained, pairs)], at_once)
     stages.run("students_first_seed", lambda: first_seed_models(models, cfg.student.seeds[0]))
 
     # 7. evaluation: every model on the same pairs (speech-only and cross-modal), held-out normalized perplexity
