@@ -278,7 +278,7 @@ def read_yaml_with_bases(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[
     base = tree.pop("_base_", None)
     if base is None:
         return tree
-    if not isinstance(base, str):
+    if not isinstance(base, str) or "\0" in base or not base.isprintable() or any(0xD800 <= ord(c) <= 0xDFFF for c in base):
         raise ConfigError(f"{path}: _base_ must be a file path, got {base!r}")
     return _merge(read_yaml_with_bases(path.parent / base, seen + (path,)), tree)
 
