@@ -5,8 +5,13 @@
 
 A random LlamaForCausalLM with the SpiritLM-style speech vocabulary scores random speech
 sequences of 150-300 tokens both ways in the same run (interleaved, best of --repeats);
-the LLs of the two paths are compared too. Target: batched >= 3x one-at-a-time. Writes the
-figures and the conditions to ``benchmarks/results/scoring_throughput.json`` (or ``--out``).
+the LLs of the two paths are compared too. Target: batched >= 3x one-at-a-time.
+
+Then benchmark pairs: ``--sequences`` pairs whose two files share a prefix of 40-160 tokens
+and end in 20-80 tokens of their own (the demo's pairs share 30% of their tokens), scored
+with shared prefixes (one row per pair, tinywave/eval/scoring.py ``plan_trees``) and with a
+padded row per file, both batched at the first ``--batch-tokens``. Writes the figures and
+the conditions to ``benchmarks/results/scoring_throughput.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tinywave.eval.scoring import SequenceBuilder, log_likelihoods  # noqa: E402
+from tinywave.eval.scoring import ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes, plan_trees  # noqa: E402
 from tinywave.text.vocab import train_bpe_tokenizer  # noqa: E402
 
 TARGET = 3.0  # batched / one-at-a-time
@@ -43,6 +48,17 @@ def requests(tok, layout, n: int, seed: int):
     builder = SequenceBuilder(tok)
     speech = ["".join(f"[Hu{rng.randrange(layout.n_hu)}]" for _ in range(rng.randint(150, 300) - 3)) for _ in range(n)]
     return builder, [builder.speech(s) for s in speech]
+
+
+def pair_requests(layout, n: int, seed: int):
+    """``n`` pairs of speech sequences sharing a 40-160-token prefix, each ending in 20-80 tokens of its own."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        prefix = [layout.hu_offset + rng.randrange(layout.n_hu) for _ in range(rng.randint(40, 160))]
+        for _ in range(2):
+            out.append(ScoreRequest(tuple(prefix + [layout.hu_offset + rng.randrange(layout.n_hu) for _ in range(rng.randint(20, 80))]), 1))
+    return out
 
 
 def timed(fn) -> tuple[float, list[float]]:
@@ -89,8 +105,31 @@ def main() -> None:
         if budget:
             figures += [figure(f"{name} / one at a time", single / seconds, "x", (">=", TARGET)),
                         figure(f"{name}: max |LL difference| from one at a time", diff, "nats")]
+    pairs = pair_requests(layout, args.sequences, seed=2)
+    pair_tokens = sum(len(r.ids) for r in pairs)
+    shared_tokens = sum(t.length for t in plan_trees(pairs))
+    budget = args.batch_tokens[0]
+    pair_best: dict[bool, float] = {}
+    pair_lls: dict[bool, list[float]] = {}
+    for _ in range(args.repeats):
+        for share in (False, True):  # interleaved
+            seconds, lls = timed(lambda sh=share: log_likelihoods(model, pairs, "mean", budget, builder.pad, share_prefix=sh))
+            pair_best[share] = min(pair_best.get(share, float("inf")), seconds)
+            pair_lls[share] = lls
+    ratio = pair_best[False] / pair_best[True]
+    diff = max(abs(a - b) for a, b in zip(pair_lls[True], pair_lls[False]))
+    flips = sum(a != b for a, b in zip(pair_outcomes(pair_lls[True][0::2], pair_lls[True][1::2]),
+                                       pair_outcomes(pair_lls[False][0::2], pair_lls[False][1::2])))
+    print(f"pairs: {len(pairs) // 2} pairs, {pair_tokens} tokens, {shared_tokens} with shared prefixes ({shared_tokens / pair_tokens:.2f}); "
+          f"padded rows {pair_best[False]:.2f} s, shared prefixes {pair_best[True]:.2f} s: {ratio:.2f}x, max |dLL| {diff:.1e}, "
+          f"{flips} pair outcomes differ")
+    figures += [figure("pairs: shared prefixes / padded rows (speed-up)", ratio, "x"),
+                figure("pairs: tokens scored with shared prefixes / without", shared_tokens / pair_tokens, "x"),
+                figure("pairs: max |LL difference| shared prefixes vs padded rows", diff, "nats"),
+                figure("pairs: pair outcomes that differ", flips, "pairs")]
     write_results("scoring_throughput", figures, conditions("fp32", torch.get_num_threads()), args.out,
-                  model={"layers": args.layers, "width": args.width}, sequences=len(reqs), tokens=tokens, repeats=args.repeats)
+                  model={"layers": args.layers, "width": args.width}, sequences=len(reqs), tokens=tokens, repeats=args.repeats,
+                  pairs={"pairs": len(pairs) // 2, "tokens": pair_tokens, "batch_tokens": budget})
 
 
 if __name__ == "__main__":

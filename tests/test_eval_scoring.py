@@ -3,12 +3,14 @@
 import random
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.eval import eval_tokenizer, reference_ll
 from support.models import tiny_llama
-from tinywave.eval.scoring import ScoreRequest, SequenceBuilder, log_likelihoods, pair_outcomes, plan_batches
+from tinywave.eval.scoring import (ScoreRequest, SequenceBuilder, Tree, log_likelihoods, pair_outcomes, plan_batches, plan_trees,
+                                   tree_rows)
 from tinywave.text.vocab import encode_text
 
 
@@ -116,3 +118,59 @@ def test_too_long_or_empty_sequences_are_errors(lm):
         log_likelihoods(model, [ScoreRequest(tuple([5] * 300))], pad_id=0)
     with pytest.raises(ValueError, match="has nothing to score"):
         log_likelihoods(model, [ScoreRequest((5, 6), 2)], pad_id=0)
+
+
+def _pairs_with_prefixes(layout, n: int, seed: int) -> list[ScoreRequest]:
+    """Pairs that share a prefix (as the files of a benchmark pair do), scored from inside or after it,
+    plus a sequence that is the prefix of another and one sharing nothing."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        prefix = [rng.randrange(layout.size) for _ in range(rng.randint(1, 40))]
+        for _ in range(2):
+            ids = tuple(prefix + [rng.randrange(layout.size) for _ in range(rng.randint(1, 20))])
+            out.append(ScoreRequest(ids, rng.randint(1, len(ids) - 1)))
+    long = out[0].ids + (7, 8, 9)
+    out += [ScoreRequest(long, 2), ScoreRequest((3, 4), 1)]
+    return out
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 6)), min_size=1, max_size=30), st.integers(0, 8))
+@settings(max_examples=80, deadline=None)
+def test_plan_trees_groups_each_sequence_once_under_its_prefix(spec, min_saved):
+    # short sequences over a tiny alphabet share prefixes often
+    reqs = [ScoreRequest(tuple([a] * n + [n]), 1) for a, n in spec]
+    trees = plan_trees(reqs, min_saved=min_saved, max_members=3)
+    members = [r for t in trees for r in t.members]
+    assert sorted(members, key=lambda r: r.ids) == sorted(set(reqs), key=lambda r: r.ids)  # each distinct one, once
+    for t in trees:
+        assert 1 <= len(t.members) <= 3
+        assert all(r.ids[: t.shared] == t.members[0].ids[: t.shared] and t.shared <= len(r.ids) for r in t.members)
+        assert t.length == t.shared + sum(len(r.ids) - t.shared for r in t.members)
+        assert len(t.members) == 1 or sum(len(r.ids) for r in t.members) - t.length >= min_saved  # joins pay off
+
+
+@pytest.mark.parametrize("reduce", ["mean", "sum"])
+@pytest.mark.parametrize("budget", [0, 90, 4096])
+def test_shared_prefix_scoring_equals_plain_rows(lm, reduce, budget):
+    tok, layout, model = lm
+    reqs = _pairs_with_prefixes(layout, 12, seed=7)
+    trees = plan_trees(reqs)
+    assert sum(len(t.members) > 1 for t in trees) >= 10  # the prefixes are really shared
+    shared = log_likelihoods(model, reqs, reduce, batch_tokens=budget, pad_id=tok.pad_token_id)
+    plain = log_likelihoods(model, reqs, reduce, batch_tokens=budget, pad_id=tok.pad_token_id, share_prefix=False)
+    reference = [reference_ll(model, list(r.ids), r.score_from, reduce) for r in reqs]
+    assert shared == pytest.approx(plain, abs=1e-4) and shared == pytest.approx(reference, abs=1e-4)
+
+
+def test_tree_rows_mask_keeps_each_rest_to_the_prefix_and_itself():
+    a, b = ScoreRequest((1, 2, 3, 4), 1), ScoreRequest((1, 2, 5), 2)
+    rows = tree_rows([Tree((a, b), 2), Tree((ScoreRequest((9, 8), 1),), 2)], pad_id=0, dtype=torch.float32)
+    assert rows["ids"].tolist() == [[1, 2, 3, 4, 5], [9, 8, 0, 0, 0]]
+    assert rows["positions"].tolist()[0] == [0, 1, 2, 3, 2]  # b's rest continues from the prefix
+    allowed = (rows["mask"][:, 0] == 0).int().tolist()
+    assert allowed[0] == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 1]]
+    assert allowed[1] == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]]  # pads: only themselves
+    # a's targets 2, 3, 4 from positions 0, 1, 2; b's target 5 from position 1 (its last shared token)
+    picks = list(zip(rows["pick_row"].tolist(), rows["pick_pos"].tolist(), rows["pick_target"].tolist(), rows["pick_member"].tolist()))
+    assert picks == [(0, 0, 2, 0), (0, 1, 3, 0), (0, 2, 4, 0), (0, 1, 5, 1), (1, 0, 8, 2)]
