@@ -159,6 +159,31 @@ def test_report_scores_are_the_evaluations(demo_dir):
 
 
 @pytest.mark.slow
+def test_each_model_is_scored_once_it_is_trained_and_the_reports_merge(demo_dir):
+    state = json.loads((demo_dir / "stages.json").read_text())
+    order = state["order"]
+    runs = [f"{name}-s{s}" for name in STUDENTS for s in SEEDS]
+    for run in runs:  # trained, exported, scored in that order, and all before the merged report
+        assert order[f"students:{run}"] < order[f"export:{run}"] < order[f"scores:{run}"] < order["eval"]
+    for teacher in ("teacher", "teacher_before_correction"):
+        assert order["correction"] < order[f"scores:{teacher}"] < order["eval"]
+    assert order["eval_tokens"] < min(order[f"scores:{n}"] for n in [*runs, "teacher", "teacher_before_correction"])
+    # the resynthesis reads no student; the samples' transcripts come after the samples
+    assert order["listening"] < order["eval"] and order["samples"] < order["samples_asr"]
+    # every part scored only its own model, from the one token cache; the merged report holds each part's scores
+    merged = json.loads((demo_dir / "eval" / "results.json").read_text())
+    for name in [*runs, "teacher", "teacher_before_correction"]:
+        part = json.loads((demo_dir / "eval" / "parts" / name / "results.json").read_text())
+        assert list(part["models"]) == [name]
+        for bench, scores in part["results"].items():
+            assert merged["results"][bench][name] == scores[name]
+    assert not any((demo_dir / "eval" / "parts" / runs[0]).glob("cache/*"))  # read eval/cache, tokenized nothing itself
+    assert state["done"]["eval_tokens"]["clips"] > 0
+    listening = json.loads((demo_dir / "listening.json").read_text())
+    assert sum(len(v) for v in listening["samples"].values()) == state["done"]["samples_asr"]["transcripts"] > 0
+
+
+@pytest.mark.slow
 def test_student_logs_distillation_terms_and_baselines_do_not(demo_dir):
     def keys(run: str) -> set[str]:
         rows = [json.loads(line) for line in (demo_dir / "runs" / run / "train_log.jsonl").read_text().splitlines() if line]

@@ -8,8 +8,12 @@ that model, and the output says so):
   demo's HiFi-GAN and its Griffin-Lim baseline -> recognizer; WER against the text,
   beside the WER of the original audio (tinywave/eval/resynthesis.py);
 - **samples**: the recognizer's transcript of every generated speech sample, written into
-  ``samples/index.json`` as ``asr`` (report.html shows it beside the player). A
-  continuation has no reference text, so these are transcripts, not error rates.
+  ``samples/index.json`` as ``asr`` (report.html shows it beside the player) and into
+  ``listening.json`` as ``samples``. A continuation has no reference text, so these are
+  transcripts, not error rates.
+
+The two are apart (:func:`measure_listening`, :func:`transcribe_demo_samples`) because the
+resynthesis reads no trained student: the demo measures it while the students train.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def heldout_spoken(corpus: Path, heldout_tokens: Path, limit: int) -> list[Any]:
 def measure_listening(out: Path, corpus: Path, heldout_tokens: Path, train_tokens: Path, tokenizer_dir: Path,
                       vocoder_dir: Path, *, items: int) -> dict[str, Any]:
     """Resynthesis WER of ``items`` held-out utterances through the HiFi-GAN of ``vocoder_dir`` and its Griffin-Lim
-    baseline (``vocoder_dir/griffinlim``), and the samples' transcripts -> ``out/listening.json``."""
+    baseline (``vocoder_dir/griffinlim``) -> ``out/listening.json``; the recognizer's language model -> ``out/asr_lm.arpa``."""
     # lazy: eval.resynthesis and vocoder.backends import torch (~1.4 s), speech.tokenizer scipy (~0.2 s); recipes.demo imports this module at its top
     from tinywave.eval.resynthesis import resynthesis_wer
     from tinywave.speech.tokenizer import SpeechTokenizer
@@ -81,9 +85,23 @@ def measure_listening(out: Path, corpus: Path, heldout_tokens: Path, train_token
     report["ratios"] = {name: (round(v["wer"] / original, 3) if original > 0 else None) for name, v in report["vocoders"].items()}
     report["recognizer"] = LM_NOTE
     report["vocoder_dir"] = str(vocoder_dir)
-    report["samples"] = transcribe_samples(out / "samples" / "index.json", out, recognizer)
     atomic_write_json(out / "listening.json", report)
     log.info("listening: %d held-out utterances, WER original %.3f, %s", len(spoken), original,
              ", ".join(f"{k} {v['wer']:.3f} ({report['ratios'][k]}x)" for k, v in report["vocoders"].items()))
     return {"utterances": len(spoken), "wer_original": original,
             "wer": {k: v["wer"] for k, v in report["vocoders"].items()}, "ratios": report["ratios"]}
+
+
+def transcribe_demo_samples(out: Path) -> dict[str, Any]:
+    """The recognizer of :func:`measure_listening` (its ``out/asr_lm.arpa``) on every generated sample of
+    ``out/samples/index.json``; the transcripts also go into ``out/listening.json`` as ``samples``."""
+    from tinywave.eval.asr import PocketSphinxRecognizer  # lazy: eval.asr imports torch (~1.4 s)
+
+    lm = out / "asr_lm.arpa"
+    if not lm.is_file():
+        raise FileNotFoundError(f"{lm} is missing: the listening stage writes it; rerun the demo with the same --out")
+    heard = transcribe_samples(out / "samples" / "index.json", out, PocketSphinxRecognizer(lm=lm))
+    report = json.loads((out / "listening.json").read_text(encoding="utf-8"))
+    report["samples"] = heard
+    atomic_write_json(out / "listening.json", report)
+    return {"transcripts": sum(len(v) for v in heard.values())}

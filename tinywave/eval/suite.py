@@ -158,6 +158,17 @@ def load_model(folder: Path, settings: EvalSettings) -> tuple[torch.nn.Module, S
     return model.to(settings.device).eval(), SequenceBuilder(load_tokenizer(folder), settings.append_eos)
 
 
+def fill_token_cache(benches: dict[str, Path], speech_tokenizer: str | Path, cache_dir: Path, cross_modal: bool = True) -> int:
+    """Tokenize every clip that :func:`evaluate` scores on ``benches`` into the token cache under ``cache_dir``
+    (what evaluations given ``cache_dir`` then read), so that evaluations run at once do not each tokenize the
+    same clips; the number of clips."""
+    tasks = plan_tasks([load_benchmark(n, p) for n, p in benches.items()], cross_modal)
+    tokenizer = load_speech_tokenizer(speech_tokenizer)
+    clips = [c for t in tasks for c in t.clips()]
+    tokenize_clips(clips, tokenizer, TokenCache(cache_dir, tokenizer.fingerprint), desc="tokenizing benchmarks")
+    return len(set(clips))
+
+
 # ---------------------------------------------------------------- one model
 
 

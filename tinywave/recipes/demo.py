@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -35,12 +36,12 @@ from tinywave.config import apply_fast, field, to_dict
 from tinywave.data.token_corpus import load_token_corpus, split_records
 from tinywave.demo.assets import check_assets
 from tinywave.demo.html import write_report_html
-from tinywave.demo.listening import measure_listening
+from tinywave.demo.listening import measure_listening, transcribe_demo_samples
 from tinywave.demo.precision import choose_precision
 from tinywave.demo.report import describe_models, write_demo_report
 from tinywave.demo.stages import Stages, call
 from tinywave.demo.vocoder_asset import VOCODER_DIR
-from tinywave.demo.workers import call_in_child, run_jobs, threads_per_run
+from tinywave.demo.workers import call_in_child, run_jobs, threads_per_run, torch_threads
 from tinywave.distill.defaults import DISTILL_LOSS
 from tinywave.eval.report import merge_reports, write_reports
 from tinywave.files import atomic_write_text, read_jsonl
@@ -170,6 +171,8 @@ DEPENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
                            c["precision"]],  # an empty keep_layers (the default) is left out: folders made before it existed stay done
     "students_first_seed": lambda c: c["student"]["seeds"][0],
     "eval": lambda c: [c["cross_modal"], c["student"]["seeds"]],
+    "eval_tokens": lambda c: c["cross_modal"],
+    "scores": lambda c: c["cross_modal"],
     "vocoder": lambda c: [c["vocoder_source"], c["vocoder_steps"], c["vocoder_items"]],
     "samples": lambda c: c["prompt_seconds"],
     "listening": lambda c: c["listening_items"],
@@ -193,10 +196,15 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "students": ("shards_student", "correction", "cache"),
     "export": ("students:{instance}",),
     "students_first_seed": ("export:*",),
-    "eval": ("export:*", "correction", "assets", "export_pretrain", "benchmarks", "split"),
+    "eval_tokens": ("benchmarks", "assets", "export_pretrain"),
+    "scores": ("export:{instance}", "eval_tokens", "split"),
+    "scores:teacher": ("correction", "eval_tokens", "split"),
+    "scores:teacher_before_correction": ("assets", "export_pretrain", "eval_tokens", "split"),
+    "eval": ("scores:*",),
     "vocoder": ("corpus", "assets", "units"),
     "samples": ("vocoder", "students_first_seed", "correction", "split", "corpus"),
-    "listening": ("samples", "vocoder", "split", "corpus", "assets", "export_pretrain"),
+    "listening": ("vocoder", "split", "corpus", "assets", "export_pretrain"),
+    "samples_asr": ("samples", "listening"),
 }
 
 
@@ -346,20 +354,29 @@ def _student_run(cfg: Config, runs: Path, name: str, seed: int, shards: Path, te
         call("distill", **sections)
 
 
-def _evaluate(cfg: Config, dst: Path, models: dict[str, Path], bench: Path, heldout: Path, at_once: int) -> dict[str, Any]:
-    """Every model on the same pairs and held-out tokens; with ``at_once`` > 1 the models are scored in that many
-    child processes (models dealt out in turn) and their reports merged into ``dst`` (results.json and scores/)."""
-    args = {"bench": [str(bench)], "cross_modal": cfg.cross_modal, "ppl": [f"heldout={heldout}"]}
-    names = list(models)
-    if at_once <= 1:
-        call("evaluate", model=[f"{n}={models[n]}" for n in names], out=str(dst), reference="teacher", **args)
-        return {"processes": 1}
-    groups = [names[i::at_once] for i in range(at_once)]
-    threads = threads_per_run(at_once)
-    parts = [dst / "parts" / str(i) for i in range(at_once)]
-    run_jobs([(f"eval part {i}", lambda g=g, part=part: call_in_child(
-        "evaluate", threads, part / "stdout.log", model=[f"{n}={models[n]}" for n in g], out=str(part), reference=g[0], **args))
-        for i, (g, part) in enumerate(zip(groups, parts))], at_once)
+def _eval_tokens(cfg: Config, dst: Path, bench: Path, tokenizer: Path) -> dict[str, Any]:
+    """Every benchmark clip tokenized once into ``dst/cache``, which each model's evaluation then reads."""
+    from tinywave.eval.layouts import discover  # lazy: eval.layouts imports soundfile (~0.1 s)
+    from tinywave.eval.suite import fill_token_cache  # lazy: eval.suite imports torch and transformers (~3 s)
+
+    return {"clips": fill_token_cache(discover(bench), tokenizer, dst / "cache", cfg.cross_modal)}
+
+
+def _score_model(cfg: Config, dst: Path, name: str, folder: Path, bench: Path, heldout: Path, threads: int) -> None:
+    """One model on the pairs and the held-out tokens -> ``dst/parts/<name>`` (its own results.json and scores/);
+    ``threads`` > 0 scores it in a child process with that many threads."""
+    part = dst / "parts" / name
+    args = {"model": [f"{name}={folder}"], "out": str(part), "reference": name, "bench": [str(bench)],
+            "cross_modal": cfg.cross_modal, "ppl": [f"heldout={heldout}"], "cache": str(dst / "cache")}
+    if threads:
+        call_in_child("evaluate", threads, part / "stdout.log", **args)
+    else:
+        call("evaluate", **args)
+
+
+def _merge_scores(dst: Path, names: list[str]) -> dict[str, Any]:
+    """The models' reports (``dst/parts/<name>``) merged into ``dst`` (results.json, results.md, scores/)."""
+    parts = [dst / "parts" / n for n in names]
     reports = [json.loads((part / "results.json").read_text(encoding="utf-8")) for part in parts]
     merged = merge_reports([{k: v for k, v in r.items() if k != "format"} for r in reports], names, reference="teacher")
     for part in parts:
@@ -367,7 +384,7 @@ def _evaluate(cfg: Config, dst: Path, models: dict[str, Path], bench: Path, held
             if (part / sub).is_dir():
                 shutil.copytree(part / sub, dst / sub, dirs_exist_ok=True)
     write_reports(dst, merged)
-    return {"processes": at_once, "groups": groups}
+    return {"models": len(names)}
 
 
 def first_seed_models(models: Path, seed: int) -> dict[str, Any]:
@@ -497,34 +514,52 @@ def run(cfg: Config) -> int:
         stages.run("cache", lambda: _teacher_cache(cfg, models / "teacher", shards / "student", cache),
                    clear=[cache, cache.with_name("teacher_cache.partial")])
 
-    # 6. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps;
-    #    student.parallel_runs of them at once, each in its own process (tinywave/demo/workers.py)
+    # 6. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps, each
+    #    exported and scored as soon as it is trained; both teachers' scores and the resynthesis measurements (which
+    #    read no student) fill the end. student.parallel_runs jobs at once, each run in its own process with
+    #    cores // parallel_runs threads (tinywave/demo/workers.py); the distilled students, the longest, go first
     at_once = min(cfg.student.parallel_runs, 3 * len(cfg.student.seeds))
     threads = threads_per_run(at_once) if at_once > 1 else 0
+    evaluation, heldout = out / "eval", tokens / "heldout.jsonl"
+    stages.run("vocoder", lambda: _vocoder(cfg, out / "vocoder", corpus, pretrained), clear=[out / "vocoder"])
+    tokens_lock = threading.Lock()
 
-    def train_and_export(name: str, seed: int) -> None:
+    def score(name: str) -> None:
+        with tokens_lock, torch_threads(threads):  # the first job to score fills the shared token cache; the others wait
+            stages.run("eval_tokens", lambda: _eval_tokens(cfg, evaluation, bench, pretrained / "speech_tokenizer"),
+                       clear=[evaluation / "cache"])
+        stages.run(f"scores:{name}", lambda: _score_model(cfg, evaluation, name, models / name, bench, heldout, threads),
+                   clear=[evaluation / "parts" / name])
+
+    def train_export_score(name: str, seed: int) -> None:
         key = run_name(name, seed)
         stages.run(f"students:{key}", lambda: _student_run(cfg, runs, name, seed, shards / "student", models / "teacher",
                                                            precision=precision.name, cache=cache, threads=threads), clear=[runs / key])
         stages.run(f"export:{key}", lambda: call("export", checkpoint=str(runs / key), out=str(models / key)))
+        score(key)
 
-    pairs = [(name, seed) for seed in cfg.student.seeds for name in STUDENTS]
+    def listening() -> None:
+        with torch_threads(threads):
+            stages.run("listening", lambda: _listening(cfg, out, tokens, corpus, pretrained / "speech_tokenizer"))
+
+    pairs = [(name, seed) for name in STUDENTS for seed in cfg.student.seeds]
     trained = [run_name(name, seed) for name, seed in pairs]
+    teachers = ["teacher_before_correction", "teacher"]
     if at_once > 1:
         log.info("students: %d runs, %d at a time with %d thread(s) each (logs: runs/*/stdout.log)", len(trained), at_once, threads)
-    run_jobs([(key, lambda n=n, sd=sd: train_and_export(n, sd)) for key, (n, sd) in zip(trained, pairs)], at_once)
+    run_jobs([*((key, lambda n=n, sd=sd: train_export_score(n, sd)) for key, (n, sd) in zip(trained, pairs)),
+              *((f"scores:{n}", lambda n=n: score(n)) for n in teachers), ("listening", listening)], at_once)
     stages.run("students_first_seed", lambda: first_seed_models(models, cfg.student.seeds[0]))
 
-    # 7. evaluation: every model on the same pairs (speech-only and cross-modal), held-out normalized perplexity
-    names = ["teacher_before_correction", "teacher", *trained]
-    stages.run("eval", lambda: _evaluate(cfg, out / "eval", {n: models / n for n in names}, bench, tokens / "heldout.jsonl", at_once),
-               clear=[out / "eval"])
+    # 7. evaluation: every model on the same pairs (speech-only and cross-modal) and held-out tokens, in one report
+    names = [*teachers, *(run_name(name, seed) for seed in cfg.student.seeds for name in STUDENTS)]
+    stages.run("eval", lambda: _merge_scores(evaluation, names), clear=[evaluation / "scores", evaluation / "submission"])
 
     # 8. listening samples from held-out prompts: text -> speech, speech -> speech / text, speech + text -> speech
-    stages.run("vocoder", lambda: _vocoder(cfg, out / "vocoder", corpus, pretrained), clear=[out / "vocoder"])
     stages.run("samples", lambda: _samples(cfg, out, {n: models / n for n in ("teacher", "student")}, tokens, corpus),
                clear=[out / "samples"])
-    stages.run("listening", lambda: _listening(cfg, out, tokens, corpus, pretrained / "speech_tokenizer"))
+    if stages.done["listening"].get("utterances"):  # the recognizer ran (pocketsphinx installed)
+        stages.run("samples_asr", lambda: transcribe_demo_samples(out))
 
     # 9. report: means over seeds, intervals, paired tests
     info = describe_models({n: models / n for n in ["teacher_before_correction", "teacher", *STUDENTS]})
