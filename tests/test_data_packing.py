@@ -15,6 +15,7 @@ from tinywave.distill.fused import use_qk_attention
 from tinywave.distill.losses import IGNORE_INDEX
 from tinywave.distill.objective import DistillObjective, LossWeights
 from tinywave.distill.teacher import OnlineTeacher
+from tinywave.models import windowed
 from tinywave.models.student import build_student
 
 VOCAB, SEQ, BOS, EOS, PAD = 48, 24, 1, 2, 3
@@ -92,7 +93,15 @@ def losses_and_grads(teacher, batch, normalizer):
     return {k: float(v.detach()) for k, v in losses.items()}, {k: p.grad.clone() for k, p in student.named_parameters() if p.grad is not None}
 
 
-def test_packed_rows_give_the_losses_and_gradients_of_each_segment_alone(packed):
+@pytest.fixture(params=[128, 8], ids=["one-block", "key-windows"])
+def block(request, monkeypatch):
+    """Rows of 24 tokens fit one block of 128 (plain SDPA); blocks of 8 cut them into key windows,
+    as the demo's rows of 512 are cut (tinywave/models/windowed.py)."""
+    monkeypatch.setattr(windowed, "BLOCK", request.param)
+    return request.param
+
+
+def test_packed_rows_give_the_losses_and_gradients_of_each_segment_alone(packed, block):
     batch = BatchStream(ShardDataset(packed / "split"), 4, seed=0).next()
     reference, n_pieces = one_segment_per_row(batch)
     assert n_pieces > 2 * 4  # several document boundaries inside the rows
@@ -118,7 +127,8 @@ def test_without_segments_the_packed_rows_would_attend_across_documents(packed):
     assert abs(segmented["ce"] - plain["ce"]) > 1e-3
 
 
-def test_a_cache_of_segmented_rows_gives_the_online_losses(packed, tmp_path):
+def test_a_cache_of_segmented_rows_gives_the_online_losses(packed, tmp_path, block):
+    """The cache runs the teacher under inference_mode, whose masks have no version counter (key_windows)."""
     ds = ShardDataset(packed / "split")
     settings = CacheSettings(top_k=0, temperatures=(2.0,), logit_dtype="float32", hidden_layers=(0, 2), hidden_dtype="float32",
                              attn_layers=(0, 2), attn_dtype="float32", batch_size=3, block_rows=4, chunk_size=7)

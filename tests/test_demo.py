@@ -270,6 +270,11 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(demo_dir, toy_
     log = [json.loads(line) for line in (demo_dir / "runs" / "student-s0" / "train_log.jsonl").read_text().splitlines() if line]
     assert max(r["step"] for r in log) == 4
     assert json.loads((demo_dir / "report.json").read_text())["config"]["student"]["steps"] == 4
+    after = json.loads((demo_dir / "stages.json").read_text())["done"]
+    for stage in ("scores:teacher", "scores:teacher_before_correction", "eval_tokens", "listening"):  # they read no student
+        assert after[stage] == done[stage]
+    for stage in ("scores:student-s0", "eval", "samples", "samples_asr"):
+        assert after[stage]["span"][0] > done[stage]["span"][1]
 
 
 def test_samples_use_the_trained_vocoder_only_when_it_beats_griffin_lim(tmp_path):

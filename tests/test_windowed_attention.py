@@ -86,3 +86,17 @@ def test_windows_of_the_same_mask_are_reused_until_it_changes():
     mask[..., 12:, :8] = False  # changed in place: scanned again
     assert key_windows(mask, block=4)[-1] == (12, 16, 8, 16)
     assert key_windows(mask.clone(), block=8) == [(0, 8, 0, 8), (8, 16, 0, 16)]  # another mask, another block size (row 1: query 8 sees key 0)
+
+
+def test_windows_of_an_inference_mask_are_scanned_each_time_and_stay_exact():
+    """The teacher cache and scoring run under inference_mode, whose tensors have no version counter."""
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 2, 16, 4, generator=g) for _ in range(3))
+    segments = torch.tensor([[0] * 6 + [1] * 10, [0] * 9 + [1] * 7])
+    with torch.inference_mode():
+        mask = block_causal(segments, torch.ones(2, 16, dtype=torch.bool))
+        assert mask.is_inference()
+        got = windowed_sdpa(q, k, v, mask, block=4)
+        torch.testing.assert_close(got, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), rtol=1e-5, atol=1e-6)
+        mask[..., 12:, :8] = False  # changed in place: its windows follow
+        assert key_windows(mask, block=4)[-1] == (12, 16, 8, 16)

@@ -307,6 +307,7 @@ def _prepare_partial(out: Path, index: dict[str, Any]) -> Path:
     return partial
 
 
+@torch.inference_mode()
 def build_cache(
     teacher: nn.Module, dataset, out: str | Path, settings: CacheSettings, device: torch.device = torch.device("cpu"),
     rank: int = 0, *, world_size: int = 1, stop_after_blocks: int = 0,

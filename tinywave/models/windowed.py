@@ -26,13 +26,18 @@ BLOCK = 128  # query rows per block
 _LAST: list = [None, None, None, None]  # weakref to the last mask, its version, block, its windows
 
 
-def key_windows(mask: torch.Tensor, block: int = BLOCK) -> list[tuple[int, int, int, int]]:
+def key_windows(mask: torch.Tensor, block: int | None = None) -> list[tuple[int, int, int, int]]:
     """(q0, q1, k0, k1) per block of query rows: keys k0..k1-1 hold every key that rows q0..q1-1 may attend.
 
     mask: (B, 1 or H, T, S) bool, True where a query may attend a key. A row with no allowed key
     does not narrow its block's window (its output is whatever SDPA gives a fully masked row).
     transformers hands every layer the same mask tensor: the windows of the last one (same object,
-    unchanged since) are reused instead of scanning it once per layer."""
+    unchanged since) are reused instead of scanning it once per layer. An inference tensor
+    (``torch.inference_mode``: the teacher cache, scoring) has no version counter to tell an
+    in-place change, so its windows are scanned on every call."""
+    block = block or BLOCK
+    if mask.is_inference():
+        return _scan_windows(mask, block)
     ref, version, last_block, windows = _LAST
     if ref is not None and ref() is mask and version == mask._version and last_block == block:
         return windows
@@ -57,11 +62,12 @@ def _scan_windows(mask: torch.Tensor, block: int) -> list[tuple[int, int, int, i
 
 
 def windowed_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, *,
-                  scale: float | None = None, dropout: float = 0.0, block: int = BLOCK) -> torch.Tensor:
+                  scale: float | None = None, dropout: float = 0.0, block: int | None = None) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` with a boolean mask, computed per block of queries over its key window.
 
     query (B, H, T, d); key, value (B, Hkv, S, d) (grouped-query heads are repeated, as transformers does with a
     mask); mask (B, 1 or H, T, S) bool, or anything SDPA takes (then one plain call) -> (B, H, T, d)."""
+    block = block or BLOCK  # read at call time: tests shrink it to window short rows
     key, value = repeat_heads(key, query.shape[1]), repeat_heads(value, query.shape[1])
     if not windowable(query, key, mask, block):
         return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scale)
@@ -71,9 +77,9 @@ def windowed_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, m
     return torch.cat(parts, dim=2)
 
 
-def windowable(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, block: int = BLOCK) -> bool:
+def windowable(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, block: int | None = None) -> bool:
     """Whether :func:`windowed_sdpa` cuts this call into blocks: a boolean mask, as many queries as keys, more than a block."""
-    return mask is not None and mask.dtype == torch.bool and query.shape[2] == key.shape[2] > block
+    return mask is not None and mask.dtype == torch.bool and query.shape[2] == key.shape[2] > (block or BLOCK)
 
 
 def repeat_heads(x: torch.Tensor, heads: int) -> torch.Tensor:

@@ -80,8 +80,7 @@ def run(cfg: Config) -> int:
     # 3. cache, block by block
     settings = CacheSettings(cfg.top_k, tuple(cfg.temperatures), cfg.logit_dtype, tuple(cfg.hidden_layers), cfg.hidden_dtype,
                              tuple(cfg.attn_layers), cfg.attn_dtype, cfg.batch_size, cfg.block_rows, cfg.chunk_size)
-    with torch.inference_mode():
-        summary = build_cache(teacher, dataset, cfg.out, settings, device, env.rank, world_size=env.world_size, stop_after_blocks=cfg.stop_after_blocks)
+    summary = build_cache(teacher, dataset, cfg.out, settings, device, env.rank, world_size=env.world_size, stop_after_blocks=cfg.stop_after_blocks)
     # 4. several ranks: once all are done, rank 0 renames the folder into place
     if env.world_size > 1:
         dist.barrier()
