@@ -59,7 +59,7 @@ class Shape:
     heads: int = 4
     teacher_layers: int = 8
     keep: tuple[int, ...] = (1, 3, 5, 7)
-    chunk: int = 1024
+    chunk: int = 256  # LossWeights' default (benchmarks/vocab_chunks.py)
     top_k: int = 64
 
 

@@ -169,7 +169,7 @@ def fused_vocab_losses(
     teacher_logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
     rows: torch.Tensor | None = None,
     temperature: float = 1.0,
-    *, chunk_size: int = 1024,
+    *, chunk_size: int = 256,
     normalizer: float | None = None,
     ce_weight: float = 1.0,
     kl_weight: float = 1.0,
@@ -181,7 +181,7 @@ def fused_vocab_losses(
     for logging. Its gradient holds both losses with their weights.
     """
     if chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size} must be a positive number of tokens (e.g. 1024)")
+        raise ValueError(f"chunk_size={chunk_size} must be a positive number of tokens (e.g. 256)")
     rows = torch.arange(hidden.shape[0], device=hidden.device) if rows is None else rows
     kl_weight = kl_weight if teacher_logits is not None else 0.0
     norm = float(hidden.shape[0]) if normalizer is None else float(normalizer)

@@ -122,7 +122,7 @@ class StepSettings:
     teacher_runs: bool = True  # a teacher-dependent loss is on
     hidden_pairs: int = 0  # mapped layer pairs of the hidden-state loss
     attn_pairs: int = 0  # mapped layer pairs of the attention loss
-    chunk_size: int = 1024  # tokens per chunk of the vocabulary losses
+    chunk_size: int = 256  # tokens per chunk of the vocabulary losses
 
     @property
     def tokens(self) -> int:  # per micro-batch

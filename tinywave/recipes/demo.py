@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -508,11 +507,14 @@ def run(cfg: Config) -> int:
     stages.run("correction", lambda: _correct(cfg, pretrained, shards / "correction", runs, models, precision.name),
                clear=[runs / "teacher_correction"])
 
-    # 5. the corrected teacher over the students' shards, once for every seed (exact: the losses equal the online ones)
+    # 5. the corrected teacher over the students' shards, once for every seed (exact: the losses equal the online ones);
+    #    meanwhile every benchmark clip is tokenized once for the evaluations (one core: the cache leaves it idle)
     cache = out / "teacher_cache" if cfg.student.teacher_cache else None
-    if cache:
-        stages.run("cache", lambda: _teacher_cache(cfg, models / "teacher", shards / "student", cache),
-                   clear=[cache, cache.with_name("teacher_cache.partial")])
+    evaluation, heldout = out / "eval", tokens / "heldout.jsonl"
+    run_jobs([*([("cache", lambda: stages.run("cache", lambda: _teacher_cache(cfg, models / "teacher", shards / "student", cache),
+                                               clear=[cache, cache.with_name("teacher_cache.partial")]))] if cache else []),
+              ("eval_tokens", lambda: stages.run("eval_tokens", lambda: _eval_tokens(cfg, evaluation, bench, pretrained / "speech_tokenizer"),
+                                                 clear=[evaluation / "cache"]))], min(cfg.student.parallel_runs, 2))
 
     # 6. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps, each
     #    exported and scored as soon as it is trained; both teachers' scores and the resynthesis measurements (which
@@ -520,14 +522,9 @@ def run(cfg: Config) -> int:
     #    cores // parallel_runs threads (tinywave/demo/workers.py); the distilled students, the longest, go first
     at_once = min(cfg.student.parallel_runs, 3 * len(cfg.student.seeds))
     threads = threads_per_run(at_once) if at_once > 1 else 0
-    evaluation, heldout = out / "eval", tokens / "heldout.jsonl"
     stages.run("vocoder", lambda: _vocoder(cfg, out / "vocoder", corpus, pretrained), clear=[out / "vocoder"])
-    tokens_lock = threading.Lock()
 
     def score(name: str) -> None:
-        with tokens_lock, torch_threads(threads):  # the first job to score fills the shared token cache; the others wait
-            stages.run("eval_tokens", lambda: _eval_tokens(cfg, evaluation, bench, pretrained / "speech_tokenizer"),
-                       clear=[evaluation / "cache"])
         stages.run(f"scores:{name}", lambda: _score_model(cfg, evaluation, name, models / name, bench, heldout, threads),
                    clear=[evaluation / "parts" / name])
 

@@ -54,7 +54,7 @@ class Config:
     speech_tokenizer: str = field("", help="speech tokenizer folder to ship in the model folder (default: the one next to the tokenizer/teacher)")
     teacher: str = field("", help="correct: the model folder to fine-tune")
     method: str = field("full", help="correct: full (all weights) or lora (adapters, merged on save)")
-    chunk_size: int = field(1024, help="tokens per chunk of the CE loss")
+    chunk_size: int = field(256, help="tokens per chunk of the CE loss")
     model: ModelSection = dc_field(default_factory=ModelSection)
     lora: LoraSection = dc_field(default_factory=LoraSection)
     data: DataSettings = dc_field(default_factory=DataSettings)
