@@ -47,6 +47,8 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
               ["mixture.speech=0.8", "mixture.interleaved=0.15", "mixture.text=0.05"]),
     "lr2": ("lr 2e-3", "student", ["student.lr=0.002"]),
     "h10": ("hidden and attention weights 10", "student", ["student.hidden_weight=10", "student.attn_weight=10"]),
+    "h1": ("hidden and attention weights 1", "student", ["student.hidden_weight=1", "student.attn_weight=1"]),
+    "T1": ("KL temperature 1 (the demo's is 2)", "student", ["student.temperature=1"]),
     "s900": ("900 steps x 4 rows (1.5x the tokens)", "student", ["student.steps=900"]),
     "k35": ("keep teacher layers [3, 5] (the demo keeps [2, 5])", "student", ["student.keep_layers=[3,5]"]),
     "k15": ("keep teacher layers [1, 5]", "student", ["student.keep_layers=[1,5]"]),

@@ -153,9 +153,13 @@ def test_report_scores_are_the_evaluations(demo_dir):
     assert before["benchmarks"]["tSC"] == pytest.approx(results["results"]["tSC"]["teacher_before_correction"])
     assert before["ppl"] == pytest.approx(ppl["teacher_before_correction"]["ppl_per_token"])
     assert report["precision"]["name"] in ("fp32", "bf16") and report["precision"]["reason"]
+    machine = report["machine"]  # the wall time is read beside the CPU and its measured speed
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["torch_threads"] >= 1 and machine["fp32_gflops"] > 0
+    assert report["wall_seconds"] > 0
     assert {c["claim"] for c in report["claims"]} >= {"student / teacher on tSC", "correction lowers the teacher's held-out perplexity"}
     md = (demo_dir / "report.md").read_text()
     assert md.startswith("# TinyWave demo report") and "## Claims" in md and "paired bootstrap p" in md
+    assert f"on {machine['cpu']} ({machine['cores']} cores" in md.splitlines()[2]
 
 
 @pytest.mark.slow

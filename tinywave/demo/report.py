@@ -13,6 +13,8 @@ report.json keys:
   held-out perplexity); ``mcnemar.<bench>.<baseline>``: exact McNemar p, pooled
 - ``normalized_ppl.<name>``: held-out per-token perplexity (mean over seeds)
 - ``ratios.<bench>``: student / teacher; ``ratios.ppl``: student / teacher perplexity
+- ``wall_seconds`` (stages that ran at once counted once) beside ``machine`` (CPU model, cores,
+  torch threads and a measured float32 matmul rate: tinywave/demo/machine.py)
 - ``seeds``, ``precision``, ``teacher_before_correction`` (a model entry plus its scores),
   ``claims`` (each target of the demo: measured, held or not), ``config``, ``stages``
 """
@@ -249,7 +251,7 @@ def _breakdowns(results: dict[str, Any], seeds: list[int]) -> dict[str, dict[str
 
 
 def build_report(out: Path, models: dict[str, dict[str, Any]], results: dict[str, Any], stages: dict[str, Any],
-                 seeds: list[int], precision: dict[str, Any]) -> dict[str, Any]:
+                 seeds: list[int], precision: dict[str, Any], *, machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """report.json's content from the evaluation's results.json and its per-item scores."""
     scores_dir = out / "eval" / "scores"
     present = set(results.get("models", {}))
@@ -276,7 +278,7 @@ def build_report(out: Path, models: dict[str, dict[str, Any]], results: dict[str
         "samples": stages["done"].get("samples", {}).get("index"),
         "sample_vocoder": stages["done"].get("samples", {}).get("vocoder"),
         "listening": stages["done"].get("listening"),
-        "wall_seconds": round(busy_seconds(stages["done"]), 1),
+        "wall_seconds": round(busy_seconds(stages["done"]), 1), "machine": machine or {},
         "stages": stages["done"], "config": stages["config"],
     }
     if before in models:
@@ -303,12 +305,22 @@ def _cell(report: dict[str, Any], bench: str, name: str) -> str:
     return text
 
 
+def _machine_text(machine: dict[str, Any] | None) -> str:
+    """" on <CPU> (<n> cores; ...)" for the report's first line, or nothing for a report without the machine."""
+    if not machine:
+        return ""
+    return (f" on {machine['cpu']} ({machine['cores']} cores; a float32 matmul chain ran at {machine['fp32_gflops']:.0f} GFLOP/s "
+            f"with {machine['torch_threads']} thread(s) at the start of the run that wrote this report: wall times compare "
+            f"across machines only with it)")
+
+
 def _markdown(report: dict[str, Any], eval_md: str) -> str:
     names = [n for n in (*TEACHERS, *STUDENTS) if any(n in s for s in report["benchmarks"].values())]
     seeds = report["seeds"]
     prec = report["precision"]
     lines = ["# TinyWave demo report", "",
-             f"Wall time {report['wall_seconds'] / 60:.1f} min (stages running at once counted once); precision {prec['name']} ({prec['reason']}). "
+             f"Wall time {report['wall_seconds'] / 60:.1f} min (stages running at once counted once){_machine_text(report.get('machine'))}; "
+             f"precision {prec['name']} ({prec['reason']}). "
              f"The pretrained teacher is corrected on the target domain (LoRA, merged); the student keeps a subset of its layers at "
              f"full width and is distilled on a subset of the target stories; the two baselines train the same architecture "
              f"with CE only on the same data, steps and schedule. Students: seeds {seeds}; a cell is the mean over seeds ± their "
@@ -373,9 +385,10 @@ _SAMPLE_VOCODER = {
 
 
 def write_demo_report(out: Path, models: dict[str, dict[str, Any]], results: dict[str, Any], runs: Path,
-                      stages: dict[str, Any], seeds: list[int], *, precision: dict[str, Any]) -> dict[str, Any]:
+                      stages: dict[str, Any], seeds: list[int], *, precision: dict[str, Any],
+                      machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble report.json / report.md and collect the plots under ``out/plots``."""
-    report = build_report(out, models, results, stages, seeds, precision)
+    report = build_report(out, models, results, stages, seeds, precision, machine=machine)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     if (out / "eval" / "results.png").is_file():

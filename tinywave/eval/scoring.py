@@ -249,7 +249,7 @@ def max_positions(model: torch.nn.Module) -> int | None:
 
 
 def log_likelihoods(model: torch.nn.Module, requests: Sequence[ScoreRequest], reduce: str = "mean",
-                    batch_tokens: int = 4096, pad_id: int = 0, desc: str = "scoring", share_prefix: bool = True) -> list[float]:
+                    batch_tokens: int = 4096, pad_id: int = 0, desc: str = "scoring", *, share_prefix: bool = True) -> list[float]:
     """LL of every request under the shared rule; see the module docstring.
 
     Memory per forward pass is about ``batch_tokens`` x vocabulary x 8 bytes of logits.

@@ -36,6 +36,7 @@ from tinywave.data.token_corpus import load_token_corpus, split_records
 from tinywave.demo.assets import check_assets
 from tinywave.demo.html import write_report_html
 from tinywave.demo.listening import measure_listening, transcribe_demo_samples
+from tinywave.demo.machine import describe_machine
 from tinywave.demo.precision import choose_precision
 from tinywave.demo.report import describe_models, write_demo_report
 from tinywave.demo.stages import Stages, call
@@ -361,7 +362,7 @@ def _eval_tokens(cfg: Config, dst: Path, bench: Path, tokenizer: Path) -> dict[s
     return {"clips": fill_token_cache(discover(bench), tokenizer, dst / "cache", cfg.cross_modal)}
 
 
-def _score_model(cfg: Config, dst: Path, name: str, folder: Path, bench: Path, heldout: Path, threads: int) -> None:
+def _score_model(cfg: Config, dst: Path, name: str, folder: Path, bench: Path, heldout: Path, *, threads: int) -> None:
     """One model on the pairs and the held-out tokens -> ``dst/parts/<name>`` (its own results.json and scores/);
     ``threads`` > 0 scores it in a child process with that many threads."""
     part = dst / "parts" / name
@@ -479,6 +480,9 @@ def run(cfg: Config) -> int:
     out.mkdir(parents=True, exist_ok=True)
     precision = choose_precision(cfg.precision)
     log.info("precision: %s (%s)", precision.name, precision.reason)
+    machine = describe_machine()  # the report's wall time is read beside this machine's measured speed
+    log.info("machine: %s, %d cores, float32 matmul chain %.0f GFLOP/s with %d thread(s)", machine["cpu"], machine["cores"],
+             machine["fp32_gflops"], machine["torch_threads"])
     stages = Stages(out, to_dict(cfg), DEPENDS, UPSTREAM)
     corpus, bench, tokens, shards = out / "corpus", out / "benchmarks", out / "tokens", out / "shards"
     runs, models = out / "runs", out / "models"
@@ -525,7 +529,7 @@ def run(cfg: Config) -> int:
     stages.run("vocoder", lambda: _vocoder(cfg, out / "vocoder", corpus, pretrained), clear=[out / "vocoder"])
 
     def score(name: str) -> None:
-        stages.run(f"scores:{name}", lambda: _score_model(cfg, evaluation, name, models / name, bench, heldout, threads),
+        stages.run(f"scores:{name}", lambda: _score_model(cfg, evaluation, name, models / name, bench, heldout, threads=threads),
                    clear=[evaluation / "parts" / name])
 
     def train_export_score(name: str, seed: int) -> None:
@@ -561,7 +565,8 @@ def run(cfg: Config) -> int:
     # 9. report: means over seeds, intervals, paired tests
     info = describe_models({n: models / n for n in ["teacher_before_correction", "teacher", *STUDENTS]})
     results = json.loads((out / "eval" / "results.json").read_text())
-    report = write_demo_report(out, info, results, runs, stages.state, seeds=cfg.student.seeds, precision=precision.as_dict())
+    report = write_demo_report(out, info, results, runs, stages.state, seeds=cfg.student.seeds, precision=precision.as_dict(),
+                               machine=machine)
     log.info("demo report page -> %s", write_report_html(out, report))
     log.info("demo report -> %s (%s)", out / "report.md", ", ".join(f"{k}: {v}" for k, v in report["summary"].items()))
     return 0
