@@ -515,10 +515,12 @@ def run(cfg: Config) -> int:
     #    meanwhile every benchmark clip is tokenized once for the evaluations (one core: the cache leaves it idle)
     cache = out / "teacher_cache" if cfg.student.teacher_cache else None
     evaluation, heldout = out / "eval", tokens / "heldout.jsonl"
-    run_jobs([*([("cache", lambda: stages.run("cache", lambda: _teacher_cache(cfg, models / "teacher", shards / "student", cache),
-                                               clear=[cache, cache.with_name("teacher_cache.partial")]))] if cache else []),
-              ("eval_tokens", lambda: stages.run("eval_tokens", lambda: _eval_tokens(cfg, evaluation, bench, pretrained / "speech_tokenizer"),
-                                                 clear=[evaluation / "cache"]))], min(cfg.student.parallel_runs, 2))
+    jobs = [("eval_tokens", lambda: stages.run("eval_tokens", lambda: _eval_tokens(cfg, evaluation, bench, pretrained / "speech_tokenizer"),
+                                               clear=[evaluation / "cache"]))]
+    if cache:
+        jobs.insert(0, ("cache", lambda: stages.run("cache", lambda: _teacher_cache(cfg, models / "teacher", shards / "student", cache),
+                                                    clear=[cache, cache.with_name("teacher_cache.partial")])))
+    run_jobs(jobs, min(cfg.student.parallel_runs, 2))
 
     # 6. per seed: the student (layer-aligned distillation) and both CE baselines, same architecture, data, steps, each
     #    exported and scored as soon as it is trained; both teachers' scores and the resynthesis measurements (which
