@@ -14,9 +14,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from tinywave.demo.precision import _chain
-
-CHAIN = {"tokens": 4096, "width": 256, "ffn": 704, "iterations": 4, "matmuls": 3}
+from tinywave.demo.precision import chain_flops, matmul_chain
 
 
 def cpu_model() -> str:
@@ -33,12 +31,10 @@ def fp32_gflops(reps: int = 5) -> float:
     """GFLOP/s of the float32 matmul chain, best of ``reps`` timed runs after one warm-up."""
     import torch  # lazy: torch is heavy (~1.4 s); the demo recipe imports this module at its top without it
 
-    c = CHAIN
-    run = _chain(torch.float32, c["tokens"], c["width"], c["ffn"])
+    run = matmul_chain(torch.float32)
     run()  # warm-up: kernels, caches
     best = min(run() for _ in range(max(1, reps)))
-    flops = 2.0 * c["tokens"] * c["width"] * c["ffn"] * c["matmuls"] * c["iterations"]
-    return flops / best / 1e9
+    return chain_flops() / best / 1e9
 
 
 def describe_machine() -> dict[str, Any]:

@@ -40,8 +40,17 @@ def cpu_bf16_flags() -> tuple[str, ...]:
     return tuple(sorted(f for f in flags if f in {"avx512_bf16", "amx_bf16", "amx_tile"}))
 
 
-def _chain(dtype, tokens: int = 4096, width: int = 256, ffn: int = 704):
-    """A forward+backward-like matmul chain in ``dtype`` (the shapes of a 256-wide decoder layer)."""
+CHAIN_ROUNDS = 4  # rounds of three matmuls per timed run of matmul_chain
+
+
+def chain_flops(tokens: int = 4096, width: int = 256, ffn: int = 704) -> float:
+    """Floating-point operations of one timed run of :func:`matmul_chain` with these shapes."""
+    return 2.0 * tokens * width * ffn * 3 * CHAIN_ROUNDS
+
+
+def matmul_chain(dtype, tokens: int = 4096, width: int = 256, ffn: int = 704):
+    """A forward+backward-like matmul chain in ``dtype`` (the shapes of a 256-wide decoder layer);
+    calling the result runs it once and returns its seconds."""
     import torch  # lazy: torch is heavy (~1.4 s); the demo recipes import this module at their top without it
 
     gen = torch.Generator().manual_seed(0)
@@ -51,7 +60,7 @@ def _chain(dtype, tokens: int = 4096, width: int = 256, ffn: int = 704):
 
     def run() -> float:
         t0 = time.perf_counter()
-        for _ in range(4):
+        for _ in range(CHAIN_ROUNDS):
             h = x @ w1  # [tokens, ffn]
             y = h @ w2  # [tokens, width]
             _ = y.T @ h  # [width, ffn]: a weight-gradient shape
@@ -74,12 +83,12 @@ def measure_bf16_speedup(reps: int = 7) -> float:
     """
     import torch  # lazy: torch is heavy (~1.4 s); the demo recipes import this module at their top without it
 
-    small32, small16 = _chain(torch.float32, tokens=512), _chain(torch.bfloat16, tokens=512)
+    small32, small16 = matmul_chain(torch.float32, tokens=512), matmul_chain(torch.bfloat16, tokens=512)
     small32(), small16()  # warm-up
     probe = small32() / small16()
     if probe < SLOW_PROBE:
         return probe
-    fp32, bf16 = _chain(torch.float32), _chain(torch.bfloat16)
+    fp32, bf16 = matmul_chain(torch.float32), matmul_chain(torch.bfloat16)
     fp32(), bf16()  # warm-up: kernels, caches
     best32 = best16 = float("inf")
     for _ in range(reps):
