@@ -9,8 +9,9 @@ teacher and student attention rows from recorded queries and keys
 
 * ``autograd``: each block's log-softmaxes under activation checkpointing (the path for
   different head counts, and the only path before the closed form);
-* ``closed``: :class:`tinywave.distill.fused._BlockKL`, the loss from each row's two
-  log-normalizers and the gradient ``softmax(s) - p_teacher`` in closed form.
+* ``closed``: :class:`tinywave.distill.fused._PairKL`, the loss from each row's two
+  log-normalizers and the gradient ``softmax(s) - p_teacher`` in closed form, computed in
+  the forward pass (each block's score maps once; backward only scales d/dq, d/dk).
 
 With ``--packed`` (the default shapes include it), rows hold documents of the demo's
 measured length (124 tokens on average, lengths drawn from a geometric law; each its own

@@ -193,7 +193,7 @@ def test_sparse_topk_teacher_equals_its_dense_distribution(n, vocab, k_frac, tem
 
 @pytest.mark.parametrize("segmented", [False, True], ids=["plain", "segmented-rows"])
 def test_closed_form_attention_kl_equals_the_autograd_path(segmented):
-    """_BlockKL (loss and d/dq, d/dk in closed form) against the checkpointed log-softmax path, with padding,
+    """_PairKL (loss and d/dq, d/dk in closed form, computed in forward) against the checkpointed log-softmax path, with padding,
     an empty row, several blocks and (segmented) documents packed in a row."""
     g = torch.Generator().manual_seed(5)
     b, h, t, d = 3, 4, 19, 8
@@ -216,6 +216,28 @@ def test_closed_form_attention_kl_equals_the_autograd_path(segmented):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="closed_form=True needs equal head counts"):
         attention_kl_from_qk((sq, sk, 0.35), (tq[:, :2], tk, 0.35), qmask, kmask, closed_form=True)
+
+
+def test_closed_form_attention_kl_scales_its_stored_gradient_and_skips_it_without_grad():
+    """_PairKL computes d/dq, d/dk in forward: backward must scale them by the incoming gradient (here 3 and
+    -0.5, through a weighted sum with another term), and a forward without grad gives the same loss."""
+    g = torch.Generator().manual_seed(7)
+    b, h, t, d = 2, 2, 13, 4
+    sq, sk = torch.randn(b, h, t, d, generator=g).requires_grad_(), torch.randn(b, h, t, d, generator=g).requires_grad_()
+    tq, tk = torch.randn(b, h, t, d, generator=g), torch.randn(b, h, t, d, generator=g)
+    mask = torch.ones(b, t, dtype=torch.bool)
+
+    def kl(closed):
+        return attention_kl_from_qk((sq, sk, 0.5), (tq, tk, 0.5), mask, mask, 4.0, block=5, closed_form=closed)
+
+    for weight in (3.0, -0.5):
+        got = torch.autograd.grad(weight * kl(True) + (sq ** 2).sum(), (sq, sk))
+        want = torch.autograd.grad(weight * kl(False) + (sq ** 2).sum(), (sq, sk))
+        for a, w in zip(got, want):
+            torch.testing.assert_close(a, w, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        plain = kl(True)
+    torch.testing.assert_close(plain, kl(False).detach(), rtol=1e-5, atol=1e-6)
 
 
 def dense_attention_kl(sq, sk, tq, tk, scale, qmask, kmask, segments, normalizer):

@@ -23,15 +23,17 @@ mapped layer keeps SDPA for its output and :func:`record_qk` records its queries
 (after RoPE). The KL between teacher and student attention rows is then computed in
 blocks of query rows, each block against the keys up to its last row only (causal): about
 half the score matmuls of a dense map. When teacher and student have the same number of
-heads, a block's loss and its gradient come in closed form (:class:`_BlockKL`): with s the
+heads, the loss and its gradient come in closed form (:class:`_PairKL`): with s the
 student's masked scores, l_t the teacher's attention log-probabilities and p_t = exp(l_t),
 
-    KL(row) = sum_j p_t (l_t - s) + logsumexp(s),      d KL / d s = softmax(s) - p_t,
+    KL(row) = sum_j p_t (l_t - s) + logsumexp(s),      d KL / d s = softmax(s) - p_t.
 
-so the forward pass keeps only each row's two log-normalizers, and backward recomputes the
-scores once (no log-softmax graph, no second forward as activation checkpointing would run).
+The loss is a scalar, so each block's d/dq and d/dk are computed in the forward pass while
+its maps are at hand, and backward only scales them: two score matmuls and two exp passes
+per block in all (no log-softmax graph, nothing recomputed, no second forward as activation
+checkpointing would run), and d/dq, d/dk of the size of q and k kept until backward.
 Other head counts (their KL is between head-averaged maps) use the checkpointed autograd path.
-Memory is O(block x T) per pair either way.
+Working memory is O(block x T) per pair either way.
 """
 
 from __future__ import annotations
@@ -267,57 +269,63 @@ def _masked_scores(q: torch.Tensor, k: torch.Tensor, scale: float, blocked: torc
         return torch.matmul(q.float() * scale, k.float().transpose(-1, -2)).masked_fill_(blocked, _NEG)
 
 
-def _exp_rows(x: torch.Tensor, blocked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(exp(x - max), 0 where blocked; its row sums, 1 on rows with no key; the row maxima) of (B, H, n, m) scores.
+def _exp_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(exp(x - max), its row sums, the row maxima) of (B, H, n, m) scores masked with ``_NEG``.
 
     One exp pass, with its argument floored at ``_EXP_FLOOR``: masked keys (``_NEG``) and far tails would
-    otherwise take the exp kernel's slow path for huge or subnormal results (several times slower on CPU)."""
+    otherwise take the exp kernel's slow path for huge or subnormal results (several times slower on CPU).
+    A masked key of a row that has a real key so gets exp(-80) = 1.8e-35 instead of 0: below float32's
+    resolution of any sum it joins. A row without any key gets 1 everywhere; callers zero such rows."""
     top = x.amax(-1, keepdim=True)  # (B, H, n, 1)
-    e = (x - top).clamp_(min=_EXP_FLOOR).exp_().masked_fill_(blocked, 0.0)
-    z = e.sum(-1, keepdim=True)
-    return e, z.masked_fill_(z == 0, 1.0), top
+    e = (x - top).clamp_(min=_EXP_FLOOR).exp_()
+    return e, e.sum(-1, keepdim=True), top
 
 
-def _teacher_rows(tq: torch.Tensor, tk: torch.Tensor, scale: float, blocked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(scores t, probabilities p_t, logsumexp) of the teacher's rows; p_t is 0 on masked keys and on rows without a key."""
-    t = _masked_scores(tq, tk, scale, blocked)
-    e, z, top = _exp_rows(t, blocked)
-    return t, e.div_(z), top + z.log()
+class _PairKL(torch.autograd.Function):
+    """Sum over the real query rows of one layer pair of the head-mean KL(teacher row || student row),
+    equal head counts, in blocks of query rows against their causal (and segment-trimmed) keys.
 
-
-class _BlockKL(torch.autograd.Function):
-    """Sum over a block's real query rows of the head-mean KL(teacher row || student row), equal head counts.
-
-    Forward keeps the inputs (views) and the student rows' logsumexp; backward recomputes the
-    student scores and the teacher probabilities and returns d/dq, d/dk of the student only.
-    Rows without any allowed key (padding) count 0, as in the autograd path."""
+    With s the student's masked scores, t the teacher's, e_t = exp(t - max t), z_t its row sum and
+    lse the row log-normalizers, each row's KL is  sum_j e_t (t - s) / z_t + lse_s - lse_t  and its
+    gradient with respect to s is  softmax(s) - e_t / z_t.  The output is a scalar, so forward computes
+    d/dq and d/dk of the student right away, while each block's maps are at hand (two score matmuls
+    and two exp passes per block, none recomputed), and backward only scales them by the incoming
+    gradient. Rows without any allowed key (padding) count 0, as in the autograd path."""
 
     @staticmethod
-    def forward(ctx, sq, sk, s_scale, tq, tk, t_scale, allowed, query_mask):
-        blocked = ~allowed  # (B, 1, n, m)
-        valid = allowed.any(-1).to(torch.float32)  # (B, 1, n): rows with at least one key
-        s = _masked_scores(sq, sk, s_scale, blocked)  # (B, H, n, m)
-        _, z, top = _exp_rows(s, blocked)
-        lse = top + z.log()  # (B, H, n, 1); a row with no key: its max (the exp in backward then gives 1, masked to 0)
-        t, pt, lse_t = _teacher_rows(tq, tk, t_scale, blocked)
-        # sum_j p_t (l_t - l_s) = sum_j p_t t - lse_t - sum_j p_t s + lse_s  (sum_j p_t = 1 on valid rows, 0 else)
-        per_head = (pt * t).sum(-1) - (pt * s).sum(-1) + (lse - lse_t).squeeze(-1) * valid  # (B, H, n)
-        ctx.save_for_backward(sq, sk, tq, tk, allowed, query_mask, lse, valid)
-        ctx.scales = (s_scale, t_scale)
-        return (per_head.mean(1) * query_mask).sum()
+    def forward(ctx, sq, sk, s_scale, tq, tk, t_scale, query_mask, key_mask, segments, windows, block):
+        want = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        heads, length = sq.shape[1], sq.shape[2]
+        d_q = torch.zeros(sq.shape, dtype=torch.float32, device=sq.device) if want else None  # (B, H, T, d)
+        d_k = torch.zeros(sk.shape, dtype=torch.float32, device=sk.device) if want else None  # (B, H, T, d)
+        total = sq.new_zeros((), dtype=torch.float32)
+        for a in range(0, length, block):
+            b = min(a + block, length)
+            lo = windows[a] if windows is not None else 0  # keys lo..b-1: causal and segment-trimmed window
+            allowed = _block_allowed(key_mask, a, b - a, b, segments, lo)  # (B, 1, n, m)
+            blocked, valid = ~allowed, allowed.any(-1).to(torch.float32)  # valid: (B, 1, n) rows with at least one key
+            q, k = sq[:, :, a:b], sk[:, :, lo:b]  # (B, H, n, d), (B, H, m, d)
+            s = _masked_scores(q, k, s_scale, blocked)  # (B, H, n, m)
+            e_s, z_s, top_s = _exp_rows(s)
+            t = _masked_scores(tq[:, :, a:b], tk[:, :, lo:b], t_scale, blocked)
+            e_t, z_t, top_t = _exp_rows(t)
+            rows = query_mask[:, None, a:b] * valid  # (B, 1, n): rows that count
+            lse_gap = (top_s - top_t + z_s.log() - z_t.log()).squeeze(-1)  # (B, H, n): lse_s - lse_t
+            per_head = (t.sub_(s).mul_(e_t).sum(-1) / z_t.squeeze(-1) + lse_gap) * rows  # (B, H, n); masked keys: t - s = 0
+            total = total + per_head.mean(1).sum()
+            if want:  # d loss / d (q k^T) = (softmax(s) - p_t) * scale / H on the rows that count, 0 elsewhere
+                row = (rows * (s_scale / heads))[..., None]  # (B, 1, n, 1)
+                d = e_s.mul_(row / z_s).addcmul_(e_t, -row / z_t)  # (B, H, n, m)
+                d_q[:, :, a:b] = torch.matmul(d, k.float())
+                d_k[:, :, lo:b] += torch.matmul(d.transpose(-1, -2), q.float())
+        ctx.save_for_backward(d_q, d_k)
+        ctx.dtypes = (sq.dtype, sk.dtype)
+        return total
 
     @staticmethod
     def backward(ctx, grad):
-        sq, sk, tq, tk, allowed, query_mask, lse, valid = ctx.saved_tensors
-        s_scale, t_scale = ctx.scales
-        blocked = ~allowed
-        _, pt, _ = _teacher_rows(tq, tk, t_scale, blocked)
-        d_scores = (_masked_scores(sq, sk, s_scale, blocked) - lse).clamp_(min=_EXP_FLOOR).exp_().masked_fill_(blocked, 0.0)  # softmax
-        row = (grad * query_mask[:, None, :] * valid * (s_scale / sq.shape[1]))[..., None]  # (B, 1, n, 1)
-        d_scores = d_scores.sub_(pt).mul_(row)  # d loss / d (q k^T), (B, H, n, m)
-        d_q = torch.matmul(d_scores, sk.float()).to(sq.dtype)  # (B, H, n, d)
-        d_k = torch.matmul(d_scores.transpose(-1, -2), sq.float()).to(sk.dtype)  # (B, H, m, d)
-        return d_q, d_k, None, None, None, None, None, None
+        d_q, d_k = ctx.saved_tensors
+        return ((grad * d_q).to(ctx.dtypes[0]), (grad * d_k).to(ctx.dtypes[1]), *([None] * 9))
 
 
 def _block_allowed(key_mask: torch.Tensor, start: int, n: int, m: int, segments: torch.Tensor | None, lo: int = 0) -> torch.Tensor:
@@ -354,7 +362,7 @@ def attention_kl_from_qk(
     query (B, H, T, d), key (B, Hkv, T, d); query_mask: (B, T) rows that count; key_mask:
     (B, T) real keys (future keys are always excluded); segments: (B, T) segment index of each
     token for segmented rows (``packing=split``: keys of other segments are excluded too), or
-    None. closed_form: None picks :class:`_BlockKL` when both have the same number of heads;
+    None. closed_form: None picks :class:`_PairKL` when both have the same number of heads;
     False forces the checkpointed autograd path (the reference for tests and benchmarks/attention_kl.py).
     key_windows: with segments, a block of queries skips the keys before the earliest start of its
     queries' segments in any row (the loss is unchanged; False computes every causal key, for benchmarks).
@@ -369,16 +377,14 @@ def attention_kl_from_qk(
     closed_form = same_heads if closed_form is None else closed_form
     # segmented rows: a block's queries see no key before the earliest segment start among them (in any row)
     first = _segment_first(segments).amin(0).tolist() if segments is not None and key_windows else None  # [T]
-    total = sq.new_zeros((), dtype=torch.float32)
-    for a in range(0, sq.shape[2], block):
-        b = min(a + block, sq.shape[2])
-        lo = first[a] if first is not None else 0  # keys lo..b-1: causal and segment-trimmed window
-        if closed_form:
-            allowed = _block_allowed(kmask, a, b - a, b, segments, lo)
-            total = total + _BlockKL.apply(sq[:, :, a:b], sk[:, :, lo:b], s_scale, tq[:, :, a:b].detach(), tk[:, :, lo:b].detach(),
-                                           t_scale, allowed, qmask[:, a:b])
-            continue
-        args = (sq[:, :, a:b], sk[:, :, lo:b], s_scale, tq[:, :, a:b], tk[:, :, lo:b], t_scale, kmask, qmask[:, a:b], a, segments, lo)
-        total = total + (checkpoint(_block_kl, *args, use_reentrant=False) if grad else _block_kl(*args))
+    if closed_form:
+        total = _PairKL.apply(sq, sk, s_scale, tq.detach(), tk.detach(), t_scale, qmask, kmask, segments, first, block)
+    else:
+        total = sq.new_zeros((), dtype=torch.float32)
+        for a in range(0, sq.shape[2], block):
+            b = min(a + block, sq.shape[2])
+            lo = first[a] if first is not None else 0  # keys lo..b-1: causal and segment-trimmed window
+            args = (sq[:, :, a:b], sk[:, :, lo:b], s_scale, tq[:, :, a:b], tk[:, :, lo:b], t_scale, kmask, qmask[:, a:b], a, segments, lo)
+            total = total + (checkpoint(_block_kl, *args, use_reentrant=False) if grad else _block_kl(*args))
     count = float(query_mask.sum()) if normalizer is None else float(normalizer)
     return total / max(count, 1.0)
