@@ -24,6 +24,10 @@ segment, ``packing=split``), and two more variants run:
 ``closed`` then skips, per block of queries, the keys before the earliest start of their
 segments in any row (the loss is unchanged: tests/test_perf_fused.py).
 
+With ``--against REV`` one more variant, ``closed@REV``, runs the closed form of
+``tinywave/distill/fused.py`` as it was at git revision REV (read with ``git show``), so a
+change to the fast path is timed side by side with its predecessor in the same run.
+
 A step is forward + backward of one pair (no optimizer). Variants alternate within each
 round; the figure is the ratio of medians over ``--rounds`` rounds, so a change of machine
 load hits both alike. Writes ``benchmarks/results/attention_kl.json`` (or ``--out``).
@@ -33,8 +37,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TINYWAVE_PROGRESS", "0")
@@ -56,6 +63,19 @@ DOC_TOKENS = 124  # mean document length of the demo's student shards (468,429 t
 VARIANTS = {"closed": {"closed_form": True}, "autograd": {"closed_form": False},
             "closed_nowin": {"closed_form": True, "key_windows": False}, "closed_b64": {"closed_form": True, "block": 64}}
 PLAIN = ("closed", "autograd")
+KL: dict[str, Callable] = {}  # variant -> the attention_kl_from_qk it calls (default: today's)
+
+
+def kl_at_revision(rev: str) -> Callable:
+    """``attention_kl_from_qk`` of tinywave/distill/fused.py at git revision ``rev``, loaded as its own module."""
+    path = "tinywave/distill/fused.py"
+    done = subprocess.run(["git", "-C", str(HERE.parent), "show", f"{rev}:{path}"], capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"--against {rev}: git cannot show {path} at that revision ({done.stderr.strip()}); give a commit of this repository")
+    module = types.ModuleType(f"fused_at_{rev}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up here
+    exec(compile(done.stdout, f"{rev}:{path}", "exec"), module.__dict__)
+    return module.attention_kl_from_qk
 
 
 def packed_segments(b: int, t: int, mean: int, seed: int) -> torch.Tensor:
@@ -76,8 +96,8 @@ def inputs(b: int, h: int, t: int, d: int, seed: int = 0, packed: bool = False) 
 
 def step_seconds(x: dict, variant: str) -> float:
     t0 = time.perf_counter()
-    loss = attention_kl_from_qk((*x["s"], x["scale"]), (*x["t"], x["scale"]), x["mask"], x["mask"], segments=x["segments"],
-                                **VARIANTS[variant])
+    kl = KL.get(variant, attention_kl_from_qk)
+    loss = kl((*x["s"], x["scale"]), (*x["t"], x["scale"]), x["mask"], x["mask"], segments=x["segments"], **VARIANTS[variant])
     loss.backward()
     seconds = time.perf_counter() - t0
     for p in x["s"]:
@@ -88,7 +108,7 @@ def step_seconds(x: dict, variant: str) -> float:
 def measure(shape: tuple[int, int, int, int], threads: int, rounds: int, packed: bool) -> dict:
     torch.set_num_threads(threads)
     x = inputs(*shape, packed=packed)
-    variants = list(VARIANTS) if packed else list(PLAIN)
+    variants = [v for v in VARIANTS if packed or v in PLAIN or v in KL]
     med, times = alternating_medians(lambda v: step_seconds(x, v), variants, rounds)
     ratios = {f"{v} / closed": med[v] / med["closed"] for v in variants if v != "closed"}
     return {"threads": threads, "packed": packed, "median_s": med, "speedup": med["autograd"] / med["closed"], "ratios": ratios,
@@ -103,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="", help="results JSON (default: benchmarks/results/attention_kl.json)")
     ap.add_argument("--packing", nargs="+", default=["plain", "packed"], choices=["plain", "packed"],
                     help="rows of one document each (plain) and/or documents packed as segments (packed)")
+    ap.add_argument("--against", default="", metavar="REV", help="also time the closed form of fused.py at this git revision")
     a = ap.parse_args(argv)
+    if a.against:
+        KL[f"closed@{a.against}"] = kl_at_revision(a.against)
+        VARIANTS[f"closed@{a.against}"] = {"closed_form": True}
     shapes, rounds = (QUICK, 2) if a.quick else (SHAPES, a.rounds)
     load = [round(v, 2) for v in os.getloadavg()]
     rows, figures = [], []
@@ -119,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                     figures.append(figure(f"attention KL step, {key}, {label}", round(x, 3), "x",
                                           note=f"median of {rounds} alternating rounds"))
     write_results("attention_kl", figures, conditions("fp32", threads=max(a.threads), load_average_at_start=load), a.out or None,
-                  rows=rows, rounds=rounds)
+                  rows=rows, rounds=rounds, against=a.against or None)
     return 0
 
 
