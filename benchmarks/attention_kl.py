@@ -5,7 +5,7 @@
 
 Both variants compute the same loss and gradients (tests/test_perf_fused.py): the KL between
 teacher and student attention rows from recorded queries and keys
-(``tinywave.distill.fused.attention_kl_from_qk``), in causal blocks of 128 query rows.
+(``tinywave.distill.fused.attention_kl_from_qk``), in causal blocks of 64 query rows.
 
 * ``autograd``: each block's log-softmaxes under activation checkpointing (the path for
   different head counts, and the only path before the closed form);
@@ -19,7 +19,7 @@ segment, ``packing=split``), and two more variants run:
 
 * ``closed_nowin``: the closed form over every causal key of a block (the code before key
   windows);
-* ``closed_b64``: key windows with blocks of 64 query rows instead of 128.
+* ``closed_b128``: blocks of 128 query rows instead of 64 (the default before the forward-pass gradient).
 
 ``closed`` then skips, per block of queries, the keys before the earliest start of their
 segments in any row (the loss is unchanged: tests/test_perf_fused.py).
@@ -61,8 +61,8 @@ QUICK = {"quick 2x64, 2 heads x 16": (2, 2, 64, 16)}
 DOC_TOKENS = 124  # mean document length of the demo's student shards (468,429 tokens in 3,788 documents)
 # variant -> keyword arguments of attention_kl_from_qk
 VARIANTS = {"closed": {"closed_form": True}, "autograd": {"closed_form": False},
-            "closed_nowin": {"closed_form": True, "key_windows": False}, "closed_b64": {"closed_form": True, "block": 64}}
-PLAIN = ("closed", "autograd")
+            "closed_nowin": {"closed_form": True, "key_windows": False}, "closed_b128": {"closed_form": True, "block": 128}}
+PLAIN = ("closed", "autograd", "closed_b128")
 KL: dict[str, Callable] = {}  # variant -> the attention_kl_from_qk it calls (default: today's)
 
 
