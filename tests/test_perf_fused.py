@@ -235,9 +235,23 @@ def test_closed_form_attention_kl_scales_its_stored_gradient_and_skips_it_withou
         want = torch.autograd.grad(weight * kl(False) + (sq ** 2).sum(), (sq, sk))
         for a, w in zip(got, want):
             torch.testing.assert_close(a, w, rtol=1e-4, atol=1e-6)
-    with torch.no_grad():
+    with torch.no_grad(), MatmulCount() as count:
         plain = kl(True)
     torch.testing.assert_close(plain, kl(False).detach(), rtol=1e-5, atol=1e-6)
+    assert count.calls == 2 * 3  # no grad: the student's and the teacher's scores per block of 5 rows (13 rows: 3 blocks)
+    with MatmulCount() as count:
+        kl(True)
+    assert count.calls == 4 * 3  # with grad: also d/dq and d/dk per block, in forward
+
+
+class MatmulCount(torch.overrides.TorchFunctionMode):
+    """Counts torch.matmul calls inside the block."""
+
+    calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += func is torch.matmul
+        return func(*args, **(kwargs or {}))
 
 
 def dense_attention_kl(sq, sk, tq, tk, scale, qmask, kmask, segments, normalizer):

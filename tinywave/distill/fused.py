@@ -293,8 +293,9 @@ class _PairKL(torch.autograd.Function):
     gradient. Rows without any allowed key (padding) count 0, as in the autograd path."""
 
     @staticmethod
-    def forward(ctx, sq, sk, s_scale, tq, tk, t_scale, query_mask, key_mask, segments, windows, block):
-        want = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+    def forward(ctx, sq, sk, s_scale, tq, tk, t_scale, query_mask, key_mask, segments, windows, block, want):
+        # want: the caller will backpropagate (grad mode on and the student's q or k requires grad); under no_grad
+        # ctx.needs_input_grad still says True, so it is passed in: validation passes skip d/dq, d/dk
         heads, length = sq.shape[1], sq.shape[2]
         d_q = torch.zeros(sq.shape, dtype=torch.float32, device=sq.device) if want else None  # (B, H, T, d)
         d_k = torch.zeros(sk.shape, dtype=torch.float32, device=sk.device) if want else None  # (B, H, T, d)
@@ -325,7 +326,7 @@ class _PairKL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         d_q, d_k = ctx.saved_tensors
-        return ((grad * d_q).to(ctx.dtypes[0]), (grad * d_k).to(ctx.dtypes[1]), *([None] * 9))
+        return ((grad * d_q).to(ctx.dtypes[0]), (grad * d_k).to(ctx.dtypes[1]), *([None] * 10))
 
 
 def _block_allowed(key_mask: torch.Tensor, start: int, n: int, m: int, segments: torch.Tensor | None, lo: int = 0) -> torch.Tensor:
@@ -378,7 +379,7 @@ def attention_kl_from_qk(
     # segmented rows: a block's queries see no key before the earliest segment start among them (in any row)
     first = _segment_first(segments).amin(0).tolist() if segments is not None and key_windows else None  # [T]
     if closed_form:
-        total = _PairKL.apply(sq, sk, s_scale, tq.detach(), tk.detach(), t_scale, qmask, kmask, segments, first, block)
+        total = _PairKL.apply(sq, sk, s_scale, tq.detach(), tk.detach(), t_scale, qmask, kmask, segments, first, block, grad)
     else:
         total = sq.new_zeros((), dtype=torch.float32)
         for a in range(0, sq.shape[2], block):
