@@ -5,7 +5,7 @@ import math
 import torch
 
 from tinywave.demo.machine import cpu_model, describe_machine, fp32_gflops
-from tinywave.demo.report import _machine_text
+from tinywave.demo.report import _machine_text, claims
 
 
 def test_machine_names_the_cpu_and_measures_a_rate_at_the_current_threads():
@@ -26,3 +26,15 @@ def test_report_line_names_the_machine_or_nothing():
     text = _machine_text(machine)
     assert text.startswith(" on Test CPU (2 cores;") and "72 GFLOP/s with 2 thread(s)" in text
     assert _machine_text({}) == "" and _machine_text(None) == ""
+
+
+def test_wall_time_claim_holds_at_the_budget_and_names_the_machine():
+    base = {"benchmarks": {}, "normalized_ppl": {}, "p_values": {}, "ratios": {}, "precision": {"name": "fp32"},
+            "machine": {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "fp32_gflops": 168.2}}
+    by_wall = {}
+    for seconds in (1740.0, 1800.0, 1801.0):
+        (claim,) = [c for c in claims({**base, "wall_seconds": seconds}) if c["claim"] == "demo wall time"]
+        by_wall[seconds] = claim
+    assert [by_wall[s]["held"] for s in (1740.0, 1800.0, 1801.0)] == [True, True, False]
+    assert by_wall[1740.0]["measured"] == "29.0 min, fp32 on Test CPU x 2 cores (168 GFLOP/s fp32 matmul)"
+    assert not [c for c in claims({**base, "wall_seconds": 0.0, "machine": {}}) if c["claim"] == "demo wall time"]
