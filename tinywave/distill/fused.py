@@ -353,7 +353,7 @@ def attention_kl_from_qk(
     query_mask: torch.Tensor,
     key_mask: torch.Tensor,
     normalizer: float | None = None,
-    block: int = 64,  # query rows per block: 0.82-1.00x the time of 128 on packed rows (benchmarks/results/attention_kl.json)
+    block: int = 64,  # query rows per block: 0.83-0.86x the time of 128 (benchmarks/results/attention_kl.json)
     *, segments: torch.Tensor | None = None,
     closed_form: bool | None = None,
     key_windows: bool = True,
