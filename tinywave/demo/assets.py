@@ -61,12 +61,19 @@ def copy_teacher(src: Path, dst: Path) -> Path:
     return dst
 
 
-def git_commit() -> str:
+def git_commit(written: Path | None = None) -> str:
+    """HEAD of the code's checkout, with ``+uncommitted-changes`` when tracked files differ from it; files under
+    ``written`` (the assets folder being made, which replaces tracked files by design) do not count."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
+        root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True,
+                                   cwd=here).stdout.strip())
+        spec = []
+        if written is not None and Path(written).resolve().is_relative_to(root):
+            spec = ["--", ".", f":(exclude){Path(written).resolve().relative_to(root).as_posix()}"]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", *spec], capture_output=True, text=True,
+                               cwd=root).stdout.strip()
         return out.stdout.strip() + ("+uncommitted-changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -84,7 +91,7 @@ def build_provenance(out: Path, command: list[str], config: dict[str, Any], prec
 
     teacher = out / "teacher"
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"format": FORMAT, "command": command, "commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    return {"format": FORMAT, "command": command, "commit": git_commit(written=out), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "data_seed": config["seed"], "teacher_steps": config["teacher"]["steps"], "config": config,
             "fingerprints": fingerprints(teacher), "scores": teacher_scores(results), "counts": results.get("counts", {}),
             "precision": precision, "stage_seconds": {k: v.get("seconds") for k, v in stages.items()},

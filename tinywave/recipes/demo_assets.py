@@ -241,7 +241,7 @@ def _vocoder_part(cfg: Config, stages: Any, call: Callable[..., None], precision
         loss={"adversarial_start": v.adversarial_start}, eval={"asr": v.asr, "samples": 3}))
     ship_vocoder(work / "vocoder", out / VOCODER_DIR)
     fingerprint = SpeechTokenizer.load(tokenizer).fingerprint
-    provenance["vocoder"] = vocoder_provenance(out / VOCODER_DIR, invocation(cfg), git_commit(), fingerprint,
+    provenance["vocoder"] = vocoder_provenance(out / VOCODER_DIR, invocation(cfg), git_commit(written=out), fingerprint,
                                                to_dict(cfg)["vocoder"], info.get("seconds"))
     provenance["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.name != "provenance.json")
     write_provenance(out, provenance)
