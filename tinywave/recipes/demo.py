@@ -65,10 +65,10 @@ class TeacherSection:
     source: str = field("assets", help="assets: the shipped pretrained teacher (teacher.assets); scratch: pretrain one here")
     assets: str = field("assets/demo", help="demo assets folder (`tinywave demo-assets`); relative paths are tried in the "
                                             "current folder, then in the repository")
-    n_layers: int = field(9, help="scratch: teacher decoder layers (the shipped teacher's shape)")
-    width: int = field(192, help="scratch: hidden size")
-    heads: int = field(3, help="scratch: attention heads")
-    ffn: int = field(512, help="scratch: FFN size")
+    n_layers: int = field(6, help="scratch: teacher decoder layers")
+    width: int = field(256, help="scratch: hidden size")
+    heads: int = field(4, help="scratch: attention heads")
+    ffn: int = field(704, help="scratch: FFN size")
     steps: int = field(300, help="scratch: optimizer steps")
     batch_size: int = field(8, help="scratch: rows of seq_len tokens per step")
     lr: float = field(1e-3, help="scratch: peak learning rate")
@@ -89,10 +89,9 @@ class CorrectionSection:
 
 @dataclass
 class StudentSection:
-    n_layers: int = field(3, help="student layers kept from the teacher at full width (uniform spacing unless keep_layers): "
-                                  "a third of the shipped 9-layer teacher")
-    keep_layers: list[int] = field([], help="teacher layer kept as each student layer, e.g. [3, 5, 8] (empty: uniform spacing, "
-                                            "[2, 5, 8] for 3 of 9); the hidden and attention losses pair each with its own")
+    n_layers: int = field(2, help="student layers kept from the teacher at full width (uniform spacing unless keep_layers)")
+    keep_layers: list[int] = field([], help="teacher layer kept as each student layer, e.g. [3, 5] (empty: uniform spacing, [2, 5] "
+                                            "for 2 of 6); the hidden and attention losses pair each with its own")
     steps: int = field(600, help="optimizer steps, the same for the student and both baselines (one seed: 300 -> tSC 0.806, 600 -> "
                                  "0.875, 1200 -> 0.912; benchmarks/results/demo_student_budget.md)")
     batch_size: int = field(4, help="rows of seq_len tokens per step")

@@ -60,8 +60,8 @@ class TokenizerSection:
 
 @dataclass
 class TeacherSection:
-    # 9 x 192 (6 x 256 until the 2026-12-07 assets): a student of a third of the layers keeps 3 of them; of the 6-layer
-    # teacher, 3 layers kept 0.958 of its sSC and 2 layers 0.907 (benchmarks/results/demo_student_depth.md)
+    # 9 x 192 (was 6 x 256 until the 2026-12-07 assets): a student of a third of the layers keeps 3 of them, and a
+    # 3-layer student kept 0.958 of the 6-layer teacher's sSC where 2 layers kept 0.895 (docs/DEMO_RUNS.md)
     n_layers: int = field(9, help="teacher decoder layers")
     width: int = field(192, help="hidden size")
     heads: int = field(3, help="attention heads")
