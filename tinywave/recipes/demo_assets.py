@@ -60,12 +60,10 @@ class TokenizerSection:
 
 @dataclass
 class TeacherSection:
-    # 9 x 192 (was 6 x 256 until the 2026-12-07 assets): a student of a third of the layers keeps 3 of them, and a
-    # 3-layer student kept 0.958 of the 6-layer teacher's sSC where 2 layers kept 0.895 (docs/DEMO_RUNS.md)
-    n_layers: int = field(9, help="teacher decoder layers")
-    width: int = field(192, help="hidden size")
-    heads: int = field(3, help="attention heads")
-    ffn: int = field(512, help="FFN size")
+    n_layers: int = field(6, help="teacher decoder layers")
+    width: int = field(256, help="hidden size")
+    heads: int = field(4, help="attention heads")
+    ffn: int = field(704, help="FFN size")
     steps: int = field(3500, help="optimizer steps")
     batch_size: int = field(8, help="rows of seq_len tokens per step")
     lr: float = field(1e-3, help="peak learning rate")
