@@ -51,6 +51,7 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "T1": ("KL temperature 1 (the demo's is 2)", "student", ["student.temperature=1"]),
     "noattn": ("no attention term (hidden weight 3, attention 0)", "student", ["student.attn_weight=0"]),
     "nohid": ("no hidden-state term (attention weight 3, hidden 0)", "student", ["student.hidden_weight=0"]),
+    "klonly": ("CE + KL only (hidden and attention weights 0)", "student", ["student.hidden_weight=0", "student.attn_weight=0"]),
     "s900": ("900 steps x 4 rows (1.5x the tokens)", "student", ["student.steps=900"]),
     "k35": ("keep teacher layers [3, 5] (the demo keeps [2, 5])", "student", ["student.keep_layers=[3,5]"]),
     "k15": ("keep teacher layers [1, 5]", "student", ["student.keep_layers=[1,5]"]),
