@@ -37,4 +37,8 @@ def test_wall_time_claim_holds_at_the_budget_and_names_the_machine():
         by_wall[seconds] = claim
     assert [by_wall[s]["held"] for s in (1740.0, 1800.0, 1801.0)] == [True, True, False]
     assert by_wall[1740.0]["measured"] == "29.0 min, fp32 on Test CPU x 2 cores (168 GFLOP/s fp32 matmul)"
+    assert by_wall[1740.0]["target"] == "<= 30 min on 2 cores in fp32"
+    (bf16,) = [c for c in claims({**base, "precision": {"name": "bf16"}, "wall_seconds": 1356.0}) if c["claim"] == "demo wall time"]
+    assert bf16["held"] and bf16["target"] == "<= 30 min on 2 cores in fp32 (this run: bf16; fp32 not timed)"
+    assert bf16["measured"].startswith("22.6 min, bf16 on Test CPU")
     assert not [c for c in claims({**base, "wall_seconds": 0.0, "machine": {}}) if c["claim"] == "demo wall time"]

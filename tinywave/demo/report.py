@@ -218,8 +218,10 @@ def claims(report: dict[str, Any]) -> list[dict[str, Any]]:
     if wall:
         m, name = report.get("machine") or {}, (report.get("precision") or {}).get("name", "?")
         where = f" on {m['cpu']} x {m['cores']} cores ({m['fp32_gflops']:.0f} GFLOP/s fp32 matmul)" if m else ""
-        out.append(_claim("demo wall time", f"<= {WALL_TARGET_MIN} min on 2 cores in fp32", f"{wall / 60:.1f} min, {name}{where}",
-                          wall <= WALL_TARGET_MIN * 60))
+        # the budget is set for fp32; a bf16 run (chosen where it is measurably faster) is held to the same number, and
+        # the label says that its fp32 time is not what was measured
+        target = f"<= {WALL_TARGET_MIN} min on 2 cores in fp32" + ("" if name == "fp32" else f" (this run: {name}; fp32 not timed)")
+        out.append(_claim("demo wall time", target, f"{wall / 60:.1f} min, {name}{where}", wall <= WALL_TARGET_MIN * 60))
     return out
 
 
