@@ -165,28 +165,42 @@ def write_order_probes(root: Path, rng: np.random.Generator) -> Path:
     return root
 
 
-def train_order_upstream(folder: Path, rng: np.random.Generator, steps: int = 500) -> Path:
-    """A tiny HuBERT trained (mean-pooled last layer + linear head) on fresh clips of the order task."""
+def train_order_upstream(folder: Path, rng: np.random.Generator, steps: int = 500, seeds: tuple[int, ...] = (0, 1, 2)) -> Path:
+    """A tiny HuBERT trained (mean-pooled last layer + linear head) on fresh clips of the order task, until its own head
+    gets >= 0.9 of 64 fresh clips right. The run depends on the float path (one fresh clone on an avx512 CPU trained
+    seed 0 to chance in the full suite while the same test alone learned it), so a run that stays below that bar
+    restarts from the next seed; the probe CLI, not this training, is what the test is about."""
     from transformers import HubertModel
 
     from tinywave.sfm.models import hidden_states, teacher_config
 
-    torch.manual_seed(0)
-    encoder, head = HubertModel(teacher_config(32, 2, 2, 64, conv_channels=16, pos_conv_kernel=8)), torch.nn.Linear(32, 2)
-    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=2e-3)
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(0, 2, (n,))
+        return torch.from_numpy(np.stack([order_clip(("up", "down")[int(y)], rng) for y in labels])), labels  # (B, T), (B,)
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same float path on every machine and load (one fresh-clone run trained it to only 0.75)
+    torch.set_num_threads(1)  # the same float path on every machine and load as far as threads go
     try:
-        for _ in range(steps):
-            labels = torch.randint(0, 2, (16,))
-            wav = torch.from_numpy(np.stack([order_clip(("up", "down")[int(y)], rng) for y in labels]))  # (B, T)
-            loss = torch.nn.functional.cross_entropy(head(hidden_states(encoder.train(), wav)[-1].mean(1)), labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        for seed in seeds:
+            torch.manual_seed(seed)
+            encoder, head = HubertModel(teacher_config(32, 2, 2, 64, conv_channels=16, pos_conv_kernel=8)), torch.nn.Linear(32, 2)
+            opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=2e-3)
+            for _ in range(steps):
+                wav, labels = batch(16)
+                loss = torch.nn.functional.cross_entropy(head(hidden_states(encoder.train(), wav)[-1].mean(1)), labels)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            wav, labels = batch(64)
+            with torch.no_grad():
+                learned = (head(hidden_states(encoder.eval(), wav)[-1].mean(1)).argmax(-1) == labels).float().mean().item()
+            if learned >= 0.9:
+                break
+        else:
+            raise AssertionError(f"the tiny upstream did not learn the order task with seeds {seeds} (last: {learned:.2f} of 64 clips)")
     finally:
         torch.set_num_threads(threads)
-    encoder.eval().save_pretrained(str(folder))
+    encoder.save_pretrained(str(folder))
     return folder
 
 
