@@ -165,11 +165,13 @@ def write_order_probes(root: Path, rng: np.random.Generator) -> Path:
     return root
 
 
-def train_order_upstream(folder: Path, rng: np.random.Generator, steps: int = 500, seeds: tuple[int, ...] = (0, 1, 2)) -> Path:
+def train_order_upstream(folder: Path, rng: np.random.Generator, steps: int = 500, seeds: tuple[int, ...] = (0, 1, 2, 3),
+                         bar: float = 0.97) -> Path:
     """A tiny HuBERT trained (mean-pooled last layer + linear head) on fresh clips of the order task, until its own head
-    gets >= 0.9 of 64 fresh clips right. The run depends on the float path (one fresh clone on an avx512 CPU trained
-    seed 0 to chance in the full suite while the same test alone learned it), so a run that stays below that bar
-    restarts from the next seed; the probe CLI, not this training, is what the test is about."""
+    gets at least ``bar`` of 128 fresh clips right. The run depends on the float path (fresh clones on avx512 CPUs
+    trained seed 0 to chance, and once to a head whose features a probe fitted on 32 clips got only 0.75 of, in the
+    full suite while the same test alone learned it), so a run that stays below the bar restarts from the next seed;
+    the probe CLI, not this training, is what the test is about."""
     from transformers import HubertModel
 
     from tinywave.sfm.models import hidden_states, teacher_config
@@ -191,13 +193,13 @@ def train_order_upstream(folder: Path, rng: np.random.Generator, steps: int = 50
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            wav, labels = batch(64)
+            wav, labels = batch(128)
             with torch.no_grad():
                 learned = (head(hidden_states(encoder.eval(), wav)[-1].mean(1)).argmax(-1) == labels).float().mean().item()
-            if learned >= 0.9:
+            if learned >= bar:
                 break
         else:
-            raise AssertionError(f"the tiny upstream did not learn the order task with seeds {seeds} (last: {learned:.2f} of 64 clips)")
+            raise AssertionError(f"the tiny upstream did not learn the order task with seeds {seeds} (last: {learned:.2f} of 128 clips)")
     finally:
         torch.set_num_threads(threads)
     encoder.save_pretrained(str(folder))
@@ -211,7 +213,7 @@ def test_probe_cli_ranks_a_trained_upstream_above_a_random_one(tmp_path):
     upstream = train_order_upstream(tmp_path / "upstream", rng)
     out = tmp_path / "probe"
     assert main(["sfm", "probe", "--upstream", str(upstream), "--probes", str(probes), "--out", str(out), "--tasks", "ks",
-                 "--epochs", "20"]) == 0
+                 "--epochs", "60"]) == 0
     report = json.loads((out / "probe_results.json").read_text())
     trained, random = report["results"]["ks"]["accuracy"], report["random_init"]["ks"]["accuracy"]
     assert trained >= 0.9 and random <= 0.75, (trained, random)
