@@ -107,15 +107,15 @@ def main() -> int:
              cross_modal=args.cross_modal, cache=str(demo / "eval" / "cache"))
     report = json.loads((demo / "report.json").read_text())
     table: dict = {}
-    for task in sorted(p.name for p in (bench / "eval" / "scores").iterdir()):
-        own = own_ids(demo, task)
+    own = {task: own_ids(demo, task) for task in sorted(p.name for p in (bench / "eval" / "scores").iterdir())}
+    for task in own:
         for name in models:
-            fresh = fresh_outcomes(bench / "eval" / "scores" / task / f"{name}.jsonl", own)  # [fresh items]
+            fresh = fresh_outcomes(bench / "eval" / "scores" / task / f"{name}.jsonl", own[task])  # [fresh items]
             demo_name = name.rsplit("-s", 1)[0] if name != "teacher" else name
             table.setdefault(task, {})[name] = {
                 "fresh_pairs": int(len(fresh)), "fresh": float(fresh.mean()), "fresh_ci": [float(v) for v in bootstrap_mean_ci(fresh)],
                 "demo_pairs_mean_over_seeds": report["benchmarks"].get(task, {}).get(demo_name)}
-    pooled = {task: pool_seeds(bench / "eval" / "scores" / task, models, own_ids(demo, task)) for task in table}
+    pooled = {task: pool_seeds(bench / "eval" / "scores" / task, models, own[task]) for task in own}
     cond = conditions("fp32 scoring", torch.get_num_threads())
     figures = [figure(f"{task} {name}: accuracy on fresh pairs", r["fresh"], "", None,
                       f"95% CI [{r['fresh_ci'][0]:.3f}, {r['fresh_ci'][1]:.3f}], {r['fresh_pairs']} pairs")

@@ -52,6 +52,8 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "noattn": ("no attention term (hidden weight 3, attention 0)", "student", ["student.attn_weight=0"]),
     "nohid": ("no hidden-state term (attention weight 3, hidden 0)", "student", ["student.hidden_weight=0"]),
     "klonly": ("CE + KL only (hidden and attention weights 0)", "student", ["student.hidden_weight=0", "student.attn_weight=0"]),
+    "kl3": ("KL weight 3 (the demo's is 1): the teacher's soft targets outweigh the ground truth 3:1", "student", ["student.kl_weight=3"]),
+    "T4": ("KL temperature 4 (the demo's is 2)", "student", ["student.temperature=4"]),
     "s900": ("900 steps x 4 rows (1.5x the tokens)", "student", ["student.steps=900"]),
     "k35": ("keep teacher layers [3, 5] (the demo keeps [2, 5])", "student", ["student.keep_layers=[3,5]"]),
     "k15": ("keep teacher layers [1, 5]", "student", ["student.keep_layers=[1,5]"]),
@@ -61,7 +63,7 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "ce_b2s1200": ("CE baseline, pruned init, 1200 steps x 2 rows", "baseline_pruned_ce", ["student.steps=1200", "student.batch_size=2"]),
 }
 DATA_KEYS = ("mixture.", "student.passes", "seq_len", "packing")
-LAYER_KEYS = ("student.keep_layers", "student.n_layers")
+LAYER_KEYS = ("student.keep_layers", "student.n_layers", "student.temperature")  # each needs its own teacher cache
 
 
 def demo_config(demo: Path, overrides: list[str]) -> demo_recipe.Config:
@@ -91,7 +93,7 @@ def data_for(demo: Path, work: Path, name: str, cfg: demo_recipe.Config, overrid
     return shards, cache
 
 
-def run_variant(demo: Path, work: Path, name: str, seed: int) -> Path:
+def run_variant(demo: Path, work: Path, name: str, seed: int, precision: str = "fp32") -> Path:
     """Train, export and score one (variant, seed) unless its scores exist; its eval folder."""
     _, model, overrides = VARIANTS[name]
     folder = work / f"{name}-s{seed}"
@@ -100,7 +102,7 @@ def run_variant(demo: Path, work: Path, name: str, seed: int) -> Path:
     cfg = demo_config(demo, overrides)
     shards, cache = data_for(demo, work, name, cfg, overrides)
     t0, c0 = time.monotonic(), time.process_time()
-    demo_recipe._student_run(cfg, folder, model, seed, shards, demo / "models" / "teacher", precision="fp32", cache=cache)
+    demo_recipe._student_run(cfg, folder, model, seed, shards, demo / "models" / "teacher", precision=precision, cache=cache)
     (folder / "train_seconds.json").write_text(json.dumps({"wall": time.monotonic() - t0, "cpu": time.process_time() - c0}))
     run = folder / demo_recipe.run_name(model, seed)
     call("export", checkpoint=str(run), out=str(folder / "model"))
@@ -173,6 +175,8 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", default=["demo", "b2s1200"], choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="training precision of every run (compare variants only within one precision)")
     parser.add_argument("--train-only", action="store_true", help="train and score, write no results file (for parallel streams)")
     parser.add_argument("--name", default="demo_student_efficiency", help="results file stem under benchmarks/results/")
     args = parser.parse_args()
@@ -185,11 +189,11 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         for name in args.variants:
-            run_variant(demo, work, name, seed)
+            run_variant(demo, work, name, seed, args.precision)
     if args.train_only:
         return 0
     out = {"demo": str(demo), "seeds": args.seeds, **summarize(work, args.variants, args.seeds, teacher_eval(demo, work)),
-           "conditions": conditions("fp32")}
+           "conditions": conditions(args.precision)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=1))
     text = markdown(out)
